@@ -1,0 +1,206 @@
+//! Secrets, verifiers and sealing. Everything the store sees is derived here, never raw.
+//!
+//! Every derivation is SHA-256 over a distinct domain label, the id the secret belongs to and
+//! the secret, so a verifier of one session proves nothing about another, and the sealing key
+//! (derived from the predecessor secret) is unrelated to the predecessor's verifier.
+
+use std::fmt;
+
+use sha2::{Digest, Sha256};
+use subtle::ConstantTimeEq;
+use zeroize::{Zeroize, ZeroizeOnDrop};
+
+use crate::entropy::{Entropy, EntropyError};
+use crate::ids::ID_BYTES;
+
+/// Bytes of a secret: 256 bits from the OS RNG.
+pub const SECRET_BYTES: usize = 32;
+
+/// A raw secret. Zeroed on drop; `Debug` is redacted; no `Display`.
+#[derive(Clone, Zeroize, ZeroizeOnDrop)]
+pub struct Secret([u8; SECRET_BYTES]);
+
+impl Secret {
+    /// A fresh secret.
+    pub fn generate(entropy: &dyn Entropy) -> Result<Self, EntropyError> {
+        let mut b = [0u8; SECRET_BYTES];
+        entropy.fill(&mut b)?;
+        Ok(Secret(b))
+    }
+
+    pub(crate) fn from_bytes(b: [u8; SECRET_BYTES]) -> Self {
+        Secret(b)
+    }
+
+    pub(crate) fn expose(&self) -> &[u8; SECRET_BYTES] {
+        &self.0
+    }
+}
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("Secret(<redacted>)")
+    }
+}
+
+/// What a verifier proves possession of: session and ticket secrets never verify as each other.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum SecretKind {
+    Session,
+    Ticket,
+}
+
+/// The stored form of a secret: a domain-separated SHA-256. Compared in constant time.
+#[derive(Clone, Copy, PartialEq, Eq, Hash)]
+pub struct Verifier(pub [u8; 32]);
+
+impl Verifier {
+    pub(crate) fn derive(kind: SecretKind, id: &[u8; ID_BYTES], secret: &Secret) -> Self {
+        let label: &[u8] = match kind {
+            SecretKind::Session => b"leasehold/v1/verifier/session\0",
+            SecretKind::Ticket => b"leasehold/v1/verifier/ticket\0",
+        };
+        let h = Sha256::new()
+            .chain_update(label)
+            .chain_update(id)
+            .chain_update(secret.expose())
+            .finalize();
+        Verifier(h.into())
+    }
+
+    /// Constant-time equality: timing reveals nothing about how much of a guess matched.
+    pub fn ct_eq(&self, other: &Verifier) -> bool {
+        self.0.ct_eq(&other.0).into()
+    }
+}
+
+impl fmt::Debug for Verifier {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("Verifier(..)")
+    }
+}
+
+/// A successor secret sealed under a key derived from its predecessor secret.
+///
+/// Whoever presents the predecessor inside the grace window gets the *same* successor back
+/// (idempotent rotation). The key is used once (it is bound to the session id and the
+/// successor's generation), so a one-time pad is sound; integrity comes from checking the
+/// unsealed secret against the current verifier.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub struct Sealed(pub [u8; SECRET_BYTES]);
+
+impl fmt::Debug for Sealed {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("Sealed(..)")
+    }
+}
+
+fn seal_key(id: &[u8; ID_BYTES], generation: u64, predecessor: &Secret) -> [u8; SECRET_BYTES] {
+    Sha256::new()
+        .chain_update(b"leasehold/v1/seal\0")
+        .chain_update(id)
+        .chain_update(generation.to_le_bytes())
+        .chain_update(predecessor.expose())
+        .finalize()
+        .into()
+}
+
+pub(crate) fn seal(
+    id: &[u8; ID_BYTES],
+    generation: u64,
+    predecessor: &Secret,
+    successor: &Secret,
+) -> Sealed {
+    let mut key = seal_key(id, generation, predecessor);
+    let mut out = [0u8; SECRET_BYTES];
+    for (o, (k, s)) in out.iter_mut().zip(key.iter().zip(successor.expose())) {
+        *o = k ^ s;
+    }
+    key.zeroize();
+    Sealed(out)
+}
+
+pub(crate) fn unseal(
+    id: &[u8; ID_BYTES],
+    generation: u64,
+    predecessor: &Secret,
+    sealed: &Sealed,
+) -> Secret {
+    let mut key = seal_key(id, generation, predecessor);
+    let mut out = [0u8; SECRET_BYTES];
+    for (o, (k, s)) in out.iter_mut().zip(key.iter().zip(sealed.0.iter())) {
+        *o = k ^ s;
+    }
+    key.zeroize();
+    Secret(out)
+}
+
+/// The stored form of a context binding (e.g. a device id): hashed, bound to the session.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub struct BindingHash(pub [u8; 32]);
+
+impl BindingHash {
+    pub(crate) fn derive(id: &[u8; ID_BYTES], binding: &str) -> Self {
+        let h = Sha256::new()
+            .chain_update(b"leasehold/v1/binding\0")
+            .chain_update(id)
+            .chain_update(binding.as_bytes())
+            .finalize();
+        BindingHash(h.into())
+    }
+
+    pub(crate) fn ct_eq(&self, other: &BindingHash) -> bool {
+        self.0.ct_eq(&other.0).into()
+    }
+}
+
+impl fmt::Debug for BindingHash {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("BindingHash(..)")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::entropy::SeededEntropy;
+
+    #[test]
+    fn seal_round_trips_only_with_the_predecessor() {
+        let e = SeededEntropy::new(3);
+        let id = [7u8; ID_BYTES];
+        let (pred, succ, other) = (
+            Secret::generate(&e).unwrap(),
+            Secret::generate(&e).unwrap(),
+            Secret::generate(&e).unwrap(),
+        );
+        let sealed = seal(&id, 2, &pred, &succ);
+        assert_ne!(
+            &sealed.0,
+            succ.expose(),
+            "sealed form is not the raw secret"
+        );
+        assert_eq!(unseal(&id, 2, &pred, &sealed).expose(), succ.expose());
+        assert_ne!(unseal(&id, 2, &other, &sealed).expose(), succ.expose());
+        assert_ne!(unseal(&id, 3, &pred, &sealed).expose(), succ.expose());
+    }
+
+    #[test]
+    fn verifiers_are_domain_separated() {
+        let s = Secret::generate(&SeededEntropy::new(1)).unwrap();
+        let id = [1u8; ID_BYTES];
+        let a = Verifier::derive(SecretKind::Session, &id, &s);
+        let b = Verifier::derive(SecretKind::Ticket, &id, &s);
+        let c = Verifier::derive(SecretKind::Session, &[2u8; ID_BYTES], &s);
+        assert!(a.ct_eq(&a));
+        assert!(!a.ct_eq(&b));
+        assert!(!a.ct_eq(&c));
+        assert_ne!(&a.0, s.expose());
+    }
+
+    #[test]
+    fn debug_is_redacted() {
+        let s = Secret::generate(&SeededEntropy::new(1)).unwrap();
+        assert_eq!(format!("{s:?}"), "Secret(<redacted>)");
+    }
+}

@@ -1,0 +1,199 @@
+//! Validate and refresh: the hot path. One load, and a write only when something is due.
+//!
+//! Order of checks, each a denial without a write unless stated:
+//! 1. no record, or a secret that is none of the chain's → `NotAuthenticated` (a non-secret id
+//!    alone learns nothing, and cannot revoke anything);
+//! 2. revoked → `Revoked`; 3. `now ≥ expires_at` → `Expired`; 4. binding → `BindingMismatch`;
+//! 5. by which secret was presented: current → grant (with touch / renewal / rotation writes as
+//!    due), predecessor → rotation rules, retired → reuse (writes a tombstone).
+
+use crate::crypto::{BindingHash, SecretKind, Verifier};
+use crate::decide::create::expiry;
+use crate::decide::rotation::{self, PredecessorVerdict, Presented};
+use crate::decide::{Context, Decision, Grant, bump};
+use crate::entropy::Entropy;
+use crate::error::Error;
+use crate::event::Event;
+use crate::policy::Policy;
+use crate::record::{RevokeReason, SessionRecord, SessionState};
+use crate::time::Timestamp;
+use crate::token::Presented as PresentedToken;
+
+/// Validate (renew only when the renewal interval is due) or refresh (rotate now).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ReadMode {
+    /// Validate: touch and renew lazily.
+    Validate,
+    /// Refresh: rotate the secret now (idempotent within the grace window).
+    Refresh,
+}
+
+/// Decides a validate or refresh of `token` against `record` at `now`.
+pub fn read(
+    record: Option<&SessionRecord>,
+    token: &PresentedToken,
+    ctx: &Context,
+    mode: ReadMode,
+    now: Timestamp,
+    policy: &Policy,
+    entropy: &dyn Entropy,
+) -> Decision<Grant> {
+    let Some(rec) = record else {
+        return Decision::deny(Error::NotAuthenticated);
+    };
+    if rec.id.as_bytes() != &token.id {
+        return Decision::deny(Error::CorruptRecord(
+            "record stored under another id".into(),
+        ));
+    }
+    let v = Verifier::derive(SecretKind::Session, &token.id, &token.secret);
+    let presented = rotation::classify(&rec.credential, &v);
+    if presented == Presented::Unknown {
+        return Decision::deny(Error::NotAuthenticated);
+    }
+    if let SessionState::Revoked { reason, .. } = rec.state {
+        return Decision::deny(Error::Revoked { reason });
+    }
+    if now >= rec.expires_at {
+        let mut d = Decision::deny(Error::Expired);
+        d.events.push(Event::ExpiredOnRead { id: rec.id });
+        return d;
+    }
+    if policy.enforce_binding && !binding_matches(rec, ctx) {
+        return Decision::deny(Error::BindingMismatch);
+    }
+    match presented {
+        Presented::Current => current(rec, token, mode, now, policy, entropy),
+        Presented::Predecessor => match rotation::predecessor(rec, &token.secret, now, policy) {
+            Ok(PredecessorVerdict::Reissue { token, orphan }) => {
+                let (write, record) = touched(rec, now, policy);
+                Decision {
+                    write,
+                    outcome: Ok(Grant {
+                        record,
+                        token: Some(token),
+                    }),
+                    events: vec![Event::SuccessorReissued { id: rec.id, orphan }],
+                }
+            }
+            Ok(PredecessorVerdict::Reuse) => reuse(rec, now, policy),
+            Err(e) => Decision::deny(e),
+        },
+        Presented::Retired | Presented::Unknown => reuse(rec, now, policy),
+    }
+}
+
+fn binding_matches(rec: &SessionRecord, ctx: &Context) -> bool {
+    match (&rec.binding, &ctx.binding) {
+        (None, _) => true,
+        (Some(_), None) => false,
+        (Some(stored), Some(given)) => stored.ct_eq(&BindingHash::derive(rec.id.as_bytes(), given)),
+    }
+}
+
+/// Whether the idle deadline is due to be written at `now`.
+pub fn touch_due(rec: &SessionRecord, now: Timestamp, policy: &Policy) -> bool {
+    now.since(rec.last_seen) >= policy.touch_granularity
+}
+
+/// Whether automatic renewal is due at `now`.
+pub fn renewal_due(rec: &SessionRecord, now: Timestamp, policy: &Policy) -> bool {
+    policy
+        .renewal_interval
+        .is_some_and(|r| now.since(rec.credential.rotated_at) >= r)
+}
+
+/// Moves `last_seen` to `now` and recomputes the expiry (never past the absolute deadline).
+pub fn touch(rec: &mut SessionRecord, now: Timestamp, policy: &Policy) {
+    rec.last_seen = now;
+    rec.expires_at = expiry(now, rec.absolute_deadline, policy);
+}
+
+/// The record after a lazy touch, and the write if one is due.
+fn touched(
+    rec: &SessionRecord,
+    now: Timestamp,
+    policy: &Policy,
+) -> (Option<SessionRecord>, SessionRecord) {
+    if touch_due(rec, now, policy) {
+        let mut next = rec.clone();
+        touch(&mut next, now, policy);
+        let next = bump(next);
+        (Some(next.clone()), next)
+    } else {
+        (None, rec.clone())
+    }
+}
+
+fn current(
+    rec: &SessionRecord,
+    token: &PresentedToken,
+    mode: ReadMode,
+    now: Timestamp,
+    policy: &Policy,
+    entropy: &dyn Entropy,
+) -> Decision<Grant> {
+    let mut next = rec.clone();
+    let mut changed = false;
+    let mut events = Vec::new();
+    let mut new_token = None;
+    // The successor has now been presented: close the orphan window.
+    if let Some(p) = next.credential.previous.as_mut()
+        && !p.successor_seen
+    {
+        p.successor_seen = true;
+        changed = true;
+    }
+    if mode == ReadMode::Refresh || renewal_due(rec, now, policy) {
+        match rotation::rotate(&next, &token.secret, now, policy, entropy) {
+            Ok((credential, t)) => {
+                next.credential = credential;
+                events.push(Event::Rotated {
+                    id: rec.id,
+                    generation: next.credential.generation,
+                });
+                new_token = Some(t);
+                changed = true;
+            }
+            Err(e) => return Decision::deny(e.into()),
+        }
+    }
+    // Any write also records the touch; otherwise write only when the touch is due.
+    if changed || touch_due(rec, now, policy) {
+        touch(&mut next, now, policy);
+        let next = bump(next);
+        return Decision {
+            write: Some(next.clone()),
+            outcome: Ok(Grant {
+                record: next,
+                token: new_token,
+            }),
+            events,
+        };
+    }
+    Decision {
+        write: None,
+        outcome: Ok(Grant {
+            record: next,
+            token: None,
+        }),
+        events,
+    }
+}
+
+fn reuse(rec: &SessionRecord, now: Timestamp, policy: &Policy) -> Decision<Grant> {
+    if !policy.reuse_detection {
+        return Decision::deny(Error::NotAuthenticated);
+    }
+    Decision {
+        write: Some(rec.tombstone(now, RevokeReason::ReuseDetected)),
+        outcome: Err(Error::ReuseDetected),
+        events: vec![
+            Event::ReuseDetected { id: rec.id },
+            Event::Revoked {
+                id: rec.id,
+                reason: RevokeReason::ReuseDetected,
+            },
+        ],
+    }
+}

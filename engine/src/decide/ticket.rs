@@ -1,0 +1,45 @@
+//! One-shot tickets: minted for a valid session, redeemed at most once (the store's take-once
+//! is the single point of truth), never outliving their session.
+
+use crate::crypto::{Secret, SecretKind, Verifier};
+use crate::decide::mutate::not_live;
+use crate::entropy::Entropy;
+use crate::entropy::EntropyError;
+use crate::error::Error;
+use crate::ids::TicketId;
+use crate::policy::Policy;
+use crate::record::{SessionRecord, TicketRecord};
+use crate::time::Timestamp;
+use crate::token::TicketToken;
+
+/// A ticket for the (valid) session `rec`, expiring after the ticket TTL or with the session.
+pub fn mint(
+    rec: &SessionRecord,
+    now: Timestamp,
+    policy: &Policy,
+    entropy: &dyn Entropy,
+) -> Result<(TicketRecord, TicketToken), EntropyError> {
+    let id = TicketId::generate(rec.id.shard_tag(), entropy)?;
+    let secret = Secret::generate(entropy)?;
+    let ticket = TicketRecord {
+        id,
+        session: rec.id,
+        verifier: Verifier::derive(SecretKind::Ticket, id.as_bytes(), &secret),
+        created_at: now,
+        expires_at: now.saturating_add(policy.ticket_ttl).min(rec.expires_at),
+    };
+    Ok((ticket, TicketToken::new(&policy.ticket_prefix, id, &secret)))
+}
+
+/// The verifier a presented ticket secret must match.
+pub fn verifier(id: &TicketId, secret: &Secret) -> Verifier {
+    Verifier::derive(SecretKind::Ticket, id.as_bytes(), secret)
+}
+
+/// After a successful take: the ticket's session must still be live.
+pub fn redeem(session: Option<&SessionRecord>, now: Timestamp) -> Result<&SessionRecord, Error> {
+    match session {
+        Some(r) if r.is_live(now) => Ok(r),
+        other => Err(not_live(other)),
+    }
+}

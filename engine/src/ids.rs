@@ -1,0 +1,240 @@
+//! Identifiers: non-secret, safe to log, put in URLs and show in admin lists.
+//!
+//! Every id is `shard tag (2 bytes) ‖ 128 random bits`, written as 36 lowercase hex digits.
+//! The shard tag is derived from the subject, so a sharding store (Redis Cluster hash tags,
+//! partitioned tables) can place a session, its tickets and its slots next to the subject's
+//! index knowing only the id.
+
+use std::fmt;
+
+use sha2::{Digest, Sha256};
+
+use crate::entropy::{Entropy, EntropyError};
+use crate::error::InputError;
+
+/// Length in bytes of an id: a 2-byte shard tag and 16 random bytes.
+pub const ID_BYTES: usize = 18;
+/// Length of an id's text form (lowercase hex).
+pub const ID_TEXT_LEN: usize = ID_BYTES * 2;
+/// Maximum length in bytes of a [`Subject`] or a [`Resource`].
+pub const MAX_NAME_LEN: usize = 256;
+
+/// A 16-bit tag derived from a subject; ids of that subject's sessions start with it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct ShardTag(pub u16);
+
+impl ShardTag {
+    /// The tag of `subject`: the first two bytes of a domain-separated SHA-256.
+    pub fn of(subject: &Subject) -> Self {
+        let h = Sha256::new()
+            .chain_update(b"leasehold/v1/shard\0")
+            .chain_update(subject.as_str().as_bytes())
+            .finalize();
+        ShardTag(u16::from_be_bytes([h[0], h[1]]))
+    }
+
+    /// Four lowercase hex digits, e.g. for a Redis `{hash tag}`.
+    pub fn to_hex(self) -> String {
+        format!("{:04x}", self.0)
+    }
+}
+
+macro_rules! id_type {
+    ($(#[$doc:meta])* $name:ident) => {
+        $(#[$doc])*
+        #[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+        pub struct $name([u8; ID_BYTES]);
+
+        impl $name {
+            /// A fresh id with `tag` and 128 random bits.
+            pub fn generate(tag: ShardTag, entropy: &dyn Entropy) -> Result<Self, EntropyError> {
+                let mut b = [0u8; ID_BYTES];
+                b[..2].copy_from_slice(&tag.0.to_be_bytes());
+                entropy.fill(&mut b[2..])?;
+                Ok($name(b))
+            }
+
+            /// From raw bytes (as stored).
+            pub const fn from_bytes(b: [u8; ID_BYTES]) -> Self {
+                $name(b)
+            }
+
+            /// The raw bytes.
+            pub const fn as_bytes(&self) -> &[u8; ID_BYTES] {
+                &self.0
+            }
+
+            /// The shard tag this id carries.
+            pub fn shard_tag(&self) -> ShardTag {
+                ShardTag(u16::from_be_bytes([self.0[0], self.0[1]]))
+            }
+
+            /// Parses the 36-character lowercase hex form; anything else is `None`.
+            pub fn parse(s: &str) -> Option<Self> {
+                crate::ids::parse_hex_id(s.as_bytes()).map($name)
+            }
+        }
+
+        impl fmt::Display for $name {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                for b in self.0 {
+                    write!(f, "{b:02x}")?;
+                }
+                Ok(())
+            }
+        }
+
+        impl fmt::Debug for $name {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                write!(f, concat!(stringify!($name), "({})"), self)
+            }
+        }
+    };
+}
+
+id_type!(
+    /// The non-secret id of a session. It is also the token's selector: one key lookup finds
+    /// the record.
+    SessionId
+);
+id_type!(
+    /// The id of a one-shot ticket (the selector of a ticket token).
+    TicketId
+);
+id_type!(
+    /// The id of a slot lease.
+    SlotId
+);
+
+/// Strict lowercase-hex decoding of an id (bytes, so non-UTF-8 input is handled too).
+pub(crate) fn parse_hex_id(s: &[u8]) -> Option<[u8; ID_BYTES]> {
+    if s.len() != ID_TEXT_LEN {
+        return None;
+    }
+    let mut out = [0u8; ID_BYTES];
+    for (i, pair) in s.chunks_exact(2).enumerate() {
+        out[i] = (hex_digit(pair[0])? << 4) | hex_digit(pair[1])?;
+    }
+    Some(out)
+}
+
+fn hex_digit(c: u8) -> Option<u8> {
+    match c {
+        b'0'..=b'9' => Some(c - b'0'),
+        b'a'..=b'f' => Some(c - b'a' + 10),
+        _ => None,
+    }
+}
+
+macro_rules! name_type {
+    ($(#[$doc:meta])* $name:ident, $what:literal) => {
+        $(#[$doc])*
+        #[derive(Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+        pub struct $name(String);
+
+        impl $name {
+            /// Validates: non-empty, at most [`MAX_NAME_LEN`] bytes, no control characters.
+            pub fn new(s: impl Into<String>) -> Result<Self, InputError> {
+                let s = s.into();
+                if s.is_empty() {
+                    return Err(InputError::Empty($what));
+                }
+                if s.len() > MAX_NAME_LEN {
+                    return Err(InputError::TooLong { what: $what, max: MAX_NAME_LEN });
+                }
+                if s.chars().any(char::is_control) {
+                    return Err(InputError::ControlCharacter($what));
+                }
+                Ok($name(s))
+            }
+
+            /// The text.
+            pub fn as_str(&self) -> &str {
+                &self.0
+            }
+        }
+
+        impl fmt::Display for $name {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str(&self.0)
+            }
+        }
+
+        impl fmt::Debug for $name {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                write!(f, concat!(stringify!($name), "({:?})"), self.0)
+            }
+        }
+
+        impl TryFrom<&str> for $name {
+            type Error = InputError;
+            fn try_from(s: &str) -> Result<Self, InputError> {
+                $name::new(s)
+            }
+        }
+    };
+}
+
+name_type!(
+    /// Who owns a session (user id, DID, account). Opaque to the engine.
+    Subject,
+    "subject"
+);
+name_type!(
+    /// An optional tag on a session (a sandbox, a terminal, a tenant): revoking the resource
+    /// revokes every session on it.
+    Resource,
+    "resource"
+);
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::entropy::SeededEntropy;
+
+    #[test]
+    fn id_round_trips_through_text_and_keeps_its_tag() {
+        let subject = Subject::new("alice").unwrap();
+        let tag = ShardTag::of(&subject);
+        let id = SessionId::generate(tag, &SeededEntropy::new(1)).unwrap();
+        let text = id.to_string();
+        assert_eq!(text.len(), ID_TEXT_LEN);
+        assert!(text.starts_with(&tag.to_hex()));
+        assert_eq!(SessionId::parse(&text), Some(id));
+        assert_eq!(id.shard_tag(), tag);
+    }
+
+    #[test]
+    fn id_parse_is_strict() {
+        let good = "00".repeat(ID_BYTES);
+        assert!(SessionId::parse(&good).is_some());
+        assert!(SessionId::parse(&good.to_uppercase().replace('0', "A")).is_none());
+        assert!(SessionId::parse(&good[1..]).is_none());
+        assert!(SessionId::parse(&format!("{good}0")).is_none());
+        assert!(SessionId::parse(&format!("g{}", &good[1..])).is_none());
+    }
+
+    #[test]
+    fn names_are_validated() {
+        assert_eq!(Subject::new(""), Err(InputError::Empty("subject")));
+        assert!(matches!(
+            Resource::new("x".repeat(MAX_NAME_LEN + 1)),
+            Err(InputError::TooLong {
+                what: "resource",
+                ..
+            })
+        ));
+        assert!(Subject::new("x".repeat(MAX_NAME_LEN)).is_ok());
+        assert_eq!(
+            Subject::new("a\nb"),
+            Err(InputError::ControlCharacter("subject"))
+        );
+    }
+
+    #[test]
+    fn tags_differ_between_subjects() {
+        let a = ShardTag::of(&Subject::new("alice").unwrap());
+        let b = ShardTag::of(&Subject::new("bob").unwrap());
+        assert_ne!(a, b);
+    }
+}
