@@ -1,0 +1,13 @@
+//! Test kit for leasehold, shared by the engine's model-based tests, the conformance suite,
+//! the fuzz targets and the simulation:
+//!
+//! - [`model`]: the reference model — plain, obviously-correct code that says what every
+//!   operation must return;
+//! - [`faults`]: a store wrapper that injects failures (before the write, after the write — a
+//!   lost reply —, timeouts, corrupt bytes on load);
+//! - [`simulate`]: a seeded simulation of many clients over a faulty store, checked against the
+//!   model after every step.
+
+pub mod faults;
+pub mod model;
+pub mod simulate;
