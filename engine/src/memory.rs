@@ -13,7 +13,7 @@ use crate::codec;
 use crate::crypto::Verifier;
 use crate::ids::{Resource, SessionId, SlotId, Subject, TicketId};
 use crate::policy::CapPolicy;
-use crate::record::{RevokeReason, SessionRecord, SlotRecord, TicketRecord};
+use crate::record::{RevokeReason, SessionRecord, SessionState, SlotRecord, TicketRecord};
 use crate::store::{
     Capabilities, CreateLimits, HeartbeatOutcome, InsertOutcome, ReapOutcome, SlotCaps,
     SlotOutcome, Store, StoreError, TakeOutcome,
@@ -291,6 +291,10 @@ impl Store for MemoryStore {
         }
         if current.version != expected_version {
             return Err(StoreError::Conflict);
+        }
+        if current.state != SessionState::Active && new.state == SessionState::Active {
+            // A tombstone is final, whatever the writer believes.
+            return Err(StoreError::NotFound);
         }
         #[cfg(leasehold_planted_bug)]
         {

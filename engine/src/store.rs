@@ -218,8 +218,11 @@ pub trait Store: Send + Sync + 'static {
     /// version equals `expected_version` and the stored record has not expired at `now`.
     /// Stores must keep the subject/resource/expiry indexes consistent with `new`.
     ///
-    /// Errors: `NotFound` if absent or expired (never recreate it); `Conflict` if the version
-    /// differs.
+    /// A tombstone is final: a `new` that would make a revoked record active is refused with
+    /// `NotFound`, whatever its version (defence in depth against a stale or buggy writer).
+    ///
+    /// Errors: `NotFound` if absent, expired or a tombstone being revived (never recreate it);
+    /// `Conflict` if the version differs.
     async fn compare_and_swap(
         &self,
         new: &SessionRecord,
