@@ -72,18 +72,19 @@ pub struct Sessions<S> {
     policy: Policy,
     clock: Arc<dyn Clock>,
     entropy: Arc<dyn Entropy>,
-    events: Arc<dyn EventSink>,
+    events: Option<Arc<dyn EventSink>>,
 }
 
 impl<S: Store> Sessions<S> {
-    /// Sessions over `store` with `policy`, the system clock, the OS RNG and `tracing` events.
+    /// Sessions over `store` with `policy`, the system clock, the OS RNG, and events to
+    /// `tracing` only.
     pub fn new(store: S, policy: Policy) -> Self {
         Sessions {
             store,
             policy,
             clock: Arc::new(SystemClock),
             entropy: Arc::new(OsEntropy),
-            events: Arc::new(TracingSink),
+            events: None,
         }
     }
 
@@ -99,9 +100,9 @@ impl<S: Store> Sessions<S> {
         self
     }
 
-    /// Sends events to `sink` instead of `tracing` alone.
+    /// Also sends every event to `sink` (they always go to `tracing`).
     pub fn with_events(mut self, sink: impl EventSink) -> Self {
-        self.events = Arc::new(sink);
+        self.events = Some(Arc::new(sink));
         self
     }
 
@@ -122,7 +123,10 @@ impl<S: Store> Sessions<S> {
 
     fn emit(&self, events: &[Event]) {
         for e in events {
-            self.events.emit(e);
+            TracingSink.emit(e);
+            if let Some(sink) = &self.events {
+                sink.emit(e);
+            }
         }
     }
 

@@ -125,7 +125,8 @@ pub trait EventSink: Send + Sync + 'static {
 }
 
 /// Sends every event to `tracing` (target `leasehold`), at `warn` for security signals and
-/// `debug` otherwise. The default sink.
+/// `debug` otherwise. The driver always emits to it, besides any sink given with
+/// [`Sessions::with_events`](crate::Sessions::with_events).
 #[derive(Clone, Copy, Debug, Default)]
 pub struct TracingSink;
 
@@ -153,7 +154,6 @@ impl CollectingSink {
 
 impl EventSink for CollectingSink {
     fn emit(&self, event: &Event) {
-        TracingSink.emit(event);
         if let Ok(mut e) = self.events.lock() {
             e.push(event.clone());
         }

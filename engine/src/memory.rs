@@ -271,6 +271,14 @@ impl Store for MemoryStore {
                 g.revoke_ids(evicted.clone(), now, RevokeReason::Evicted);
             }
         }
+        #[cfg(leasehold_planted_bug)]
+        {
+            // Planted bug for the loom twin tests: count the subject's live sessions, release
+            // the lock, then insert (the count-then-insert race DESIGN §8 rules out).
+            drop(g);
+            crate::sync::yield_now();
+            g = self.lock()?;
+        }
         if let Some(rate) = limits.creation_rate {
             g.record_creation(&record.subject, rate.window, now);
         }
@@ -370,6 +378,14 @@ impl Store for MemoryStore {
         }
         let live = now < t.expires_at;
         let t = t.clone();
+        #[cfg(leasehold_planted_bug)]
+        {
+            // Planted bug for the loom twin tests: look the ticket up, release the lock, then
+            // delete it and hand it out (two redeemers can both pass the lookup).
+            drop(g);
+            crate::sync::yield_now();
+            g = self.lock()?;
+        }
         g.remove_ticket(id);
         Ok(if live {
             TakeOutcome::Taken(t)
@@ -400,6 +416,14 @@ impl Store for MemoryStore {
         }
         if g.slots.contains_key(&slot.id) {
             return Err(StoreError::AlreadyExists);
+        }
+        #[cfg(leasehold_planted_bug)]
+        {
+            // Planted bug for the loom twin tests: check the slot caps, release the lock, then
+            // insert (two acquirers can both pass the count).
+            drop(g);
+            crate::sync::yield_now();
+            g = self.lock()?;
         }
         g.put_slot(slot.clone());
         Ok(SlotOutcome::Acquired)
