@@ -209,6 +209,7 @@ impl<S: Store> Sessions<S> {
         mode: ReadMode,
     ) -> Result<decide::Grant, Error> {
         let presented = token::parse(token, &self.policy.token_prefix)?;
+        decide::create::check_context(ctx)?;
         let id = SessionId::from_bytes(presented.id);
         let now = self.now();
         self.run(&id, now, |rec| {
@@ -306,6 +307,7 @@ impl<S: Store> Sessions<S> {
         expected_version: u64,
         data: &[u8],
     ) -> Result<Session, Error> {
+        decide::mutate::check_data(data, &self.policy)?;
         let now = self.now();
         let rec = self
             .run(id, now, |rec| {

@@ -42,6 +42,9 @@ struct Inner {
     slots_by_session: HashMap<SessionId, HashSet<SlotId>>,
     slots_by_resource: HashMap<Resource, HashSet<SlotId>>,
     expiry: BTreeSet<(Timestamp, Key)>,
+    /// Active (not revoked) sessions by deadline: the global cap counts the live ones without
+    /// scanning every session.
+    active: BTreeSet<(Timestamp, SessionId)>,
 }
 
 fn index_add<K: std::hash::Hash + Eq, V: std::hash::Hash + Eq>(
@@ -69,6 +72,10 @@ impl Inner {
     fn put_session(&mut self, r: SessionRecord) {
         if let Some(old) = self.sessions.get(&r.id) {
             self.expiry.remove(&(old.expires_at, Key::Session(old.id)));
+            self.active.remove(&(old.expires_at, old.id));
+        }
+        if r.state == SessionState::Active {
+            self.active.insert((r.expires_at, r.id));
         }
         index_add(&mut self.by_subject, r.subject.clone(), r.id);
         if let Some(res) = &r.resource {
@@ -83,6 +90,7 @@ impl Inner {
             return false;
         };
         self.expiry.remove(&(r.expires_at, Key::Session(r.id)));
+        self.active.remove(&(r.expires_at, r.id));
         index_remove(&mut self.by_subject, &r.subject, &r.id);
         if let Some(res) = &r.resource {
             index_remove(&mut self.by_resource, res, &r.id);
@@ -136,12 +144,24 @@ impl Inner {
             .collect()
     }
 
+    /// Slots that count against a cap: unexpired, and held by a live session (a revoked
+    /// session's slots free their capacity at once, not after their TTL).
     fn live_slots(&self, ids: Option<&HashSet<SlotId>>, now: Timestamp) -> usize {
         ids.into_iter()
             .flatten()
             .filter_map(|id| self.slots.get(id))
-            .filter(|s| s.is_live(now))
+            .filter(|s| s.is_live(now) && self.session_live(&s.session, now))
             .count()
+    }
+
+    /// Live sessions in the store: active ones minus those already past their deadline (a
+    /// count bounded by reaper lag, not by the number of live sessions).
+    fn live_sessions(&self, now: Timestamp) -> usize {
+        let due = self
+            .active
+            .range(..=(now, SessionId::from_bytes([u8::MAX; crate::ids::ID_BYTES])))
+            .count();
+        self.active.len() - due
     }
 
     /// Rate check: the creations of `subject` still inside the window, trimmed.
@@ -249,8 +269,7 @@ impl Store for MemoryStore {
             return Ok(InsertOutcome::RateLimited { retry_after });
         }
         if let Some(max) = limits.global_cap {
-            let live = g.sessions.values().filter(|r| r.is_live(now)).count() as u64;
-            if live >= max {
+            if g.live_sessions(now) as u64 >= max {
                 return Ok(InsertOutcome::GlobalCapReached);
             }
         }

@@ -256,7 +256,9 @@ pub trait Store: Send + Sync + 'static {
     ) -> Result<TakeOutcome, StoreError>;
 
     /// Atomically: if the slot's session is live and the caps allow one more live slot (per
-    /// session, and per resource when the slot names one), insert `slot`.
+    /// session, and per resource when the slot names one), insert `slot`. A slot counts
+    /// against a cap while it is unexpired *and* its session is live, so revoking a session
+    /// frees its slots' capacity at once.
     async fn acquire_slot(
         &self,
         slot: &SlotRecord,

@@ -85,12 +85,16 @@ pub fn parse(input: &[u8], prefix: &str) -> Result<Presented, TokenError> {
     if input.len() < expected {
         return Err(TokenError::Truncated);
     }
-    let (selector, secret) = rest.split_at(ID_TEXT_LEN);
-    let secret = secret.strip_prefix('_').ok_or(TokenError::Malformed)?;
-    let id = parse_hex_id(selector.as_bytes()).ok_or(TokenError::BadSelector)?;
+    // Split on bytes: a multi-byte character may straddle any boundary of untrusted input.
+    let (selector, secret) = rest
+        .as_bytes()
+        .split_at_checked(ID_TEXT_LEN)
+        .ok_or(TokenError::Truncated)?;
+    let secret = secret.strip_prefix(b"_").ok_or(TokenError::Malformed)?;
+    let id = parse_hex_id(selector).ok_or(TokenError::BadSelector)?;
     let mut buf = Zeroizing::new([0u8; SECRET_BYTES + 3]);
     let n = URL_SAFE_NO_PAD
-        .decode_slice(secret.as_bytes(), &mut buf[..])
+        .decode_slice(secret, &mut buf[..])
         .map_err(|_| TokenError::BadSecret)?;
     if n != SECRET_BYTES {
         return Err(TokenError::BadSecret);
@@ -255,6 +259,15 @@ mod tests {
                     g[n - 1] = b'B';
                     g
                 },
+                TokenError::BadSecret,
+            ),
+            // A multi-byte character straddling the selector/secret boundary.
+            (
+                [b"lh1_".as_slice(), &[b'a'; 35], "é".as_bytes(), &[b'A'; 43]].concat(),
+                TokenError::Malformed,
+            ),
+            (
+                [b"lh1_".as_slice(), &[b'a'; 36], b"_", "é".as_bytes(), &[b'A'; 41]].concat(),
                 TokenError::BadSecret,
             ),
         ];

@@ -2,7 +2,7 @@
 
 use crate::codec::MAX_SUMMARY_LEN;
 use crate::crypto::{BindingHash, Secret, SecretKind, Verifier};
-use crate::decide::{CreateOptions, MAX_BINDING_LEN};
+use crate::decide::{Context, CreateOptions, MAX_BINDING_LEN};
 use crate::entropy::Entropy;
 use crate::error::{Error, InputError};
 use crate::ids::{SessionId, ShardTag, Subject};
@@ -30,12 +30,12 @@ pub fn check_options(opts: &CreateOptions, policy: &Policy) -> Result<(), InputE
             max: MAX_SUMMARY_LEN,
         });
     }
-    if opts
-        .context
-        .binding
-        .as_ref()
-        .is_some_and(|b| b.len() > MAX_BINDING_LEN)
-    {
+    check_context(&opts.context)
+}
+
+/// Refuses an over-long binding (it is hashed; the limit bounds the work an attacker causes).
+pub fn check_context(ctx: &Context) -> Result<(), InputError> {
+    if ctx.binding.as_ref().is_some_and(|b| b.len() > MAX_BINDING_LEN) {
         return Err(InputError::TooLong {
             what: "binding",
             max: MAX_BINDING_LEN,

@@ -36,6 +36,17 @@ pub fn not_live(record: Option<&SessionRecord>) -> Error {
     }
 }
 
+/// Refuses data over the policy's limit (before any store call).
+pub fn check_data(data: &[u8], policy: &Policy) -> Result<(), InputError> {
+    if data.len() > policy.max_data_len {
+        return Err(InputError::TooLong {
+            what: "data",
+            max: policy.max_data_len,
+        });
+    }
+    Ok(())
+}
+
 /// Replaces a live session's data if its data version is still `expected` (no lost updates).
 pub fn update_data(
     record: Option<&SessionRecord>,
@@ -44,14 +55,8 @@ pub fn update_data(
     now: Timestamp,
     policy: &Policy,
 ) -> Decision<SessionRecord> {
-    if data.len() > policy.max_data_len {
-        return Decision::deny(
-            InputError::TooLong {
-                what: "data",
-                max: policy.max_data_len,
-            }
-            .into(),
-        );
+    if let Err(e) = check_data(data, policy) {
+        return Decision::deny(e.into());
     }
     let rec = match record {
         Some(r) if r.is_live(now) => r,

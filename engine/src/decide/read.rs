@@ -3,9 +3,11 @@
 //! Order of checks, each a denial without a write unless stated:
 //! 1. no record, or a secret that is none of the chain's → `NotAuthenticated` (a non-secret id
 //!    alone learns nothing, and cannot revoke anything);
-//! 2. revoked → `Revoked`; 3. `now ≥ expires_at` → `Expired`; 4. binding → `BindingMismatch`;
-//! 5. by which secret was presented: current → grant (with touch / renewal / rotation writes as
-//!    due), predecessor → rotation rules, retired → reuse (writes a tombstone).
+//! 2. revoked → `Revoked`; 3. `now ≥ expires_at` → `Expired`;
+//! 4. by which secret was presented: current → grant (with touch / renewal / rotation writes as
+//!    due), predecessor → rotation rules, retired → reuse (writes a tombstone). A binding
+//!    mismatch refuses a grant (`BindingMismatch`) but never hides reuse: a rotated-out secret
+//!    presented from another device still revokes the session.
 
 use crate::crypto::{BindingHash, SecretKind, Verifier};
 use crate::decide::create::expiry;
@@ -59,12 +61,15 @@ pub fn read(
         d.events.push(Event::ExpiredOnRead { id: rec.id });
         return d;
     }
-    if policy.enforce_binding && !binding_matches(rec, ctx) {
-        return Decision::deny(Error::BindingMismatch);
-    }
+    // Binding gates grants only: a rotated-out secret is a theft signal from any device.
+    let bound = !policy.enforce_binding || binding_matches(rec, ctx);
     match presented {
+        Presented::Current if !bound => Decision::deny(Error::BindingMismatch),
         Presented::Current => current(rec, token, mode, now, policy, entropy),
         Presented::Predecessor => match rotation::predecessor(rec, &token.secret, now, policy) {
+            Ok(PredecessorVerdict::Reissue { .. }) if !bound => {
+                Decision::deny(Error::BindingMismatch)
+            }
             Ok(PredecessorVerdict::Reissue { token, orphan }) => {
                 let (write, record) = touched(rec, now, policy);
                 Decision {
