@@ -1,0 +1,78 @@
+//! The cases, one module per invariant, and the table built from `__for_each_case!`.
+
+pub(crate) mod absolute_bound;
+pub(crate) mod bounded_storage;
+pub(crate) mod caps;
+pub(crate) mod contract;
+pub(crate) mod fail_closed;
+pub(crate) mod hash_at_rest;
+pub(crate) mod no_resurrection;
+pub(crate) mod one_shot;
+pub(crate) mod revoke_all;
+pub(crate) mod single_successor;
+
+use leasehold::{Context, CreateOptions, Created, Policy, Subject};
+
+use crate::env::CaseError;
+use crate::runner::{Capability, Case, Invariant};
+
+macro_rules! requirement {
+    (none) => {
+        None
+    };
+    (native_expiry) => {
+        Some(Capability::NativeExpiry)
+    };
+    (raw_dump) => {
+        Some(Capability::RawDump)
+    };
+    (multi_process) => {
+        Some(Capability::MultiProcess)
+    };
+}
+
+macro_rules! build_table {
+    ({} $($group:ident $inv:ident { $($case:ident $req:ident;)* })*) => {
+        /// Every case, in suite order.
+        pub(crate) static CASES: &[Case] = &[
+            $($(
+                Case {
+                    name: concat!(stringify!($group), "::", stringify!($case)),
+                    invariant: Invariant::$inv,
+                    requires: requirement!($req),
+                    run: |env| Box::pin($group::$case(env)),
+                },
+            )*)*
+        ];
+    };
+}
+
+crate::__for_each_case! { [build_table] {} }
+
+/// Sessions over the type-erased store under test.
+pub(crate) type S = std::sync::Arc<leasehold::Sessions<crate::env::DynStore>>;
+
+/// The policy most cases use: the documented defaults.
+pub(crate) fn default_policy() -> Policy {
+    Policy::default()
+}
+
+/// Builds a policy, turning a rule violation into a case failure.
+pub(crate) fn build(b: leasehold::PolicyBuilder) -> Result<Policy, CaseError> {
+    Ok(b.build()?)
+}
+
+/// Creates a session with default options.
+pub(crate) async fn create(s: &S, who: &Subject) -> Result<Created, CaseError> {
+    Ok(s.create(who, CreateOptions::default()).await?)
+}
+
+/// The token text of a created session.
+pub(crate) fn text(c: &Created) -> String {
+    c.token.expose_secret().to_owned()
+}
+
+/// Whether `token` validates right now.
+pub(crate) async fn validates(s: &S, token: &str) -> bool {
+    s.validate(token, &Context::none()).await.is_ok()
+}

@@ -1,0 +1,324 @@
+//! What a case runs in: a fresh store, a manual clock and seeded entropy, plus small helpers.
+
+use std::fmt;
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use leasehold::crypto::Verifier;
+use leasehold::record::{SlotRecord, TicketRecord};
+use leasehold::store::{
+    CreateLimits, HeartbeatOutcome, InsertOutcome, ReapOutcome, SlotCaps, SlotOutcome, Store,
+    StoreError, TakeOutcome,
+};
+use leasehold::{
+    Capabilities, Clock, ManualClock, Policy, Resource, SeededEntropy, SessionId, SessionRecord,
+    Sessions, SlotId, Subject, SystemClock, TicketId, Timestamp,
+};
+use tokio::sync::Barrier;
+
+/// How far ahead of the wall clock a case's clock starts.
+pub const CLOCK_LEAD: Duration = Duration::from_secs(3600);
+
+/// A type-erased store, as cases see it.
+pub type DynStore = Arc<dyn Store>;
+
+/// Why a case failed: a one-line (or few-line) human-readable message.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct CaseError(pub String);
+
+impl fmt::Display for CaseError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl From<leasehold::Error> for CaseError {
+    fn from(e: leasehold::Error) -> Self {
+        CaseError(format!("unexpected engine error: {e} ({e:?})"))
+    }
+}
+
+impl From<StoreError> for CaseError {
+    fn from(e: StoreError) -> Self {
+        CaseError(format!("unexpected store error: {e} ({e:?})"))
+    }
+}
+
+impl From<leasehold::InputError> for CaseError {
+    fn from(e: leasehold::InputError) -> Self {
+        CaseError(format!("invalid test input: {e}"))
+    }
+}
+
+impl From<leasehold::PolicyError> for CaseError {
+    fn from(e: leasehold::PolicyError) -> Self {
+        CaseError(format!("invalid test policy: {e:?}"))
+    }
+}
+
+/// The result of one case body.
+pub type CaseResult = Result<(), CaseError>;
+
+/// Fails the case with a formatted message unless `cond` holds.
+macro_rules! ensure {
+    ($cond:expr, $($msg:tt)+) => {
+        if !$cond {
+            return Err($crate::env::CaseError(format!($($msg)+)));
+        }
+    };
+}
+
+/// Fails the case with a formatted message.
+macro_rules! fail {
+    ($($msg:tt)+) => {
+        return Err($crate::env::CaseError(format!($($msg)+)))
+    };
+}
+
+pub(crate) use {ensure, fail};
+
+/// Everything one case runs against: a fresh store from the factory, a manual clock (cases
+/// never sleep: they move this clock) and seeded entropy (so a failing case replays).
+pub struct Env {
+    store: DynStore,
+    clock: ManualClock,
+    entropy: SeededEntropy,
+}
+
+impl Env {
+    /// An environment over `store`; `seed` drives every id and secret the case generates.
+    ///
+    /// Every call to the store yields to the scheduler before and after it (see
+    /// [`Interleaving`]), so racing tasks interleave between the driver's load and its
+    /// compare-and-swap even on an in-process store whose calls never wait.
+    ///
+    /// The clock starts one hour ahead of the wall clock (and never before
+    /// [`ManualClock::default`]): a store that also applies a clock of its own (the later of
+    /// the two, DESIGN §8: a server's `now()`, Redis `PEXPIREAT`) then never sees a record as
+    /// expired before the case's clock does. Cases only use times relative to this start.
+    pub fn new(store: DynStore, seed: u64) -> Self {
+        let start = ManualClock::default()
+            .now()
+            .max(SystemClock.now().saturating_add(CLOCK_LEAD));
+        Env {
+            store: Arc::new(Interleaving(store)),
+            clock: ManualClock::new(start),
+            entropy: SeededEntropy::new(seed),
+        }
+    }
+
+    /// The store under test.
+    pub fn store(&self) -> &DynStore {
+        &self.store
+    }
+
+    /// What the store under test declares.
+    pub fn capabilities(&self) -> Capabilities {
+        self.store.capabilities()
+    }
+
+    /// The case's clock (shared with every `Sessions` built by this environment).
+    pub fn clock(&self) -> &ManualClock {
+        &self.clock
+    }
+
+    /// The current time on the case's clock.
+    pub fn now(&self) -> Timestamp {
+        self.clock.now()
+    }
+
+    /// Moves the case's clock forward.
+    pub fn advance(&self, d: Duration) {
+        self.clock.advance(d);
+    }
+
+    /// Sets the case's clock.
+    pub fn set_time(&self, t: Timestamp) {
+        self.clock.set(t);
+    }
+
+    /// `Sessions` over the store under test with `policy`, this clock and this entropy.
+    pub fn sessions(&self, policy: Policy) -> Arc<Sessions<DynStore>> {
+        self.sessions_over(self.store.clone(), policy)
+    }
+
+    /// `Sessions` over another store (e.g. a fault-injecting wrapper of the store under test),
+    /// with this clock and this entropy.
+    pub fn sessions_over<S: Store>(&self, store: S, policy: Policy) -> Arc<Sessions<S>> {
+        Arc::new(
+            Sessions::new(store, policy)
+                .with_clock(self.clock.clone())
+                .with_entropy(self.entropy.clone()),
+        )
+    }
+
+    /// The case's entropy (clones share its state, so ids never repeat within a case).
+    pub fn entropy(&self) -> &SeededEntropy {
+        &self.entropy
+    }
+}
+
+/// A subject from a test name.
+pub(crate) fn subject(name: &str) -> Result<Subject, CaseError> {
+    Ok(Subject::new(name)?)
+}
+
+/// A resource from a test name.
+pub(crate) fn resource(name: &str) -> Result<Resource, CaseError> {
+    Ok(Resource::new(name)?)
+}
+
+/// Seconds.
+pub(crate) const fn secs(s: u64) -> Duration {
+    Duration::from_secs(s)
+}
+
+/// Minutes.
+pub(crate) const fn mins(m: u64) -> Duration {
+    Duration::from_secs(m * 60)
+}
+
+/// Milliseconds.
+pub(crate) const fn ms(m: u64) -> Duration {
+    Duration::from_millis(m)
+}
+
+/// Runs `n` tasks on the runtime, released together by a barrier so they really race, and
+/// returns their results in task order. A panicking task fails the case.
+pub(crate) async fn race<T, F, Fut>(n: usize, make: F) -> Result<Vec<T>, CaseError>
+where
+    F: Fn(usize) -> Fut,
+    Fut: Future<Output = T> + Send + 'static,
+    T: Send + 'static,
+{
+    let barrier = Arc::new(Barrier::new(n));
+    let mut handles = Vec::with_capacity(n);
+    for i in 0..n {
+        let fut = make(i);
+        let b = barrier.clone();
+        handles.push(tokio::spawn(async move {
+            b.wait().await;
+            fut.await
+        }));
+    }
+    let mut out = Vec::with_capacity(n);
+    for (i, h) in handles.into_iter().enumerate() {
+        match h.await {
+            Ok(v) => out.push(v),
+            Err(e) => return Err(CaseError(format!("racing task {i} failed: {e}"))),
+        }
+    }
+    Ok(out)
+}
+
+/// Counts the items of `items` matching `pred`.
+pub(crate) fn count<T>(items: &[T], pred: impl Fn(&T) -> bool) -> usize {
+    items.iter().filter(|x| pred(x)).count()
+}
+
+/// A short description of results that did not match, for failure messages.
+pub(crate) fn describe<T: fmt::Debug>(items: &[T]) -> String {
+    let mut s = String::new();
+    for (i, x) in items.iter().enumerate().take(8) {
+        if i > 0 {
+            s.push_str("; ");
+        }
+        s.push_str(&format!("{x:?}"));
+    }
+    if items.len() > 8 {
+        s.push_str(&format!("; … ({} in all)", items.len()));
+    }
+    s
+}
+
+/// A store wrapper that yields to the Tokio scheduler before and after every call, so that
+/// concurrent tasks really interleave between a load and the compare-and-swap that follows it,
+/// even when the wrapped store (memory, an embedded database) never waits. Each wrapped call
+/// stays exactly as atomic as the store makes it.
+pub struct Interleaving<S>(pub S);
+
+macro_rules! interleave {
+    ($call:expr) => {{
+        tokio::task::yield_now().await;
+        let out = $call.await;
+        tokio::task::yield_now().await;
+        out
+    }};
+}
+
+#[async_trait]
+impl<S: Store> Store for Interleaving<S> {
+    fn capabilities(&self) -> Capabilities {
+        self.0.capabilities()
+    }
+    async fn load_session(&self, id: &SessionId) -> Result<Option<SessionRecord>, StoreError> {
+        interleave!(self.0.load_session(id))
+    }
+    async fn insert_session(
+        &self,
+        record: &SessionRecord,
+        limits: &CreateLimits,
+        now: Timestamp,
+    ) -> Result<InsertOutcome, StoreError> {
+        interleave!(self.0.insert_session(record, limits, now))
+    }
+    async fn compare_and_swap(
+        &self,
+        new: &SessionRecord,
+        expected_version: u64,
+        now: Timestamp,
+    ) -> Result<(), StoreError> {
+        interleave!(self.0.compare_and_swap(new, expected_version, now))
+    }
+    async fn revoke_subject(&self, subject: &Subject, now: Timestamp) -> Result<u64, StoreError> {
+        interleave!(self.0.revoke_subject(subject, now))
+    }
+    async fn revoke_resource(
+        &self,
+        resource: &Resource,
+        now: Timestamp,
+    ) -> Result<u64, StoreError> {
+        interleave!(self.0.revoke_resource(resource, now))
+    }
+    async fn list_subject(&self, subject: &Subject) -> Result<Vec<SessionRecord>, StoreError> {
+        interleave!(self.0.list_subject(subject))
+    }
+    async fn put_ticket(&self, ticket: &TicketRecord) -> Result<(), StoreError> {
+        interleave!(self.0.put_ticket(ticket))
+    }
+    async fn take_ticket(
+        &self,
+        id: &TicketId,
+        verifier: &Verifier,
+        now: Timestamp,
+    ) -> Result<TakeOutcome, StoreError> {
+        interleave!(self.0.take_ticket(id, verifier, now))
+    }
+    async fn acquire_slot(
+        &self,
+        slot: &SlotRecord,
+        caps: &SlotCaps,
+        now: Timestamp,
+    ) -> Result<SlotOutcome, StoreError> {
+        interleave!(self.0.acquire_slot(slot, caps, now))
+    }
+    async fn heartbeat_slot(
+        &self,
+        id: &SlotId,
+        expires_at: Timestamp,
+        now: Timestamp,
+    ) -> Result<HeartbeatOutcome, StoreError> {
+        interleave!(self.0.heartbeat_slot(id, expires_at, now))
+    }
+    async fn release_slot(&self, id: &SlotId) -> Result<bool, StoreError> {
+        interleave!(self.0.release_slot(id))
+    }
+    async fn reap(&self, now: Timestamp, limit: usize) -> Result<ReapOutcome, StoreError> {
+        interleave!(self.0.reap(now, limit))
+    }
+    async fn raw_dump(&self) -> Result<Option<Vec<Vec<u8>>>, StoreError> {
+        self.0.raw_dump().await
+    }
+}
