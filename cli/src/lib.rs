@@ -1,1 +1,579 @@
-//! placeholder
+//! The `leasehold` command. Its main job, `leasehold check`, runs the conformance suite
+//! ([`leasehold_conformance`]) against a store and prints a table (or JSON for CI):
+//!
+//! ```text
+//! leasehold check                          # the embedded default: sled in a temp dir
+//! leasehold check --store memory:          # the in-memory reference store
+//! leasehold check --store sled:/var/tmp/x  # sled databases in that directory
+//! leasehold check --filter one_shot        # cases whose name or invariant contains the text
+//! leasehold check --format json            # for CI
+//! ```
+//!
+//! Exit code: 0 when no case failed (skips allowed), 1 when one did, 2 for usage or
+//! configuration errors (unknown scheme, unreachable store, a filter matching nothing).
+
+use std::fmt;
+use std::io::{IsTerminal, Write};
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
+use leasehold::{MemoryStore, Store};
+use leasehold_conformance::broken::{BrokenStore, Bug};
+use leasehold_conformance::{
+    Capability, CaseReport, Guarded, Outcome, Report, StoreFactory, fallible, run_selected, select,
+};
+use leasehold_sled::SledStore;
+use serde::Serialize;
+
+/// Exit code: every selected case passed or was skipped.
+pub const EXIT_OK: u8 = 0;
+/// Exit code: at least one case failed.
+pub const EXIT_FAILED: u8 = 1;
+/// Exit code: bad usage or configuration (nothing was checked).
+pub const EXIT_USAGE: u8 = 2;
+
+/// The `leasehold` command line.
+#[derive(Debug, Parser)]
+#[command(name = "leasehold", version, about = "Session engine tools", long_about = None)]
+pub struct Cli {
+    /// What to do.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// A subcommand.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run the conformance suite against a store: every security invariant, case by case.
+    Check(CheckArgs),
+}
+
+/// Options of `leasehold check`.
+#[derive(Debug, Args)]
+pub struct CheckArgs {
+    /// The store to check: `memory:`, `sled:PATH`, `postgres://…`, `redis://…` or
+    /// `redis+cluster://…`. Default: sled in a fresh temp dir per case.
+    #[arg(long, value_name = "URL")]
+    pub store: Option<String>,
+    /// Output format.
+    #[arg(long, value_enum, default_value_t = Format::Table)]
+    pub format: Format,
+    /// Run only the cases whose name or invariant contains this text (e.g. `one_shot`,
+    /// `INV-caps`, `race`).
+    #[arg(long, value_name = "TEXT")]
+    pub filter: Option<String>,
+}
+
+/// Output format of `leasehold check`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum Format {
+    /// A table (case, invariant, result, time), failures and a summary line.
+    Table,
+    /// One JSON document (for CI).
+    Json,
+}
+
+/// A parsed `--store` value.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum StoreSpec {
+    /// The in-memory reference store.
+    Memory,
+    /// sled, one database per case in a temp dir under this directory (`None`: the system
+    /// temp dir).
+    Sled(Option<PathBuf>),
+    /// Test-only: the memory store with a planted bug (`broken-memory:<bug>`, hidden).
+    Broken(Bug),
+}
+
+impl StoreSpec {
+    /// How reports name the store.
+    pub fn label(&self) -> String {
+        match self {
+            StoreSpec::Memory => "memory:".to_owned(),
+            StoreSpec::Sled(None) => "sled (temp dir)".to_owned(),
+            StoreSpec::Sled(Some(p)) => format!("sled:{}", p.display()),
+            StoreSpec::Broken(bug) => format!("broken-memory:{bug}"),
+        }
+    }
+}
+
+/// A usage or configuration error: one line saying what to change.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ConfigError(pub String);
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for ConfigError {}
+
+const SCHEMES: &str = "memory:, sled:PATH, postgres://…, redis://…, redis+cluster://…";
+
+/// Parses a `--store` URL.
+pub fn parse_store(url: &str) -> Result<StoreSpec, ConfigError> {
+    let err = |m: String| Err(ConfigError(m));
+    let Some((scheme, rest)) = url.split_once(':') else {
+        return err(format!(
+            "`{url}` is not a store URL; expected one of {SCHEMES}"
+        ));
+    };
+    match scheme {
+        "memory" => {
+            if rest.is_empty() || rest == "//" {
+                Ok(StoreSpec::Memory)
+            } else {
+                err(format!("`memory:` takes no path (got `{url}`)"))
+            }
+        }
+        "sled" => {
+            let path = rest.strip_prefix("//").unwrap_or(rest);
+            if path.is_empty() {
+                err(
+                    "`sled:` needs a directory, e.g. --store sled:/var/tmp/leasehold-check \
+                     (or omit --store for a temp dir)"
+                        .to_owned(),
+                )
+            } else {
+                Ok(StoreSpec::Sled(Some(PathBuf::from(path))))
+            }
+        }
+        "postgres" | "postgresql" => err(format!(
+            "the postgres adapter is not built yet, so `{url}` cannot be checked; use --store \
+             memory: or --store sled:PATH"
+        )),
+        "redis" | "rediss" => err(format!(
+            "the redis adapter is not built yet, so `{url}` cannot be checked; use --store \
+             memory: or --store sled:PATH"
+        )),
+        "redis+cluster" | "rediss+cluster" => err(format!(
+            "the redis cluster adapter is not built yet, so `{url}` cannot be checked; use \
+             --store memory: or --store sled:PATH"
+        )),
+        "broken-memory" => {
+            let name = if rest.is_empty() {
+                Bug::TicketNeverDeleted.name()
+            } else {
+                rest
+            };
+            match Bug::from_name(name) {
+                Some(bug) => Ok(StoreSpec::Broken(bug)),
+                None => err(format!(
+                    "unknown planted bug `{name}`; one of: {}",
+                    Bug::ALL.map(Bug::name).join(", ")
+                )),
+            }
+        }
+        other => err(format!(
+            "unknown store scheme `{other}:` in `{url}`; expected one of {SCHEMES}"
+        )),
+    }
+}
+
+/// A sled store in a fresh temp dir (under `base`, or the system temp dir), removed when the
+/// store is dropped.
+pub fn fresh_sled(
+    base: Option<&std::path::Path>,
+) -> Result<Guarded<SledStore, tempfile::TempDir>, String> {
+    let builder = || {
+        let mut b = tempfile::Builder::new();
+        b.prefix("leasehold-check-");
+        b
+    };
+    let dir = match base {
+        None => builder().tempdir(),
+        Some(base) => {
+            std::fs::create_dir_all(base)
+                .map_err(|e| format!("cannot create directory {}: {e}", base.display()))?;
+            builder().tempdir_in(base)
+        }
+    }
+    .map_err(|e| format!("cannot create a temp dir: {e}"))?;
+    let store = SledStore::open(dir.path()).map_err(|e| {
+        format!(
+            "cannot open a sled database in {}: {e}",
+            dir.path().display()
+        )
+    })?;
+    Ok(Guarded::new(store, dir))
+}
+
+/// How progress is shown while cases run.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ProgressMode {
+    /// An indicatif bar on stderr (stderr is a terminal).
+    Bar,
+    /// One plain line per case on stderr.
+    Lines,
+    /// Nothing.
+    Quiet,
+}
+
+impl ProgressMode {
+    /// A bar when stderr is a terminal, plain lines otherwise.
+    pub fn detect() -> Self {
+        if std::io::stderr().is_terminal() {
+            ProgressMode::Bar
+        } else {
+            ProgressMode::Lines
+        }
+    }
+}
+
+/// The result of `leasehold check`: what was checked and how it went.
+#[derive(Debug)]
+pub struct Checked {
+    /// The store, as reports name it.
+    pub store: String,
+    /// What it declares.
+    pub capabilities: Vec<&'static str>,
+    /// The report.
+    pub report: Report,
+}
+
+/// Runs `leasehold check` (without printing the result): parses the store, probes it once,
+/// runs the selected cases. Configuration problems are a [`ConfigError`].
+pub fn check(args: &CheckArgs, progress: ProgressMode) -> Result<Checked, ConfigError> {
+    let spec = match &args.store {
+        Some(url) => parse_store(url)?,
+        None => StoreSpec::Sled(None),
+    };
+    let filter = args.filter.clone().unwrap_or_default();
+    let cases = select(&filter);
+    if cases.is_empty() {
+        return Err(ConfigError(format!(
+            "no case matches --filter `{filter}` (it matches case names like \
+             `no_resurrection::revoke_then_validate` and invariants like `INV-one-shot`)"
+        )));
+    }
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(4)
+        .enable_all()
+        .build()
+        .map_err(|e| ConfigError(format!("cannot start the async runtime: {e}")))?;
+    let label = spec.label();
+    rt.block_on(async {
+        match &spec {
+            StoreSpec::Memory => {
+                run(&label, &|| async { MemoryStore::new() }, &cases, progress).await
+            }
+            StoreSpec::Broken(bug) => {
+                let bug = *bug;
+                run(
+                    &label,
+                    &move || async move { BrokenStore::new(bug) },
+                    &cases,
+                    progress,
+                )
+                .await
+            }
+            StoreSpec::Sled(base) => {
+                let base = base.clone();
+                let factory = fallible(move || std::future::ready(fresh_sled(base.as_deref())));
+                run(&label, &factory, &cases, progress).await
+            }
+        }
+    })
+}
+
+async fn run<F: StoreFactory>(
+    label: &str,
+    factory: &F,
+    cases: &[&'static leasehold_conformance::Case],
+    mode: ProgressMode,
+) -> Result<Checked, ConfigError> {
+    // Probe once so an unusable store is one clear error, not a column of failures.
+    let probe = factory
+        .make()
+        .await
+        .map_err(|e| ConfigError(format!("cannot use store {label}: {e}")))?;
+    let capabilities = Capability::names_declared_by(probe.capabilities());
+    drop(probe);
+
+    let bar = match mode {
+        ProgressMode::Bar => {
+            let bar = ProgressBar::with_draw_target(
+                Some(cases.len() as u64),
+                ProgressDrawTarget::stderr(),
+            );
+            if let Ok(style) =
+                ProgressStyle::with_template("{bar:30} {pos}/{len} {elapsed} {wide_msg}")
+            {
+                bar.set_style(style);
+            }
+            Some(bar)
+        }
+        _ => None,
+    };
+    let total = cases.len();
+    let mut done = 0usize;
+    // Cases catch their own panics; keep the default hook from printing over the progress.
+    let hook = std::panic::take_hook();
+    std::panic::set_hook(Box::new(|_| {}));
+    let report = run_selected(factory, cases, |r: &CaseReport| {
+        done += 1;
+        match (&bar, mode) {
+            (Some(bar), _) => {
+                bar.set_message(r.name);
+                bar.inc(1);
+            }
+            (None, ProgressMode::Lines) => {
+                eprintln!(
+                    "[{done:>3}/{total}] {:<7} {} ({})",
+                    r.outcome.label(),
+                    r.name,
+                    fmt_duration(r.duration)
+                );
+            }
+            _ => {}
+        }
+    })
+    .await;
+    std::panic::set_hook(hook);
+    if let Some(bar) = bar {
+        bar.finish_and_clear();
+    }
+    Ok(Checked {
+        store: label.to_owned(),
+        capabilities,
+        report,
+    })
+}
+
+/// `0.42 ms`, `12.3 ms`, `1.20 s`.
+pub fn fmt_duration(d: Duration) -> String {
+    let ms = d.as_secs_f64() * 1000.0;
+    if ms < 10.0 {
+        format!("{ms:.2} ms")
+    } else if ms < 1000.0 {
+        format!("{ms:.1} ms")
+    } else {
+        format!("{:.2} s", ms / 1000.0)
+    }
+}
+
+fn result_label(o: &Outcome) -> &'static str {
+    match o {
+        Outcome::Passed => "passed",
+        Outcome::Failed(_) => "FAILED",
+        Outcome::Skipped(_) => "skipped",
+    }
+}
+
+/// Writes the table: a header line naming the store, one row per case (case, invariant,
+/// result, time), the failure and skip reasons, then the summary line
+/// `N passed, N failed, N skipped`.
+pub fn write_table(out: &mut dyn Write, checked: &Checked) -> std::io::Result<()> {
+    let caps = if checked.capabilities.is_empty() {
+        "none".to_owned()
+    } else {
+        checked.capabilities.join(", ")
+    };
+    writeln!(out, "store: {} (capabilities: {caps})", checked.store)?;
+    writeln!(out)?;
+    let cases = &checked.report.cases;
+    let w_case = cases.iter().map(|c| c.name.len()).max().unwrap_or(0).max(4);
+    let w_inv = cases
+        .iter()
+        .map(|c| c.invariant.name().len())
+        .max()
+        .unwrap_or(0)
+        .max(9);
+    writeln!(
+        out,
+        "{:<w_case$}  {:<w_inv$}  {:<7}  {:>9}",
+        "CASE", "INVARIANT", "RESULT", "TIME"
+    )?;
+    for c in cases {
+        writeln!(
+            out,
+            "{:<w_case$}  {:<w_inv$}  {:<7}  {:>9}",
+            c.name,
+            c.invariant.name(),
+            result_label(&c.outcome),
+            fmt_duration(c.duration)
+        )?;
+    }
+    let failures: Vec<_> = cases
+        .iter()
+        .filter_map(|c| match &c.outcome {
+            Outcome::Failed(m) => Some((c.name, m)),
+            _ => None,
+        })
+        .collect();
+    if !failures.is_empty() {
+        writeln!(out)?;
+        writeln!(out, "failures:")?;
+        for (name, msg) in failures {
+            writeln!(out, "  {name}: {}", msg.replace('\n', "\n    "))?;
+        }
+    }
+    let skips: Vec<_> = cases
+        .iter()
+        .filter_map(|c| match &c.outcome {
+            Outcome::Skipped(m) => Some((c.name, m)),
+            _ => None,
+        })
+        .collect();
+    if !skips.is_empty() {
+        writeln!(out)?;
+        writeln!(
+            out,
+            "skipped (the store lacks a capability; not counted as passed):"
+        )?;
+        for (name, why) in skips {
+            writeln!(out, "  {name}: {why}")?;
+        }
+    }
+    writeln!(out)?;
+    writeln!(out, "{}", checked.report.summary())
+}
+
+#[derive(Serialize)]
+struct JsonReport<'a> {
+    store: &'a str,
+    capabilities: &'a [&'static str],
+    passed: usize,
+    failed: usize,
+    skipped: usize,
+    cases: Vec<JsonCase<'a>>,
+}
+
+#[derive(Serialize)]
+struct JsonCase<'a> {
+    name: &'a str,
+    invariant: &'a str,
+    result: &'a str,
+    message: Option<&'a str>,
+    duration_ms: f64,
+}
+
+/// Writes the report as one JSON document:
+/// `{"store", "capabilities", "passed", "failed", "skipped", "cases": [{"name", "invariant",
+/// "result" ("passed" | "failed" | "skipped"), "message", "duration_ms"}]}`.
+pub fn write_json(out: &mut dyn Write, checked: &Checked) -> std::io::Result<()> {
+    let r = &checked.report;
+    let doc = JsonReport {
+        store: &checked.store,
+        capabilities: &checked.capabilities,
+        passed: r.passed(),
+        failed: r.failed(),
+        skipped: r.skipped(),
+        cases: r
+            .cases
+            .iter()
+            .map(|c| JsonCase {
+                name: c.name,
+                invariant: c.invariant.name(),
+                result: c.outcome.label(),
+                message: match &c.outcome {
+                    Outcome::Passed => None,
+                    Outcome::Failed(m) | Outcome::Skipped(m) => Some(m),
+                },
+                duration_ms: c.duration.as_secs_f64() * 1000.0,
+            })
+            .collect(),
+    };
+    serde_json::to_writer_pretty(&mut *out, &doc).map_err(std::io::Error::other)?;
+    writeln!(out)
+}
+
+/// The whole command: parses `args` (including the program name), runs, prints to
+/// stdout/stderr, and returns the exit code.
+pub fn main_with_args<I, T>(args: I) -> ExitCode
+where
+    I: IntoIterator<Item = T>,
+    T: Into<std::ffi::OsString> + Clone,
+{
+    let cli = match Cli::try_parse_from(args) {
+        Ok(cli) => cli,
+        Err(e) => {
+            let _ = e.print();
+            return ExitCode::from(if e.use_stderr() { EXIT_USAGE } else { EXIT_OK });
+        }
+    };
+    match cli.command {
+        Command::Check(args) => {
+            let checked = match check(&args, ProgressMode::detect()) {
+                Ok(c) => c,
+                Err(e) => {
+                    eprintln!("error: {e}");
+                    return ExitCode::from(EXIT_USAGE);
+                }
+            };
+            let mut stdout = std::io::stdout().lock();
+            let written = match args.format {
+                Format::Table => write_table(&mut stdout, &checked),
+                Format::Json => write_json(&mut stdout, &checked),
+            };
+            if let Err(e) = written.and_then(|()| stdout.flush()) {
+                eprintln!("error: cannot write the report: {e}");
+                return ExitCode::from(EXIT_USAGE);
+            }
+            ExitCode::from(if checked.report.ok() {
+                EXIT_OK
+            } else {
+                EXIT_FAILED
+            })
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used)]
+    use super::*;
+
+    #[test]
+    fn store_urls_parse() {
+        assert_eq!(parse_store("memory:"), Ok(StoreSpec::Memory));
+        assert_eq!(parse_store("memory://"), Ok(StoreSpec::Memory));
+        assert_eq!(
+            parse_store("sled:/tmp/x"),
+            Ok(StoreSpec::Sled(Some("/tmp/x".into())))
+        );
+        assert_eq!(
+            parse_store("sled:///tmp/x"),
+            Ok(StoreSpec::Sled(Some("/tmp/x".into())))
+        );
+        assert_eq!(
+            parse_store("broken-memory:"),
+            Ok(StoreSpec::Broken(Bug::TicketNeverDeleted))
+        );
+        assert_eq!(
+            parse_store("broken-memory:reap-ignores-limit"),
+            Ok(StoreSpec::Broken(Bug::ReapIgnoresLimit))
+        );
+        for (bad, says) in [
+            ("mysql://localhost", "unknown store scheme `mysql:`"),
+            ("localhost", "is not a store URL"),
+            ("sled:", "needs a directory"),
+            ("memory:x", "takes no path"),
+            (
+                "postgres://u@localhost/db",
+                "postgres adapter is not built yet",
+            ),
+            ("redis://localhost", "redis adapter is not built yet"),
+            (
+                "redis+cluster://localhost:7000",
+                "redis cluster adapter is not built yet",
+            ),
+            ("broken-memory:nope", "unknown planted bug"),
+        ] {
+            let e = parse_store(bad).unwrap_err().0;
+            assert!(e.contains(says), "{bad}: {e}");
+            assert!(!e.contains('\n'), "{bad}: not one line: {e}");
+        }
+    }
+
+    #[test]
+    fn durations_format() {
+        assert_eq!(fmt_duration(Duration::from_micros(420)), "0.42 ms");
+        assert_eq!(fmt_duration(Duration::from_micros(12_345)), "12.3 ms");
+        assert_eq!(fmt_duration(Duration::from_millis(1_200)), "1.20 s");
+    }
+}

@@ -102,6 +102,7 @@ macro_rules! __for_each_case {
                 absolute_expiry_is_final none;
                 stale_cas_after_revoke_conflicts none;
                 cas_after_expiry_is_not_found none;
+                cas_cannot_revive_tombstone none;
                 insert_over_tombstone_refused none;
                 tombstone_outlives_early_reap none;
                 refresh_vs_revoke_race none;
@@ -155,6 +156,7 @@ macro_rules! __for_each_case {
                 slot_release_and_expiry_free_capacity none;
                 slot_heartbeat_extends_then_lapses none;
                 slot_on_dead_session_refused none;
+                revoked_session_frees_slot_capacity none;
             }
             revoke_all RevokeAll {
                 revoke_subject_revokes_all none;

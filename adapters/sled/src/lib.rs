@@ -1,1 +1,951 @@
-//! placeholder
+//! # leasehold-sled
+//!
+//! An embedded [sled](https://docs.rs/sled/0.34.7) store for [`leasehold`] sessions: one
+//! process, no server. [`SledStore`] implements [`leasehold::Store`] and behaves like the
+//! reference [`leasehold::MemoryStore`], with durability on disk.
+//!
+//! ```no_run
+//! # async fn demo() -> Result<(), Box<dyn std::error::Error>> {
+//! use leasehold::{CreateOptions, Policy, Sessions, Subject};
+//! use leasehold_sled::SledStore;
+//!
+//! let store = SledStore::open("/var/lib/myapp/sessions")?;
+//! let sessions = Sessions::new(store, Policy::default());
+//! let created = sessions.create(&Subject::new("alice")?, CreateOptions::default()).await?;
+//! # let _ = created; Ok(()) }
+//! ```
+//!
+//! ## Layout
+//!
+//! Trees (all named `leasehold.*`, see [`trees`]):
+//!
+//! | tree | key | value |
+//! |---|---|---|
+//! | `sessions` | session id | `codec::encode_session` |
+//! | `by_subject` | subject ‖ `0x00` ‖ session id | empty |
+//! | `by_resource` | resource ‖ `0x00` ‖ session id | empty |
+//! | `expiry` | deadline (u64 BE ms) ‖ kind ‖ id | empty |
+//! | `tickets` | ticket id | `codec::encode_ticket` |
+//! | `slots` | slot id | `codec::encode_slot` |
+//! | `slots_by_session` | session id ‖ `0x00` ‖ slot id | empty |
+//! | `slots_by_resource` | resource ‖ `0x00` ‖ slot id | empty |
+//! | `groups` | kind ‖ subject / resource / session id | head: stamp, member count |
+//! | `rates` | subject | creation log (due, creation times) |
+//! | `meta` | `format`, `seq`, `live` | format marker, sequence, active counter |
+//!
+//! Subjects and resources cannot contain control characters, so `0x00` ends a name and a
+//! prefix scan over `name ‖ 0x00` lists exactly one group. Reaping walks `expiry` from its start
+//! and stops at the first entry due after `now`: its cost is proportional to what it removes.
+//!
+//! ## How caps stay atomic
+//!
+//! Every multi-record operation is **one** sled transaction over all the trees. sled
+//! transactions are serializable but cannot scan, and a cap needs a group's members (a subject's
+//! sessions, a session's slots). So the operation first takes a *snapshot* outside the
+//! transaction — the group head's stamp, then a prefix scan of its index — and the transaction
+//! re-reads the head: if the stamp changed, a member joined in between, and the operation
+//! retries with a fresh snapshot. A member only ever joins inside a transaction that gives the
+//! head a new stamp from a store-wide sequence (so a head deleted and recreated never repeats
+//! one), hence an unchanged stamp proves the scan saw every current member. The transaction then
+//! reads each member's *record* and decides on what it reads, so liveness, versions and states
+//! are exactly those at commit. Two creators racing for a subject's last place therefore cannot
+//! both pass: the second one's transaction sees the first one's stamp and retries.
+//!
+//! Writes are O(1) per membership change (an index key and a 17-byte head), whatever the size
+//! of the group, unlike a value listing every member id.
+//!
+//! ## Global cap
+//!
+//! `meta/live` counts sessions in state `Active` that are not yet reaped — live *and* expired.
+//! An insert under a global cap accepts at once while that counter is below the cap. When it is
+//! not, the insert scans the expiry index for sessions due at or before `now` (cost ∝ what the
+//! reaper has yet to remove), and the transaction subtracts those it reads as active and
+//! expired: the cap is then enforced on the exact live count, as the reference store does.
+//!
+//! ## Durability
+//!
+//! See [`Durability`]. Flushes are synchronous (`Db::flush`): sled 0.34's `flush_async` can
+//! hang when several are awaited at once (sled issue #1241).
+//!
+//! ## Blocking
+//!
+//! sled is a blocking library: every method runs on the calling thread (reads in microseconds,
+//! flushed writes in the time of an `fsync`).
+
+use std::path::{Path, PathBuf};
+
+use async_trait::async_trait;
+use leasehold::codec;
+use leasehold::crypto::Verifier;
+use leasehold::record::{RevokeReason, SlotRecord, TicketRecord};
+use leasehold::store::{
+    Capabilities, CreateLimits, HeartbeatOutcome, InsertOutcome, ReapOutcome, SlotCaps,
+    SlotOutcome, TakeOutcome,
+};
+use leasehold::{
+    CapPolicy, Resource, SessionId, SessionRecord, SlotId, Store, StoreError, Subject, TicketId,
+    Timestamp,
+};
+use sled::transaction::{TransactionError, Transactional, TransactionalTree};
+
+mod keys;
+mod tx;
+
+use keys::{Due, GroupKind, ID_LEN};
+use tx::{Fail, Snapshot, Tx, TxResult, Written, fail};
+
+/// Names of the trees this adapter uses (for tests and tools that inspect a database).
+pub mod trees {
+    /// Session records by id.
+    pub const SESSIONS: &str = "leasehold.sessions";
+    /// Subject index: `subject ‖ 0x00 ‖ session id`.
+    pub const BY_SUBJECT: &str = "leasehold.by_subject";
+    /// Resource index: `resource ‖ 0x00 ‖ session id`.
+    pub const BY_RESOURCE: &str = "leasehold.by_resource";
+    /// Group heads (stamp and member count of every subject, resource and slot group).
+    pub const GROUPS: &str = "leasehold.groups";
+    /// Expiry index: `deadline (u64 big-endian ms) ‖ kind ‖ id`.
+    pub const EXPIRY: &str = "leasehold.expiry";
+    /// Ticket records by id.
+    pub const TICKETS: &str = "leasehold.tickets";
+    /// Slot records by id.
+    pub const SLOTS: &str = "leasehold.slots";
+    /// Slot index by session: `session id ‖ 0x00 ‖ slot id`.
+    pub const SLOTS_BY_SESSION: &str = "leasehold.slots_by_session";
+    /// Slot index by resource: `resource ‖ 0x00 ‖ slot id`.
+    pub const SLOTS_BY_RESOURCE: &str = "leasehold.slots_by_resource";
+    /// Per-subject creation logs for the creation rate.
+    pub const RATES: &str = "leasehold.rates";
+    /// Format marker, sequence and counters.
+    pub const META: &str = "leasehold.meta";
+
+    /// Every tree, in transaction order.
+    pub const ALL: [&str; 11] = [
+        SESSIONS,
+        BY_SUBJECT,
+        BY_RESOURCE,
+        GROUPS,
+        EXPIRY,
+        TICKETS,
+        SLOTS,
+        SLOTS_BY_SESSION,
+        SLOTS_BY_RESOURCE,
+        RATES,
+        META,
+    ];
+}
+
+/// The on-disk layout written by this build (in `meta/format`). Opening a database carrying any
+/// other marker is refused.
+pub const FORMAT: &[u8] = b"leasehold-sled/1";
+
+/// Optimistic retries before a group operation gives up (each retry means another writer
+/// changed the group; someone always makes progress, so this bound is only a safety net).
+const MAX_ATTEMPTS: usize = 10_000;
+
+/// When writes reach the disk before a method returns.
+///
+/// sled keeps writes in memory buffers and writes them out in its log order; a flush makes
+/// every write before it durable. So a crash loses, at most, a *suffix* of unflushed writes,
+/// never a flushed write and never something older than a flushed write.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Durability {
+    /// Flush before returning from every method that wrote anything (touches, slot leases and
+    /// reaps included). Slowest; a crash loses nothing acknowledged.
+    FlushOnEveryWrite,
+    /// Flush before returning from every *security* write: inserts (with their evictions),
+    /// revocations (by id, subject, resource, eviction, reuse), rotations and any other change
+    /// to a session other than a touch, ticket put and take. Touches (a compare-and-swap that
+    /// only moves `last_seen`/`expires_at`), slot acquire/heartbeat/release and reaps are left
+    /// to sled's background flush (every 500 ms by default): a crash may lose them, which is
+    /// harmless (a session expires a little early, a slot must be re-acquired, a reap re-run).
+    #[default]
+    FlushOnSecurityWrites,
+}
+
+/// Opening a database failed.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum OpenError {
+    /// Another process (or another open handle in this one) holds the database's file lock.
+    /// sled allows one process per database.
+    #[error(
+        "the sled database at {path} is locked: another process (or another open handle) \
+         is using it; a sled database serves one process at a time"
+    )]
+    Locked {
+        /// The database directory.
+        path: PathBuf,
+    },
+    /// The database was written by another layout version, or is not a leasehold database.
+    #[error("the sled database holds layout {found:?}, this build reads {expected:?}")]
+    Format {
+        /// The marker found.
+        found: String,
+        /// The marker this build writes.
+        expected: String,
+    },
+    /// sled failed to open the database or its trees.
+    #[error("could not open the sled database{}: {source}", path.as_ref().map(|p| format!(" at {}", p.display())).unwrap_or_default())]
+    Sled {
+        /// The database directory, when known.
+        path: Option<PathBuf>,
+        /// sled's error.
+        #[source]
+        source: sled::Error,
+    },
+}
+
+#[derive(Clone)]
+struct Trees {
+    all: Vec<sled::Tree>,
+}
+
+impl Trees {
+    fn get(&self, i: usize) -> &sled::Tree {
+        &self.all[i]
+    }
+}
+
+/// The sled store. Cheap to clone: clones share the database.
+#[derive(Clone)]
+pub struct SledStore {
+    db: sled::Db,
+    trees: Trees,
+    durability: Durability,
+}
+
+impl std::fmt::Debug for SledStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SledStore")
+            .field("durability", &self.durability)
+            .finish_non_exhaustive()
+    }
+}
+
+fn sled_err(e: sled::Error) -> StoreError {
+    match e {
+        sled::Error::Corruption { .. } => StoreError::Corrupt(format!("sled: {e}")),
+        other => StoreError::Unavailable(format!("sled: {other}")),
+    }
+}
+
+fn is_lock_error(e: &sled::Error) -> bool {
+    match e {
+        sled::Error::Io(io) => io.to_string().contains("could not acquire lock"),
+        _ => false,
+    }
+}
+
+impl SledStore {
+    /// Opens (creating if needed) the database in directory `path`, with
+    /// [`Durability::FlushOnSecurityWrites`].
+    ///
+    /// Fails with [`OpenError::Locked`] if another process has it open.
+    pub fn open(path: impl AsRef<Path>) -> Result<Self, OpenError> {
+        SledStore::open_with(path, Durability::default())
+    }
+
+    /// Opens (creating if needed) the database in directory `path` with `durability`.
+    pub fn open_with(path: impl AsRef<Path>, durability: Durability) -> Result<Self, OpenError> {
+        let path = path.as_ref();
+        let db = sled::Config::new().path(path).open().map_err(|e| {
+            if is_lock_error(&e) {
+                OpenError::Locked {
+                    path: path.to_path_buf(),
+                }
+            } else {
+                OpenError::Sled {
+                    path: Some(path.to_path_buf()),
+                    source: e,
+                }
+            }
+        })?;
+        Ok(SledStore::from_db(db)?.with_durability(durability))
+    }
+
+    /// A store over an already opened database (any [`sled::Config`]: temporary, cache size,
+    /// flush interval), with [`Durability::FlushOnSecurityWrites`]. The store's trees are named
+    /// `leasehold.*` ([`trees`]), so the database may hold other trees too.
+    pub fn from_db(db: sled::Db) -> Result<Self, OpenError> {
+        let sled_error = |source| OpenError::Sled { path: None, source };
+        let all = trees::ALL
+            .iter()
+            .map(|name| db.open_tree(name))
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(sled_error)?;
+        let trees = Trees { all };
+        let meta = trees.get(tx::META);
+        match meta
+            .compare_and_swap(tx::META_FORMAT, None as Option<&[u8]>, Some(FORMAT))
+            .map_err(sled_error)?
+        {
+            Ok(()) => {}
+            Err(cas) => {
+                let found = cas.current.unwrap_or_default();
+                if found != FORMAT {
+                    return Err(OpenError::Format {
+                        found: String::from_utf8_lossy(&found).into_owned(),
+                        expected: String::from_utf8_lossy(FORMAT).into_owned(),
+                    });
+                }
+            }
+        }
+        Ok(SledStore {
+            db,
+            trees,
+            durability: Durability::default(),
+        })
+    }
+
+    /// Sets the durability.
+    pub fn with_durability(mut self, durability: Durability) -> Self {
+        self.durability = durability;
+        self
+    }
+
+    /// The durability in effect.
+    pub fn durability(&self) -> Durability {
+        self.durability
+    }
+
+    /// The underlying database (tools, tests, `size_on_disk`).
+    pub fn db(&self) -> &sled::Db {
+        &self.db
+    }
+
+    /// Writes every buffered write to disk and fsyncs.
+    pub fn flush(&self) -> Result<(), StoreError> {
+        self.db.flush().map(drop).map_err(sled_err)
+    }
+
+    /// Bytes used on disk by the database's files.
+    pub fn size_on_disk(&self) -> Result<u64, StoreError> {
+        self.db.size_on_disk().map_err(sled_err)
+    }
+
+    fn settle(&self, written: Written) -> Result<(), StoreError> {
+        let flush = match (written, self.durability) {
+            (Written::Nothing, _) => false,
+            (Written::Security, _) => true,
+            (Written::Routine, Durability::FlushOnEveryWrite) => true,
+            (Written::Routine, Durability::FlushOnSecurityWrites) => false,
+        };
+        if flush { self.flush() } else { Ok(()) }
+    }
+
+    /// Runs `f` as one transaction over every tree. `Ok(None)`: a snapshot went stale, retry.
+    fn transact<T>(
+        &self,
+        f: impl Fn(&Tx<'_>) -> TxResult<T>,
+    ) -> Result<Result<T, Fail>, StoreError> {
+        let r = self
+            .trees
+            .all
+            .as_slice()
+            .transaction(|view: &Vec<TransactionalTree>| {
+                let tx = Tx::new(view)?;
+                f(&tx)
+            });
+        match r {
+            Ok(t) => Ok(Ok(t)),
+            Err(TransactionError::Abort(Fail::Store(e))) => Err(e),
+            Err(TransactionError::Abort(other)) => Ok(Err(other)),
+            Err(TransactionError::Storage(e)) => Err(sled_err(e)),
+        }
+    }
+
+    /// A transaction with no snapshot to go stale; settles durability.
+    fn write_once<T>(
+        &self,
+        f: impl Fn(&Tx<'_>) -> TxResult<(T, Written)>,
+    ) -> Result<T, StoreError> {
+        match self.transact(f)? {
+            Ok((out, written)) => {
+                self.settle(written)?;
+                Ok(out)
+            }
+            Err(_) => Err(StoreError::Unavailable(
+                "sled adapter: unexpected retry request".into(),
+            )),
+        }
+    }
+
+    /// Runs `attempt` until no snapshot it took went stale.
+    fn optimistic<T>(
+        &self,
+        mut attempt: impl FnMut(bool) -> Result<Result<(T, Written), Fail>, StoreError>,
+    ) -> Result<T, StoreError> {
+        let mut need_candidates = false;
+        for _ in 0..MAX_ATTEMPTS {
+            match attempt(need_candidates)? {
+                Ok((out, written)) => {
+                    self.settle(written)?;
+                    return Ok(out);
+                }
+                Err(Fail::NeedCandidates) => need_candidates = true,
+                Err(Fail::Stale) => {}
+                Err(Fail::Store(e)) => return Err(e),
+            }
+        }
+        Err(StoreError::Unavailable(format!(
+            "sled adapter: a group changed under each of {MAX_ATTEMPTS} attempts; nothing written"
+        )))
+    }
+
+    fn index_tree(&self, kind: GroupKind) -> &sled::Tree {
+        self.trees.get(match kind {
+            GroupKind::Subject => tx::BY_SUBJECT,
+            GroupKind::Resource => tx::BY_RESOURCE,
+            GroupKind::SessionSlots => tx::SLOTS_BY_SESSION,
+            GroupKind::ResourceSlots => tx::SLOTS_BY_RESOURCE,
+        })
+    }
+
+    /// The head stamp of a group, then its members (in that order: see [`Tx::check`]).
+    fn snapshot(&self, kind: GroupKind, name: &[u8]) -> Result<Snapshot, StoreError> {
+        let stamp = match self
+            .trees
+            .get(tx::GROUPS)
+            .get(keys::group_key(kind, name))
+            .map_err(sled_err)?
+        {
+            None => None,
+            Some(v) => Some(keys::decode_head(&v)?.stamp),
+        };
+        let prefix = keys::member_prefix(name);
+        let mut members = Vec::new();
+        for kv in self.index_tree(kind).scan_prefix(&prefix) {
+            let (k, _) = kv.map_err(sled_err)?;
+            members.push(tx::member_of(&k, prefix.len())?);
+        }
+        Ok(Snapshot {
+            kind,
+            name: name.to_vec(),
+            stamp,
+            members,
+        })
+    }
+
+    /// Ids of sessions whose expiry entry is due at or before `now`.
+    fn due_sessions(&self, now: Timestamp) -> Result<Vec<SessionId>, StoreError> {
+        let expiry = self.trees.get(tx::EXPIRY);
+        let iter = match keys::expiry_upper_bound(now) {
+            Some(upper) => expiry.range(..upper),
+            None => expiry.iter(),
+        };
+        let mut ids = Vec::new();
+        for kv in iter {
+            let (k, _) = kv.map_err(sled_err)?;
+            if let (_, Due::Session(id)) = keys::decode_expiry_key(&k)? {
+                ids.push(id);
+            }
+        }
+        Ok(ids)
+    }
+
+    fn active_counter(&self) -> Result<u64, StoreError> {
+        match self
+            .trees
+            .get(tx::META)
+            .get(tx::META_LIVE)
+            .map_err(sled_err)?
+        {
+            None => Ok(0),
+            Some(v) => keys::decode_counter(&v),
+        }
+    }
+
+    fn revoke_group(
+        &self,
+        kind: GroupKind,
+        name: &[u8],
+        reason: RevokeReason,
+        belongs: impl Fn(&SessionRecord) -> bool,
+        now: Timestamp,
+    ) -> Result<u64, StoreError> {
+        self.optimistic(|_| {
+            let snap = self.snapshot(kind, name)?;
+            self.transact(|tx| {
+                tx.check(&snap)?;
+                let mut n = 0u64;
+                for m in &snap.members {
+                    if let Some(r) = tx.session(&SessionId::from_bytes(*m))?
+                        && r.is_live(now)
+                        && belongs(&r)
+                    {
+                        tx.write_session(Some(&r), &r.tombstone(now, reason))?;
+                        n += 1;
+                    }
+                }
+                let written = if n > 0 {
+                    Written::Security
+                } else {
+                    Written::Nothing
+                };
+                Ok((n, written))
+            })
+        })
+    }
+
+    /// Live slots among `snap`'s members that satisfy `belongs`, read inside the transaction.
+    fn live_slots(
+        tx: &Tx<'_>,
+        snap: &Snapshot,
+        now: Timestamp,
+        belongs: impl Fn(&SlotRecord) -> bool,
+    ) -> TxResult<usize> {
+        tx.check(snap)?;
+        let mut n = 0;
+        for m in &snap.members {
+            // A slot counts while unexpired and held by a live session: revoking a session
+            // frees its slots' capacity at once.
+            if let Some(s) = tx.slot(&SlotId::from_bytes(*m))?
+                && s.is_live(now)
+                && belongs(&s)
+                && tx.session(&s.session)?.is_some_and(|r| r.is_live(now))
+            {
+                n += 1;
+            }
+        }
+        Ok(n)
+    }
+
+    /// Collects up to `limit` due record entries (and up to `limit` due creation-log entries).
+    fn due_entries(
+        &self,
+        now: Timestamp,
+        limit: usize,
+    ) -> Result<(Vec<Vec<u8>>, bool), StoreError> {
+        let expiry = self.trees.get(tx::EXPIRY);
+        let iter = match keys::expiry_upper_bound(now) {
+            Some(upper) => expiry.range(..upper),
+            None => expiry.iter(),
+        };
+        let (mut records, mut logs) = (0usize, 0usize);
+        let mut out = Vec::new();
+        for kv in iter {
+            let (k, _) = kv.map_err(sled_err)?;
+            match keys::decode_expiry_key(&k)?.1 {
+                Due::Rate(_) => logs += 1,
+                _ => records += 1,
+            }
+            out.push(k.to_vec());
+            if records >= limit || logs >= limit {
+                return Ok((out, true));
+            }
+        }
+        Ok((out, false))
+    }
+}
+
+#[async_trait]
+impl Store for SledStore {
+    fn capabilities(&self) -> Capabilities {
+        Capabilities::NONE.with_raw_dump(true)
+    }
+
+    async fn load_session(&self, id: &SessionId) -> Result<Option<SessionRecord>, StoreError> {
+        let Some(v) = self
+            .trees
+            .get(tx::SESSIONS)
+            .get(id.as_bytes())
+            .map_err(sled_err)?
+        else {
+            return Ok(None);
+        };
+        let r =
+            codec::decode_session(&v).map_err(|e| StoreError::Corrupt(format!("session: {e}")))?;
+        if r.id != *id {
+            return Err(StoreError::Corrupt(
+                "session stored under another id".into(),
+            ));
+        }
+        Ok(Some(r))
+    }
+
+    async fn insert_session(
+        &self,
+        record: &SessionRecord,
+        limits: &CreateLimits,
+        now: Timestamp,
+    ) -> Result<InsertOutcome, StoreError> {
+        let subject = record.subject.as_str().as_bytes();
+        let mut need_candidates = limits
+            .global_cap
+            .map(|max| self.active_counter().map(|n| n >= max))
+            .transpose()?
+            .unwrap_or(false);
+        self.optimistic(|asked| {
+            need_candidates |= asked;
+            let snap = match limits.subject_cap {
+                Some(_) => Some(self.snapshot(GroupKind::Subject, subject)?),
+                None => None,
+            };
+            let candidates = if need_candidates && limits.global_cap.is_some() {
+                Some(self.due_sessions(now)?)
+            } else {
+                None
+            };
+            self.transact(|tx| {
+                if tx.record_exists(tx::SESSIONS, record.id.as_bytes())? {
+                    return fail(StoreError::AlreadyExists);
+                }
+                let mut log = None;
+                if let Some(rate) = limits.creation_rate {
+                    let (trimmed, retry) =
+                        tx.rate_check(&record.subject, rate.max, rate.window, now)?;
+                    if let Some(retry_after) = retry {
+                        return Ok((InsertOutcome::RateLimited { retry_after }, Written::Nothing));
+                    }
+                    log = trimmed;
+                }
+                if let Some(max) = limits.global_cap {
+                    let active = tx.active_count()?;
+                    if active >= max {
+                        let Some(due) = &candidates else {
+                            return Err(sled::transaction::ConflictableTransactionError::Abort(
+                                Fail::NeedCandidates,
+                            ));
+                        };
+                        let mut expired = 0u64;
+                        for id in due {
+                            if let Some(r) = tx.session(id)?
+                                && r.state == leasehold::SessionState::Active
+                                && r.expires_at <= now
+                            {
+                                expired += 1;
+                            }
+                        }
+                        if active.saturating_sub(expired) >= max {
+                            return Ok((InsertOutcome::GlobalCapReached, Written::Nothing));
+                        }
+                    }
+                }
+                let mut evicted = Vec::new();
+                if let (Some(cap), Some(snap)) = (limits.subject_cap, &snap) {
+                    tx.check(snap)?;
+                    let mut live = Vec::new();
+                    for m in &snap.members {
+                        if let Some(r) = tx.session(&SessionId::from_bytes(*m))?
+                            && r.is_live(now)
+                            && r.subject == record.subject
+                        {
+                            live.push(r);
+                        }
+                    }
+                    let excess = (live.len() + 1).saturating_sub(cap.max as usize);
+                    if excess > 0 {
+                        if cap.on_full == CapPolicy::Reject {
+                            return Ok((InsertOutcome::SubjectCapReached, Written::Nothing));
+                        }
+                        live.sort_by_key(|r| (r.created_at, r.id));
+                        for r in live.iter().take(excess) {
+                            tx.write_session(Some(r), &r.tombstone(now, RevokeReason::Evicted))?;
+                            evicted.push(r.id);
+                        }
+                    }
+                }
+                if let Some(rate) = limits.creation_rate {
+                    tx.record_creation(&record.subject, log, rate.window, now)?;
+                }
+                tx.write_session(None, record)?;
+                Ok((InsertOutcome::Inserted { evicted }, Written::Security))
+            })
+        })
+    }
+
+    async fn compare_and_swap(
+        &self,
+        new: &SessionRecord,
+        expected_version: u64,
+        now: Timestamp,
+    ) -> Result<(), StoreError> {
+        self.write_once(|tx| {
+            let Some(current) = tx.session(&new.id)? else {
+                return fail(StoreError::NotFound);
+            };
+            if now >= current.expires_at {
+                return fail(StoreError::NotFound);
+            }
+            if current.version != expected_version {
+                return fail(StoreError::Conflict);
+            }
+            if current.state != leasehold::SessionState::Active
+                && new.state == leasehold::SessionState::Active
+            {
+                // A tombstone is final, whatever the writer believes.
+                return fail(StoreError::NotFound);
+            }
+            tx.write_session(Some(&current), new)?;
+            let written = if tx::is_touch(&current, new) {
+                Written::Routine
+            } else {
+                Written::Security
+            };
+            Ok(((), written))
+        })
+    }
+
+    async fn revoke_subject(&self, subject: &Subject, now: Timestamp) -> Result<u64, StoreError> {
+        self.revoke_group(
+            GroupKind::Subject,
+            subject.as_str().as_bytes(),
+            RevokeReason::Subject,
+            |r| r.subject == *subject,
+            now,
+        )
+    }
+
+    async fn revoke_resource(
+        &self,
+        resource: &Resource,
+        now: Timestamp,
+    ) -> Result<u64, StoreError> {
+        self.revoke_group(
+            GroupKind::Resource,
+            resource.as_str().as_bytes(),
+            RevokeReason::Resource,
+            |r| r.resource.as_ref() == Some(resource),
+            now,
+        )
+    }
+
+    async fn list_subject(&self, subject: &Subject) -> Result<Vec<SessionRecord>, StoreError> {
+        // A read-only transaction: one consistent view of the whole group.
+        self.optimistic(|_| {
+            let snap = self.snapshot(GroupKind::Subject, subject.as_str().as_bytes())?;
+            self.transact(|tx| {
+                tx.check(&snap)?;
+                let mut out = Vec::with_capacity(snap.members.len());
+                for m in &snap.members {
+                    if let Some(r) = tx.session(&SessionId::from_bytes(*m))?
+                        && r.subject == *subject
+                    {
+                        out.push(r);
+                    }
+                }
+                Ok((out, Written::Nothing))
+            })
+        })
+    }
+
+    async fn put_ticket(&self, ticket: &TicketRecord) -> Result<(), StoreError> {
+        self.write_once(|tx| {
+            if tx.record_exists(tx::TICKETS, ticket.id.as_bytes())? {
+                return fail(StoreError::AlreadyExists);
+            }
+            tx.put_ticket(ticket)?;
+            Ok(((), Written::Security))
+        })
+    }
+
+    async fn take_ticket(
+        &self,
+        id: &TicketId,
+        verifier: &Verifier,
+        now: Timestamp,
+    ) -> Result<TakeOutcome, StoreError> {
+        self.write_once(|tx| {
+            let Some(t) = tx.ticket(id)? else {
+                return Ok((TakeOutcome::Missing, Written::Nothing));
+            };
+            if !t.verifier.ct_eq(verifier) {
+                return Ok((TakeOutcome::Missing, Written::Nothing));
+            }
+            tx.remove_ticket(&t)?;
+            let out = if now < t.expires_at {
+                TakeOutcome::Taken(t)
+            } else {
+                TakeOutcome::Expired
+            };
+            Ok((out, Written::Security))
+        })
+    }
+
+    async fn acquire_slot(
+        &self,
+        slot: &SlotRecord,
+        caps: &SlotCaps,
+        now: Timestamp,
+    ) -> Result<SlotOutcome, StoreError> {
+        let by_resource = match (caps.per_resource, &slot.resource) {
+            (Some(max), Some(res)) => Some((max, res)),
+            _ => None,
+        };
+        self.optimistic(|_| {
+            let session_snap = match caps.per_session {
+                Some(max) => Some((
+                    max,
+                    self.snapshot(GroupKind::SessionSlots, &slot.session.as_bytes()[..])?,
+                )),
+                None => None,
+            };
+            let resource_snap = match by_resource {
+                Some((max, res)) => Some((
+                    max,
+                    res,
+                    self.snapshot(GroupKind::ResourceSlots, res.as_str().as_bytes())?,
+                )),
+                None => None,
+            };
+            self.transact(|tx| {
+                if !tx.session(&slot.session)?.is_some_and(|r| r.is_live(now)) {
+                    return Ok((SlotOutcome::SessionNotLive, Written::Nothing));
+                }
+                if let Some((max, snap)) = &session_snap
+                    && Self::live_slots(tx, snap, now, |s| s.session == slot.session)?
+                        >= *max as usize
+                {
+                    return Ok((SlotOutcome::SessionCapReached, Written::Nothing));
+                }
+                if let Some((max, res, snap)) = &resource_snap
+                    && Self::live_slots(tx, snap, now, |s| s.resource.as_ref() == Some(*res))?
+                        >= *max as usize
+                {
+                    return Ok((SlotOutcome::ResourceCapReached, Written::Nothing));
+                }
+                if tx.record_exists(tx::SLOTS, slot.id.as_bytes())? {
+                    return fail(StoreError::AlreadyExists);
+                }
+                tx.write_slot(None, slot)?;
+                Ok((SlotOutcome::Acquired, Written::Routine))
+            })
+        })
+    }
+
+    async fn heartbeat_slot(
+        &self,
+        id: &SlotId,
+        expires_at: Timestamp,
+        now: Timestamp,
+    ) -> Result<HeartbeatOutcome, StoreError> {
+        self.write_once(|tx| {
+            let Some(s) = tx.slot(id)? else {
+                return Ok((HeartbeatOutcome::Missing, Written::Nothing));
+            };
+            if !s.is_live(now) {
+                tx.remove_slot(&s)?;
+                return Ok((HeartbeatOutcome::Missing, Written::Routine));
+            }
+            if !tx.session(&s.session)?.is_some_and(|r| r.is_live(now)) {
+                tx.remove_slot(&s)?;
+                return Ok((HeartbeatOutcome::SessionNotLive, Written::Routine));
+            }
+            let extended = SlotRecord {
+                expires_at,
+                ..s.clone()
+            };
+            tx.write_slot(Some(&s), &extended)?;
+            Ok((HeartbeatOutcome::Extended, Written::Routine))
+        })
+    }
+
+    async fn release_slot(&self, id: &SlotId) -> Result<bool, StoreError> {
+        self.write_once(|tx| match tx.slot(id)? {
+            None => Ok((false, Written::Nothing)),
+            Some(s) => {
+                tx.remove_slot(&s)?;
+                Ok((true, Written::Routine))
+            }
+        })
+    }
+
+    async fn reap(&self, now: Timestamp, limit: usize) -> Result<ReapOutcome, StoreError> {
+        let mut total = ReapOutcome::default();
+        let mut left = limit;
+        while left > 0 {
+            let (entries, truncated) = self.due_entries(now, left)?;
+            if entries.is_empty() {
+                break;
+            }
+            let pass = self.write_once(|tx| {
+                let mut out = ReapOutcome::default();
+                let mut wrote = false;
+                for key in &entries {
+                    if !tx.has_due(key)? {
+                        continue; // moved or removed since the scan
+                    }
+                    let (at, due) = match keys::decode_expiry_key(key) {
+                        Ok(d) => d,
+                        Err(e) => return fail(e),
+                    };
+                    wrote = true;
+                    match &due {
+                        Due::Session(id) => match tx.session(id)? {
+                            Some(r) if r.expires_at == at && r.expires_at <= now => {
+                                tx.remove_session(&r)?;
+                                out.sessions += 1;
+                            }
+                            other => repair(tx, key, other.map(|r| r.expires_at), &due)?,
+                        },
+                        Due::Ticket(id) => match tx.ticket(id)? {
+                            Some(t) if t.expires_at == at && t.expires_at <= now => {
+                                tx.remove_ticket(&t)?;
+                                out.tickets += 1;
+                            }
+                            other => repair(tx, key, other.map(|t| t.expires_at), &due)?,
+                        },
+                        Due::Slot(id) => match tx.slot(id)? {
+                            Some(s) if s.expires_at == at && s.expires_at <= now => {
+                                tx.remove_slot(&s)?;
+                                out.slots += 1;
+                            }
+                            other => repair(tx, key, other.map(|s| s.expires_at), &due)?,
+                        },
+                        Due::Rate(subject) => match tx.rate_log(subject)? {
+                            Some(log) if log.due == at && log.due <= now => {
+                                tx.remove_rate_log(subject)?;
+                                tx.drop_due(key)?;
+                            }
+                            other => repair(tx, key, other.map(|l| l.due), &due)?,
+                        },
+                    }
+                }
+                let written = if wrote {
+                    Written::Routine
+                } else {
+                    Written::Nothing
+                };
+                Ok((out, written))
+            })?;
+            let removed = pass.total();
+            total.sessions += pass.sessions;
+            total.tickets += pass.tickets;
+            total.slots += pass.slots;
+            left = left.saturating_sub(usize::try_from(removed).unwrap_or(usize::MAX));
+            if !truncated || removed == 0 {
+                break;
+            }
+        }
+        Ok(total)
+    }
+
+    async fn raw_dump(&self) -> Result<Option<Vec<Vec<u8>>>, StoreError> {
+        let mut out = Vec::new();
+        for name in self.db.tree_names() {
+            let tree = self.db.open_tree(&name).map_err(sled_err)?;
+            for kv in tree.iter() {
+                let (k, v) = kv.map_err(sled_err)?;
+                out.push(k.to_vec());
+                out.push(v.to_vec());
+            }
+        }
+        Ok(Some(out))
+    }
+}
+
+/// An expiry entry that does not match its record (it cannot happen through this adapter; a
+/// database edited by hand might): drop the entry, and re-create the record's own entry so it
+/// is still reaped when due. Never removes a record.
+fn repair(tx: &Tx<'_>, key: &[u8], record_due: Option<Timestamp>, due: &Due) -> TxResult<()> {
+    tx.drop_due(key)?;
+    if let Some(at) = record_due {
+        tx.ensure_due(at, due)?;
+    }
+    Ok(())
+}
+
+// Keep the id length in one place: ids are 18 bytes in every tree.
+const _: () = assert!(ID_LEN == 18);

@@ -399,3 +399,29 @@ pub(crate) async fn slot_on_dead_session_refused(env: Env) -> CaseResult {
     );
     Ok(())
 }
+
+/// A slot counts against a cap only while its session is live: revoking a session frees its
+/// slots' capacity at once, not after their TTL.
+pub(crate) async fn revoked_session_frees_slot_capacity(env: Env) -> CaseResult {
+    let s = env.sessions(build(
+        Policy::builder()
+            .max_slots_per_resource(Some(1))
+            .max_slots_per_session(Some(1)),
+    )?);
+    let r = resource("sandbox-1")?;
+    let a = create(&s, &subject("alice")?).await?;
+    let b = create(&s, &subject("bob")?).await?;
+    s.acquire_slot(&a.session.id, Some(&r)).await?;
+    let blocked = s.acquire_slot(&b.session.id, Some(&r)).await;
+    ensure!(
+        is_limit(&blocked, Limit::ResourceSlots),
+        "second slot on a resource capped at 1: got {blocked:?}"
+    );
+    ensure!(s.revoke(&a.session.id).await?, "revoke did not revoke");
+    let freed = s.acquire_slot(&b.session.id, Some(&r)).await;
+    ensure!(
+        freed.is_ok(),
+        "after revoking the holder, the resource slot is still taken: {freed:?}"
+    );
+    Ok(())
+}

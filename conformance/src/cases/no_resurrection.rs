@@ -195,6 +195,33 @@ pub(crate) async fn cas_after_expiry_is_not_found(env: Env) -> CaseResult {
     Ok(())
 }
 
+/// A tombstone is final in the store itself: a CAS that would make a revoked record active is
+/// refused with `NotFound` even when it carries the right version (a buggy or stale writer).
+pub(crate) async fn cas_cannot_revive_tombstone(env: Env) -> CaseResult {
+    let s = env.sessions(default_policy());
+    let c = create(&s, &subject("alice")?).await?;
+    ensure!(s.revoke(&c.session.id).await?, "revoke did not revoke");
+    let Some(tomb) = env.store().load_session(&c.session.id).await? else {
+        fail!("a revoked session's tombstone does not load");
+    };
+    let mut revived = tomb.clone();
+    revived.state = leasehold::SessionState::Active;
+    revived.version = tomb.version.wrapping_add(1);
+    match env
+        .store()
+        .compare_and_swap(&revived, tomb.version, env.now())
+        .await
+    {
+        Err(StoreError::NotFound) => {}
+        other => fail!("CAS reviving a tombstone: expected NotFound, got {other:?}"),
+    }
+    ensure!(
+        !validates(&s, &text(&c)).await,
+        "a revoked session validates after a CAS tried to revive it"
+    );
+    Ok(())
+}
+
 /// Insert-if-absent over a tombstone is refused: a retried create cannot recreate a revoked
 /// session.
 pub(crate) async fn insert_over_tombstone_refused(env: Env) -> CaseResult {

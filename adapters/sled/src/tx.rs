@@ -1,0 +1,580 @@
+//! The view of every tree inside one sled transaction, and the record/index maintenance done
+//! there. Nothing here scans: sled transactions cannot. Group membership needed inside a
+//! transaction is read from a [`Snapshot`] taken just before it and validated by the group's
+//! head stamp (see the crate documentation, "How caps stay atomic").
+
+use std::time::Duration;
+
+use leasehold::codec;
+use leasehold::record::{SlotRecord, TicketRecord};
+use leasehold::store::StoreError;
+use leasehold::{SessionId, SessionRecord, SessionState, SlotId, Subject, TicketId, Timestamp};
+use sled::IVec;
+use sled::transaction::{
+    ConflictableTransactionError, ConflictableTransactionResult, TransactionalTree,
+};
+
+use crate::keys::{
+    self, Due, GroupKind, Head, ID_LEN, RateLog, decode_counter, decode_head, decode_rate,
+    encode_counter, encode_head, encode_rate, expiry_key, group_key, member_key,
+};
+
+/// Why a transaction closure gave up.
+#[derive(Debug)]
+pub(crate) enum Fail {
+    /// A typed store error: returned to the caller, nothing written.
+    Store(StoreError),
+    /// A group changed between its snapshot and the transaction: take a new snapshot, retry.
+    Stale,
+    /// The global cap is reached by the counter: retry with the due-session candidates.
+    NeedCandidates,
+}
+
+pub(crate) type TxResult<T> = ConflictableTransactionResult<T, Fail>;
+
+pub(crate) fn fail<T>(e: StoreError) -> TxResult<T> {
+    Err(ConflictableTransactionError::Abort(Fail::Store(e)))
+}
+
+fn abort<T>(f: Fail) -> TxResult<T> {
+    Err(ConflictableTransactionError::Abort(f))
+}
+
+/// Lifts a decoding error into the transaction's error type.
+fn lift<T>(r: Result<T, StoreError>) -> TxResult<T> {
+    r.map_err(|e| ConflictableTransactionError::Abort(Fail::Store(e)))
+}
+
+fn codec_err(what: &str, e: codec::CodecError) -> StoreError {
+    StoreError::Corrupt(format!("{what}: {e}"))
+}
+
+/// What a write needs from the durability policy.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub(crate) enum Written {
+    /// Nothing was written.
+    Nothing,
+    /// A write whose loss is harmless (a touch, a slot lease, a reap).
+    Routine,
+    /// A write that must survive a crash once acknowledged (revocation, rotation, insert,
+    /// ticket put/take, any other change to a session's content).
+    Security,
+}
+
+/// Members of a group read outside the transaction, with the head stamp they were read under.
+#[derive(Debug, Clone)]
+pub(crate) struct Snapshot {
+    pub kind: GroupKind,
+    pub name: Vec<u8>,
+    pub stamp: Option<u64>,
+    pub members: Vec<[u8; ID_LEN]>,
+}
+
+/// Tree positions in the transaction slice (see `Trees::all`).
+pub(crate) const SESSIONS: usize = 0;
+pub(crate) const BY_SUBJECT: usize = 1;
+pub(crate) const BY_RESOURCE: usize = 2;
+pub(crate) const GROUPS: usize = 3;
+pub(crate) const EXPIRY: usize = 4;
+pub(crate) const TICKETS: usize = 5;
+pub(crate) const SLOTS: usize = 6;
+pub(crate) const SLOTS_BY_SESSION: usize = 7;
+pub(crate) const SLOTS_BY_RESOURCE: usize = 8;
+pub(crate) const RATES: usize = 9;
+pub(crate) const META: usize = 10;
+pub(crate) const TREE_COUNT: usize = 11;
+
+/// Meta keys.
+pub(crate) const META_FORMAT: &[u8] = b"format";
+pub(crate) const META_SEQ: &[u8] = b"seq";
+pub(crate) const META_LIVE: &[u8] = b"live";
+
+/// Every tree, inside one transaction.
+pub(crate) struct Tx<'a> {
+    t: &'a [TransactionalTree],
+}
+
+impl<'a> Tx<'a> {
+    /// The view over the transaction's trees, in `Trees::all` order.
+    pub(crate) fn new(t: &'a [TransactionalTree]) -> TxResult<Self> {
+        if t.len() != TREE_COUNT {
+            return fail(StoreError::Unavailable(
+                "sled adapter: wrong number of trees in a transaction".into(),
+            ));
+        }
+        Ok(Tx { t })
+    }
+
+    fn tree(&self, i: usize) -> &TransactionalTree {
+        &self.t[i]
+    }
+
+    fn index_tree(&self, kind: GroupKind) -> &TransactionalTree {
+        match kind {
+            GroupKind::Subject => self.tree(BY_SUBJECT),
+            GroupKind::Resource => self.tree(BY_RESOURCE),
+            GroupKind::SessionSlots => self.tree(SLOTS_BY_SESSION),
+            GroupKind::ResourceSlots => self.tree(SLOTS_BY_RESOURCE),
+        }
+    }
+
+    // ---- counters ------------------------------------------------------------------------
+
+    fn counter(&self, key: &[u8]) -> TxResult<u64> {
+        match self.tree(META).get(key)? {
+            None => Ok(0),
+            Some(v) => lift(decode_counter(&v)),
+        }
+    }
+
+    fn next_seq(&self) -> TxResult<u64> {
+        let n = self.counter(META_SEQ)?.wrapping_add(1);
+        self.tree(META).insert(META_SEQ, encode_counter(n))?;
+        Ok(n)
+    }
+
+    /// Sessions in state `Active` not yet reaped (live or expired): the global-cap counter.
+    pub(crate) fn active_count(&self) -> TxResult<u64> {
+        self.counter(META_LIVE)
+    }
+
+    fn adjust_active(&self, before: bool, after: bool) -> TxResult<()> {
+        if before == after {
+            return Ok(());
+        }
+        let n = self.active_count()?;
+        let n = if after {
+            n.saturating_add(1)
+        } else {
+            n.saturating_sub(1)
+        };
+        self.tree(META).insert(META_LIVE, encode_counter(n))?;
+        Ok(())
+    }
+
+    // ---- groups --------------------------------------------------------------------------
+
+    fn head(&self, key: &[u8]) -> TxResult<Option<Head>> {
+        match self.tree(GROUPS).get(key)? {
+            None => Ok(None),
+            Some(v) => lift(decode_head(&v)).map(Some),
+        }
+    }
+
+    /// Fails with [`Fail::Stale`] unless no member joined the group since `snap` was taken.
+    ///
+    /// Members only join under a fresh stamp (drawn from a store-wide sequence), so an unchanged
+    /// stamp means every member present now was present during the snapshot's scan; members
+    /// that left since are seen as missing records when read here.
+    pub(crate) fn check(&self, snap: &Snapshot) -> TxResult<()> {
+        let now = self
+            .head(&group_key(snap.kind, &snap.name))?
+            .map(|h| h.stamp);
+        if now == snap.stamp {
+            Ok(())
+        } else {
+            abort(Fail::Stale)
+        }
+    }
+
+    fn member_add(&self, kind: GroupKind, name: &[u8], member: &[u8; ID_LEN]) -> TxResult<()> {
+        let prior = self
+            .index_tree(kind)
+            .insert(member_key(name, member), IVec::default())?;
+        if prior.is_some() {
+            return Ok(());
+        }
+        let key = group_key(kind, name);
+        let members = self.head(&key)?.map_or(0, |h| h.members);
+        let head = Head {
+            stamp: self.next_seq()?,
+            members: members.saturating_add(1),
+        };
+        self.tree(GROUPS).insert(key, encode_head(head))?;
+        Ok(())
+    }
+
+    fn member_remove(&self, kind: GroupKind, name: &[u8], member: &[u8; ID_LEN]) -> TxResult<()> {
+        let prior = self.index_tree(kind).remove(member_key(name, member))?;
+        if prior.is_none() {
+            return Ok(());
+        }
+        let key = group_key(kind, name);
+        if let Some(h) = self.head(&key)? {
+            let members = h.members.saturating_sub(1);
+            if members == 0 {
+                self.tree(GROUPS).remove(key)?;
+            } else {
+                self.tree(GROUPS)
+                    .insert(key, encode_head(Head { members, ..h }))?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Moves `member` from group `old` to group `new` (either may be absent).
+    fn regroup(
+        &self,
+        kind: GroupKind,
+        old: Option<&[u8]>,
+        new: Option<&[u8]>,
+        member: &[u8; ID_LEN],
+    ) -> TxResult<()> {
+        if old == new {
+            return Ok(());
+        }
+        if let Some(o) = old {
+            self.member_remove(kind, o, member)?;
+        }
+        if let Some(n) = new {
+            self.member_add(kind, n, member)?;
+        }
+        Ok(())
+    }
+
+    fn move_due(&self, old: Option<Timestamp>, new: Option<Timestamp>, due: &Due) -> TxResult<()> {
+        if old == new {
+            return Ok(());
+        }
+        if let Some(o) = old {
+            self.tree(EXPIRY).remove(expiry_key(o, due))?;
+        }
+        if let Some(n) = new {
+            self.tree(EXPIRY)
+                .insert(expiry_key(n, due), IVec::default())?;
+        }
+        Ok(())
+    }
+
+    /// Whether the expiry index holds this exact entry.
+    pub(crate) fn has_due(&self, key: &[u8]) -> TxResult<bool> {
+        Ok(self.tree(EXPIRY).get(key)?.is_some())
+    }
+
+    /// Removes an expiry entry that points at nothing (or at a record due elsewhere).
+    pub(crate) fn drop_due(&self, key: &[u8]) -> TxResult<()> {
+        self.tree(EXPIRY).remove(key)?;
+        Ok(())
+    }
+
+    /// Makes sure the expiry entry of a record due at `at` exists.
+    pub(crate) fn ensure_due(&self, at: Timestamp, due: &Due) -> TxResult<()> {
+        self.tree(EXPIRY)
+            .insert(expiry_key(at, due), IVec::default())?;
+        Ok(())
+    }
+
+    /// Whether a record key is present, without decoding it (an insert's `AlreadyExists` must
+    /// not depend on the stored bytes being valid).
+    pub(crate) fn record_exists(&self, tree: usize, id: &[u8; ID_LEN]) -> TxResult<bool> {
+        Ok(self.tree(tree).get(&id[..])?.is_some())
+    }
+
+    // ---- sessions ------------------------------------------------------------------------
+
+    pub(crate) fn session(&self, id: &SessionId) -> TxResult<Option<SessionRecord>> {
+        match self.tree(SESSIONS).get(id.as_bytes())? {
+            None => Ok(None),
+            Some(v) => lift(
+                codec::decode_session(&v)
+                    .map_err(|e| codec_err("session", e))
+                    .and_then(|r| {
+                        if r.id == *id {
+                            Ok(r)
+                        } else {
+                            Err(StoreError::Corrupt(
+                                "session stored under another id".into(),
+                            ))
+                        }
+                    }),
+            )
+            .map(Some),
+        }
+    }
+
+    /// Writes `new` over `old` (the record currently stored under `new.id`, if any), keeping
+    /// the subject, resource and expiry indexes, the group heads and the active counter in step.
+    pub(crate) fn write_session(
+        &self,
+        old: Option<&SessionRecord>,
+        new: &SessionRecord,
+    ) -> TxResult<()> {
+        let id = new.id.as_bytes();
+        self.tree(SESSIONS)
+            .insert(&id[..], codec::encode_session(new))?;
+        self.move_due(
+            old.map(|o| o.expires_at),
+            Some(new.expires_at),
+            &Due::Session(new.id),
+        )?;
+        self.regroup(
+            GroupKind::Subject,
+            old.map(|o| o.subject.as_str().as_bytes()),
+            Some(new.subject.as_str().as_bytes()),
+            id,
+        )?;
+        self.regroup(
+            GroupKind::Resource,
+            old.and_then(|o| o.resource.as_ref())
+                .map(|r| r.as_str().as_bytes()),
+            new.resource.as_ref().map(|r| r.as_str().as_bytes()),
+            id,
+        )?;
+        self.adjust_active(old.is_some_and(active), active(new))
+    }
+
+    /// Deletes a session record and everything pointing at it.
+    pub(crate) fn remove_session(&self, r: &SessionRecord) -> TxResult<()> {
+        let id = r.id.as_bytes();
+        self.tree(SESSIONS).remove(&id[..])?;
+        self.move_due(Some(r.expires_at), None, &Due::Session(r.id))?;
+        self.regroup(
+            GroupKind::Subject,
+            Some(r.subject.as_str().as_bytes()),
+            None,
+            id,
+        )?;
+        self.regroup(
+            GroupKind::Resource,
+            r.resource.as_ref().map(|x| x.as_str().as_bytes()),
+            None,
+            id,
+        )?;
+        self.adjust_active(active(r), false)
+    }
+
+    // ---- tickets -------------------------------------------------------------------------
+
+    pub(crate) fn ticket(&self, id: &TicketId) -> TxResult<Option<TicketRecord>> {
+        match self.tree(TICKETS).get(id.as_bytes())? {
+            None => Ok(None),
+            Some(v) => lift(
+                codec::decode_ticket(&v)
+                    .map_err(|e| codec_err("ticket", e))
+                    .and_then(|t| {
+                        if t.id == *id {
+                            Ok(t)
+                        } else {
+                            Err(StoreError::Corrupt("ticket stored under another id".into()))
+                        }
+                    }),
+            )
+            .map(Some),
+        }
+    }
+
+    pub(crate) fn put_ticket(&self, t: &TicketRecord) -> TxResult<()> {
+        self.tree(TICKETS)
+            .insert(&t.id.as_bytes()[..], codec::encode_ticket(t))?;
+        self.move_due(None, Some(t.expires_at), &Due::Ticket(t.id))
+    }
+
+    pub(crate) fn remove_ticket(&self, t: &TicketRecord) -> TxResult<()> {
+        self.tree(TICKETS).remove(&t.id.as_bytes()[..])?;
+        self.move_due(Some(t.expires_at), None, &Due::Ticket(t.id))
+    }
+
+    // ---- slots ---------------------------------------------------------------------------
+
+    pub(crate) fn slot(&self, id: &SlotId) -> TxResult<Option<SlotRecord>> {
+        match self.tree(SLOTS).get(id.as_bytes())? {
+            None => Ok(None),
+            Some(v) => lift(
+                codec::decode_slot(&v)
+                    .map_err(|e| codec_err("slot", e))
+                    .and_then(|s| {
+                        if s.id == *id {
+                            Ok(s)
+                        } else {
+                            Err(StoreError::Corrupt("slot stored under another id".into()))
+                        }
+                    }),
+            )
+            .map(Some),
+        }
+    }
+
+    pub(crate) fn write_slot(&self, old: Option<&SlotRecord>, new: &SlotRecord) -> TxResult<()> {
+        let id = new.id.as_bytes();
+        self.tree(SLOTS).insert(&id[..], codec::encode_slot(new))?;
+        self.move_due(
+            old.map(|o| o.expires_at),
+            Some(new.expires_at),
+            &Due::Slot(new.id),
+        )?;
+        self.regroup(
+            GroupKind::SessionSlots,
+            old.map(|o| &o.session.as_bytes()[..]),
+            Some(&new.session.as_bytes()[..]),
+            id,
+        )?;
+        self.regroup(
+            GroupKind::ResourceSlots,
+            old.and_then(|o| o.resource.as_ref())
+                .map(|r| r.as_str().as_bytes()),
+            new.resource.as_ref().map(|r| r.as_str().as_bytes()),
+            id,
+        )
+    }
+
+    pub(crate) fn remove_slot(&self, s: &SlotRecord) -> TxResult<()> {
+        let id = s.id.as_bytes();
+        self.tree(SLOTS).remove(&id[..])?;
+        self.move_due(Some(s.expires_at), None, &Due::Slot(s.id))?;
+        self.regroup(
+            GroupKind::SessionSlots,
+            Some(&s.session.as_bytes()[..]),
+            None,
+            id,
+        )?;
+        self.regroup(
+            GroupKind::ResourceSlots,
+            s.resource.as_ref().map(|r| r.as_str().as_bytes()),
+            None,
+            id,
+        )
+    }
+
+    // ---- creation log (rate limit) -------------------------------------------------------
+
+    pub(crate) fn rate_log(&self, subject: &Subject) -> TxResult<Option<RateLog>> {
+        match self.tree(RATES).get(subject.as_str().as_bytes())? {
+            None => Ok(None),
+            Some(v) => lift(decode_rate(&v)).map(Some),
+        }
+    }
+
+    /// The reference store's rate check: drop creations that left the window (oldest first),
+    /// then refuse with a retry-after if `max` remain.
+    pub(crate) fn rate_check(
+        &self,
+        subject: &Subject,
+        max: u32,
+        window: Duration,
+        now: Timestamp,
+    ) -> TxResult<(Option<RateLog>, Option<Duration>)> {
+        let Some(mut log) = self.rate_log(subject)? else {
+            return Ok((None, None));
+        };
+        let expired = log
+            .creations
+            .iter()
+            .take_while(|t| t.saturating_add(window) <= now)
+            .count();
+        log.creations.drain(..expired);
+        if log.creations.len() < max as usize {
+            return Ok((Some(log), None));
+        }
+        let retry = log
+            .creations
+            .first()
+            .map(|oldest| oldest.saturating_add(window).since(now));
+        Ok((Some(log), retry))
+    }
+
+    /// Appends a creation at `now` to `log` (as trimmed by [`rate_check`](Self::rate_check))
+    /// and moves the log's expiry entry to `now + window`.
+    pub(crate) fn record_creation(
+        &self,
+        subject: &Subject,
+        log: Option<RateLog>,
+        window: Duration,
+        now: Timestamp,
+    ) -> TxResult<()> {
+        let due = now.saturating_add(window);
+        let old_due = log.as_ref().map(|l| l.due);
+        let mut log = log.unwrap_or(RateLog {
+            due,
+            creations: Vec::new(),
+        });
+        log.due = due;
+        log.creations.push(now);
+        self.tree(RATES)
+            .insert(subject.as_str().as_bytes(), encode_rate(&log))?;
+        self.move_due(old_due, Some(due), &Due::Rate(subject.clone()))
+    }
+
+    pub(crate) fn remove_rate_log(&self, subject: &Subject) -> TxResult<()> {
+        self.tree(RATES).remove(subject.as_str().as_bytes())?;
+        Ok(())
+    }
+}
+
+/// Counted by the global cap's counter: not revoked (expired or not) and not yet reaped.
+fn active(r: &SessionRecord) -> bool {
+    r.state == SessionState::Active
+}
+
+/// Whether `new` differs from `old` only by a touch: `last_seen`, `expires_at` and the version.
+/// Anything else — state, credentials, data, binding — is a security write.
+pub(crate) fn is_touch(old: &SessionRecord, new: &SessionRecord) -> bool {
+    let mut normalized = old.clone();
+    normalized.version = new.version;
+    normalized.last_seen = new.last_seen;
+    normalized.expires_at = new.expires_at;
+    normalized == *new
+}
+
+/// The id at the end of a group index key (re-exported for the snapshot scan).
+pub(crate) use keys::member_of;
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used)]
+    use super::*;
+    use leasehold::crypto::Verifier;
+    use leasehold::record::Credential;
+    use leasehold::{RevokeReason, SessionId, Subject};
+
+    fn record() -> SessionRecord {
+        SessionRecord {
+            id: SessionId::from_bytes([1; ID_LEN]),
+            subject: Subject::new("alice").unwrap(),
+            resource: None,
+            version: 3,
+            created_at: Timestamp::from_millis(1_000),
+            last_seen: Timestamp::from_millis(2_000),
+            absolute_deadline: Timestamp::from_millis(100_000),
+            expires_at: Timestamp::from_millis(50_000),
+            state: SessionState::Active,
+            credential: Credential {
+                generation: 0,
+                current: Verifier([7; 32]),
+                rotated_at: Timestamp::from_millis(1_000),
+                previous: None,
+                retired: Vec::new(),
+            },
+            binding: None,
+            context_summary: None,
+            data: Vec::new(),
+            data_version: 0,
+        }
+    }
+
+    #[test]
+    fn only_last_seen_expires_at_and_version_make_a_touch() {
+        let old = record();
+        let mut touch = old.clone();
+        touch.version += 1;
+        touch.last_seen = Timestamp::from_millis(9_000);
+        touch.expires_at = Timestamp::from_millis(60_000);
+        assert!(is_touch(&old, &touch));
+
+        let revoked = old.tombstone(Timestamp::from_millis(3_000), RevokeReason::Revoked);
+        assert!(!is_touch(&old, &revoked));
+
+        let mut rotated = touch.clone();
+        rotated.credential.generation = 1;
+        rotated.credential.current = Verifier([8; 32]);
+        assert!(!is_touch(&old, &rotated));
+
+        let mut data = touch.clone();
+        data.data = vec![1];
+        data.data_version = 1;
+        assert!(!is_touch(&old, &data));
+
+        let mut moved = touch;
+        moved.subject = Subject::new("bob").unwrap();
+        assert!(!is_touch(&old, &moved));
+    }
+}

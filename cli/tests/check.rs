@@ -1,0 +1,285 @@
+//! `leasehold check`, end to end: the real binary, its output and its exit code.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use assert_cmd::Command;
+use predicates::prelude::*;
+
+fn leasehold() -> Command {
+    Command::cargo_bin("leasehold").unwrap()
+}
+
+fn summary_line(stdout: &str) -> &str {
+    stdout.lines().last().unwrap_or_default()
+}
+
+fn counts(summary: &str) -> (usize, usize, usize) {
+    let words: Vec<&str> = summary.split_whitespace().collect();
+    assert_eq!(words.len(), 6, "summary line: {summary:?}");
+    assert_eq!(
+        (words[1], words[3], words[5]),
+        ("passed,", "failed,", "skipped"),
+        "summary line: {summary:?}"
+    );
+    (
+        words[0].parse().unwrap(),
+        words[2].parse().unwrap(),
+        words[4].parse().unwrap(),
+    )
+}
+
+#[test]
+fn memory_store_passes_with_a_table_and_a_summary() {
+    let out = leasehold()
+        .args(["check", "--store", "memory:"])
+        .assert()
+        .success()
+        .code(0)
+        .get_output()
+        .clone();
+    let stdout = String::from_utf8(out.stdout).unwrap();
+    assert!(
+        stdout.starts_with("store: memory: (capabilities: raw_dump)"),
+        "{stdout}"
+    );
+    let header = stdout.lines().find(|l| l.starts_with("CASE")).unwrap();
+    for col in ["CASE", "INVARIANT", "RESULT", "TIME"] {
+        assert!(header.contains(col), "{header}");
+    }
+    let row = stdout
+        .lines()
+        .find(|l| l.starts_with("no_resurrection::revoke_then_validate "))
+        .unwrap();
+    assert!(row.contains("INV-no-resurrection") && row.contains("passed") && row.ends_with("ms"));
+    let skipped = stdout
+        .lines()
+        .find(|l| l.starts_with("bounded_storage::native_expiry_never_serves_expired "))
+        .unwrap();
+    assert!(skipped.contains("skipped"), "{skipped}");
+    let (passed, failed, skipped) = counts(summary_line(&stdout));
+    assert_eq!((failed, skipped), (0, 1));
+    assert!(passed >= 40, "only {passed} cases passed");
+    assert_eq!(passed + 1, leasehold_conformance::cases().len());
+}
+
+#[test]
+fn without_a_terminal_progress_is_plain_lines_on_stderr() {
+    let out = leasehold()
+        .args(["check", "--store", "memory:", "--filter", "one_shot"])
+        .assert()
+        .success()
+        .get_output()
+        .clone();
+    let stderr = String::from_utf8(out.stderr).unwrap();
+    let lines: Vec<&str> = stderr.lines().collect();
+    assert_eq!(lines.len(), 7, "{stderr}");
+    assert!(
+        lines[0].starts_with("[  1/7] passed  one_shot::"),
+        "{stderr}"
+    );
+    assert!(!stderr.contains('\r'), "no bar redraws when not a terminal");
+}
+
+#[test]
+fn json_format_parses_and_counts() {
+    let out = leasehold()
+        .args(["check", "--store", "memory:", "--format", "json"])
+        .assert()
+        .success()
+        .get_output()
+        .clone();
+    let doc: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let cases = doc["cases"].as_array().unwrap();
+    assert_eq!(cases.len(), leasehold_conformance::cases().len());
+    assert_eq!(doc["failed"], 0);
+    assert_eq!(doc["skipped"], 1);
+    assert_eq!(doc["passed"].as_u64().unwrap() as usize, cases.len() - 1);
+    assert_eq!(doc["store"], "memory:");
+    let first = &cases[0];
+    assert_eq!(first["name"], "no_resurrection::revoke_then_validate");
+    assert_eq!(first["invariant"], "INV-no-resurrection");
+    assert_eq!(first["result"], "passed");
+    assert!(first["message"].is_null());
+    assert!(first["duration_ms"].as_f64().unwrap() >= 0.0);
+    let skipped = cases.iter().find(|c| c["result"] == "skipped").unwrap();
+    assert_eq!(skipped["message"], "requires native_expiry");
+}
+
+#[test]
+fn filter_selects_by_name_or_invariant() {
+    for (filter, n) in [("one_shot", 7), ("INV-caps", 13), ("race", 0)] {
+        let out = leasehold()
+            .args(["check", "--store", "memory:", "--filter", filter])
+            .assert()
+            .success()
+            .get_output()
+            .clone();
+        let stdout = String::from_utf8(out.stdout).unwrap();
+        let (passed, failed, skipped) = counts(summary_line(&stdout));
+        if n > 0 {
+            assert_eq!((passed, failed, skipped), (n, 0, 0), "--filter {filter}");
+        } else {
+            assert!(passed >= 10, "--filter race ran {passed} cases");
+            assert!(
+                stdout
+                    .lines()
+                    .filter(|l| l.contains("::"))
+                    .all(|l| l.contains("race")),
+                "{stdout}"
+            );
+        }
+    }
+    leasehold()
+        .args(["check", "--store", "memory:", "--filter", "no-such-case"])
+        .assert()
+        .code(2)
+        .stderr(predicate::str::contains(
+            "no case matches --filter `no-such-case`",
+        ));
+}
+
+#[test]
+fn a_broken_store_fails_naming_the_case() {
+    let out = leasehold()
+        .args(["check", "--store", "broken-memory:ticket-never-deleted"])
+        .assert()
+        .failure()
+        .code(1)
+        .get_output()
+        .clone();
+    let stdout = String::from_utf8(out.stdout).unwrap();
+    let row = stdout
+        .lines()
+        .find(|l| l.starts_with("one_shot::ticket_redeems_once "))
+        .unwrap();
+    assert!(row.contains("FAILED"), "{row}");
+    assert!(
+        stdout.contains("failures:\n")
+            && stdout.contains(
+                "  one_shot::ticket_redeems_once: second redemption at once: expected \
+                 NotAuthenticated"
+            ),
+        "{stdout}"
+    );
+    let (_, failed, _) = counts(summary_line(&stdout));
+    assert!(failed >= 4, "{failed} failed");
+
+    let out = leasehold()
+        .args([
+            "check",
+            "--store",
+            "broken-memory:reap-ignores-limit",
+            "--format",
+            "json",
+        ])
+        .assert()
+        .code(1)
+        .get_output()
+        .clone();
+    let doc: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let failed: Vec<&str> = doc["cases"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|c| c["result"] == "failed")
+        .map(|c| c["name"].as_str().unwrap())
+        .collect();
+    assert!(
+        failed.contains(&"bounded_storage::reap_batch_limit"),
+        "{failed:?}"
+    );
+}
+
+#[test]
+fn bad_store_urls_are_one_line_errors_with_exit_code_2() {
+    for (url, says) in [
+        ("mysql://localhost/x", "unknown store scheme `mysql:`"),
+        (
+            "postgres://postgres@localhost/test",
+            "the postgres adapter is not built yet",
+        ),
+        (
+            "redis://127.0.0.1:6379",
+            "the redis adapter is not built yet",
+        ),
+        (
+            "redis+cluster://127.0.0.1:7000",
+            "the redis cluster adapter is not built yet",
+        ),
+        ("sled:", "`sled:` needs a directory"),
+    ] {
+        let out = leasehold()
+            .args(["check", "--store", url])
+            .assert()
+            .code(2)
+            .stdout("")
+            .get_output()
+            .clone();
+        let stderr = String::from_utf8(out.stderr).unwrap();
+        assert_eq!(stderr.lines().count(), 1, "{url}: {stderr}");
+        assert!(
+            stderr.starts_with("error: ") && stderr.contains(says),
+            "{url}: {stderr}"
+        );
+    }
+    let out = leasehold()
+        .args(["check", "--store", "mysql://x"])
+        .assert()
+        .code(2)
+        .get_output()
+        .clone();
+    let stderr = String::from_utf8(out.stderr).unwrap();
+    for scheme in [
+        "memory:",
+        "sled:PATH",
+        "postgres://",
+        "redis://",
+        "redis+cluster://",
+    ] {
+        assert!(
+            stderr.contains(scheme),
+            "the error names the valid schemes: {stderr}"
+        );
+    }
+}
+
+#[test]
+fn an_unusable_sled_directory_is_a_clear_error() {
+    let file = tempfile::NamedTempFile::new().unwrap();
+    let url = format!("sled:{}/sub", file.path().display());
+    leasehold()
+        .args(["check", "--store", &url, "--filter", "one_shot"])
+        .assert()
+        .code(2)
+        .stdout("")
+        .stderr(predicate::str::starts_with("error: cannot use store sled:"));
+}
+
+#[test]
+fn usage_errors_exit_2_and_help_exits_0() {
+    leasehold().assert().code(2);
+    leasehold()
+        .args(["check", "--format", "xml"])
+        .assert()
+        .code(2);
+    leasehold()
+        .args(["check", "--help"])
+        .assert()
+        .success()
+        .stdout(predicate::str::contains("--store <URL>"));
+}
+
+#[test]
+fn default_store_is_sled_in_a_temp_dir_and_passes() {
+    let out = leasehold()
+        .arg("check")
+        .assert()
+        .success()
+        .get_output()
+        .clone();
+    let stdout = String::from_utf8(out.stdout).unwrap();
+    assert!(stdout.starts_with("store: sled (temp dir)"), "{stdout}");
+    let (passed, failed, _) = counts(summary_line(&stdout));
+    assert_eq!(failed, 0);
+    assert!(passed >= 40);
+}
