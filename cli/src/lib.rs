@@ -63,8 +63,22 @@ pub struct CheckArgs {
     pub format: Format,
     /// Run only the cases whose name or invariant contains this text (e.g. `one_shot`,
     /// `INV-caps`, `race`).
-    #[arg(long, value_name = "TEXT")]
+    #[arg(long, value_name = "TEXT", conflicts_with = "simulate")]
     pub filter: Option<String>,
+    /// Instead of the cases, run the seeded simulation: clients on several skewed nodes doing
+    /// random operations over the store with injected faults, checked against the reference
+    /// model after every step. A failure prints the seed that replays it.
+    #[arg(long)]
+    pub simulate: bool,
+    /// With `--simulate`: the first seed.
+    #[arg(long, default_value_t = 1, requires = "simulate")]
+    pub seed: u64,
+    /// With `--simulate`: how many consecutive seeds to run.
+    #[arg(long, default_value_t = 1, requires = "simulate")]
+    pub seeds: u64,
+    /// With `--simulate`: steps per seed.
+    #[arg(long, default_value_t = 300, requires = "simulate")]
+    pub steps: usize,
 }
 
 /// Output format of `leasehold check`.
@@ -235,13 +249,53 @@ pub struct Checked {
     pub report: Report,
 }
 
+/// Runs `$body` with `$factory` bound to a [`StoreFactory`] for `$spec` (one arm per kind of
+/// store, so `check` and `--simulate` share the dispatch).
+macro_rules! with_factory {
+    ($spec:expr, $factory:ident => $body:expr) => {
+        match $spec {
+            StoreSpec::Memory => {
+                let $factory = &|| async { MemoryStore::new() };
+                $body
+            }
+            StoreSpec::Broken(bug) => {
+                let bug = *bug;
+                let $factory = &move || async move { BrokenStore::new(bug) };
+                $body
+            }
+            StoreSpec::Sled(base) => {
+                let base = base.clone();
+                let $factory = &fallible(move || std::future::ready(fresh_sled(base.as_deref())));
+                $body
+            }
+        }
+    };
+}
+
+mod simulate;
+pub use simulate::{SimOutcome, simulate};
+
+/// The store `--store` names, or the default (sled in a temp dir).
+pub fn store_spec(args: &CheckArgs) -> Result<StoreSpec, ConfigError> {
+    match &args.store {
+        Some(url) => parse_store(url),
+        None => Ok(StoreSpec::Sled(None)),
+    }
+}
+
+/// A multi-threaded runtime for the cases' racing tasks.
+pub(crate) fn runtime() -> Result<tokio::runtime::Runtime, ConfigError> {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(4)
+        .enable_all()
+        .build()
+        .map_err(|e| ConfigError(format!("cannot start the async runtime: {e}")))
+}
+
 /// Runs `leasehold check` (without printing the result): parses the store, probes it once,
 /// runs the selected cases. Configuration problems are a [`ConfigError`].
 pub fn check(args: &CheckArgs, progress: ProgressMode) -> Result<Checked, ConfigError> {
-    let spec = match &args.store {
-        Some(url) => parse_store(url)?,
-        None => StoreSpec::Sled(None),
-    };
+    let spec = store_spec(args)?;
     let filter = args.filter.clone().unwrap_or_default();
     let cases = select(&filter);
     if cases.is_empty() {
@@ -250,33 +304,9 @@ pub fn check(args: &CheckArgs, progress: ProgressMode) -> Result<Checked, Config
              `no_resurrection::revoke_then_validate` and invariants like `INV-one-shot`)"
         )));
     }
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(4)
-        .enable_all()
-        .build()
-        .map_err(|e| ConfigError(format!("cannot start the async runtime: {e}")))?;
     let label = spec.label();
-    rt.block_on(async {
-        match &spec {
-            StoreSpec::Memory => {
-                run(&label, &|| async { MemoryStore::new() }, &cases, progress).await
-            }
-            StoreSpec::Broken(bug) => {
-                let bug = *bug;
-                run(
-                    &label,
-                    &move || async move { BrokenStore::new(bug) },
-                    &cases,
-                    progress,
-                )
-                .await
-            }
-            StoreSpec::Sled(base) => {
-                let base = base.clone();
-                let factory = fallible(move || std::future::ready(fresh_sled(base.as_deref())));
-                run(&label, &factory, &cases, progress).await
-            }
-        }
+    runtime()?.block_on(async {
+        with_factory!(&spec, factory => run(&label, factory, &cases, progress).await)
     })
 }
 
@@ -497,6 +527,7 @@ where
         }
     };
     match cli.command {
+        Command::Check(args) if args.simulate => simulate::main(&args),
         Command::Check(args) => {
             let checked = match check(&args, ProgressMode::detect()) {
                 Ok(c) => c,
