@@ -409,6 +409,70 @@ mod tests {
     }
 
     #[test]
+    fn length_limits_are_inclusive() {
+        let mut r = sample();
+        r.data = vec![7; MAX_DATA_LEN];
+        assert_eq!(
+            decode_session(&encode_session(&r)).unwrap().data.len(),
+            MAX_DATA_LEN
+        );
+        r.data.push(7);
+        assert_eq!(
+            decode_session(&encode_session(&r)),
+            Err(CodecError::Invalid("data"))
+        );
+        let mut r = sample();
+        r.credential.retired = vec![Verifier([9; 32]); MAX_REUSE_HISTORY];
+        assert_eq!(decode_session(&encode_session(&r)).unwrap(), r);
+    }
+
+    #[test]
+    fn an_over_long_retired_list_is_refused() {
+        // The encoder caps the count, so forge it. The count byte is where encodings with no
+        // and one retired verifier first differ.
+        let mut r = sample();
+        r.credential.retired = vec![];
+        let mut bytes = encode_session(&r);
+        r.credential.retired = vec![Verifier([9; 32])];
+        let one = encode_session(&r);
+        let at = bytes.iter().zip(&one).position(|(a, b)| a != b).unwrap();
+        assert_eq!((bytes[at], one[at]), (0, 1), "found the retired count");
+        bytes[at] = (MAX_REUSE_HISTORY + 1) as u8;
+        bytes.splice(at + 1..at + 1, vec![9u8; 32 * (MAX_REUSE_HISTORY + 1)]);
+        assert_eq!(decode_session(&bytes), Err(CodecError::Invalid("retired")));
+        bytes[at] = MAX_REUSE_HISTORY as u8;
+        bytes.drain(at + 1..at + 1 + 32);
+        assert_eq!(
+            decode_session(&bytes).unwrap().credential.retired.len(),
+            MAX_REUSE_HISTORY
+        );
+    }
+
+    #[test]
+    fn deadlines_may_meet_but_not_cross() {
+        let mut r = sample();
+        r.expires_at = r.absolute_deadline;
+        r.created_at = r.absolute_deadline;
+        assert_eq!(decode_session(&encode_session(&r)).unwrap(), r);
+        let mut late = r.clone();
+        late.created_at = r
+            .absolute_deadline
+            .saturating_add(std::time::Duration::from_millis(1));
+        assert_eq!(
+            decode_session(&encode_session(&late)),
+            Err(CodecError::Invalid("deadlines"))
+        );
+        let mut late = r;
+        late.expires_at = late
+            .absolute_deadline
+            .saturating_add(std::time::Duration::from_millis(1));
+        assert_eq!(
+            decode_session(&encode_session(&late)),
+            Err(CodecError::Invalid("deadlines"))
+        );
+    }
+
+    #[test]
     fn ticket_and_slot_round_trip() {
         let s = SlotRecord {
             id: SlotId::from_bytes([1; ID_BYTES]),

@@ -202,5 +202,8 @@ mod tests {
     fn debug_is_redacted() {
         let s = Secret::generate(&SeededEntropy::new(1)).unwrap();
         assert_eq!(format!("{s:?}"), "Secret(<redacted>)");
+        assert_eq!(format!("{:?}", Verifier([1; 32])), "Verifier(..)");
+        assert_eq!(format!("{:?}", Sealed([1; 32])), "Sealed(..)");
+        assert_eq!(format!("{:?}", BindingHash([1; 32])), "BindingHash(..)");
     }
 }

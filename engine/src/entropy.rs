@@ -70,6 +70,15 @@ mod tests {
     }
 
     #[test]
+    fn seeded_entropy_is_splitmix64() {
+        // Published SplitMix64 outputs for seed 0: recorded seeds must replay across versions.
+        let mut b = [0u8; 16];
+        SeededEntropy::new(0).fill(&mut b).unwrap();
+        assert_eq!(b[..8], 0xE220_A839_7B1D_CDAFu64.to_le_bytes());
+        assert_eq!(b[8..], 0x6E78_9E6A_A1B9_65F4u64.to_le_bytes());
+    }
+
+    #[test]
     fn os_entropy_fills() {
         let mut a = [0u8; 32];
         OsEntropy.fill(&mut a).unwrap();

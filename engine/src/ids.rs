@@ -232,6 +232,12 @@ mod tests {
     }
 
     #[test]
+    fn shard_tag_text_is_four_hex_digits() {
+        assert_eq!(ShardTag(0x00ab).to_hex(), "00ab");
+        assert_eq!(ShardTag(0xbeef).to_hex(), "beef");
+    }
+
+    #[test]
     fn tags_differ_between_subjects() {
         let a = ShardTag::of(&Subject::new("alice").unwrap());
         let b = ShardTag::of(&Subject::new("bob").unwrap());
