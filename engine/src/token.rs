@@ -267,7 +267,14 @@ mod tests {
                 TokenError::Malformed,
             ),
             (
-                [b"lh1_".as_slice(), &[b'a'; 36], b"_", "é".as_bytes(), &[b'A'; 41]].concat(),
+                [
+                    b"lh1_".as_slice(),
+                    &[b'a'; 36],
+                    b"_",
+                    "é".as_bytes(),
+                    &[b'A'; 41],
+                ]
+                .concat(),
                 TokenError::BadSecret,
             ),
         ];

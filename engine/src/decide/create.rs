@@ -35,7 +35,11 @@ pub fn check_options(opts: &CreateOptions, policy: &Policy) -> Result<(), InputE
 
 /// Refuses an over-long binding (it is hashed; the limit bounds the work an attacker causes).
 pub fn check_context(ctx: &Context) -> Result<(), InputError> {
-    if ctx.binding.as_ref().is_some_and(|b| b.len() > MAX_BINDING_LEN) {
+    if ctx
+        .binding
+        .as_ref()
+        .is_some_and(|b| b.len() > MAX_BINDING_LEN)
+    {
         return Err(InputError::TooLong {
             what: "binding",
             max: MAX_BINDING_LEN,
