@@ -240,6 +240,29 @@ impl MemoryStore {
     pub fn session_count(&self) -> usize {
         self.lock().map(|g| g.sessions.len()).unwrap_or(0)
     }
+
+    /// Every entry the store holds — records, index entries, expiry-index entries, rate logs —
+    /// the footprint INV-bounded-storage bounds: it returns to zero once everything stored has
+    /// expired and been reaped.
+    pub fn stored_entries(&self) -> usize {
+        fn sets<K, V>(m: &HashMap<K, HashSet<V>>) -> usize {
+            m.values().map(HashSet::len).sum()
+        }
+        let Ok(g) = self.lock() else { return 0 };
+        g.sessions.len()
+            + sets(&g.by_subject)
+            + sets(&g.by_resource)
+            + g.creations
+                .values()
+                .map(|(_, log)| 1 + log.len())
+                .sum::<usize>()
+            + g.tickets.len()
+            + g.slots.len()
+            + sets(&g.slots_by_session)
+            + sets(&g.slots_by_resource)
+            + g.expiry.len()
+            + g.active.len()
+    }
 }
 
 #[async_trait]

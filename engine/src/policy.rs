@@ -396,6 +396,19 @@ mod tests {
     }
 
     #[test]
+    fn limits_are_inclusive() {
+        assert_eq!(MAX_DURATION, Duration::from_secs(3_153_600_000));
+        let b = Policy::builder;
+        b().absolute_lifetime(MAX_DURATION).build().unwrap();
+        assert_eq!(
+            b().absolute_lifetime(MAX_DURATION + Duration::from_millis(1)).build(),
+            Err(PolicyError::TooLong("absolute_lifetime"))
+        );
+        b().reuse_history(MAX_REUSE_HISTORY).build().unwrap();
+        b().max_data_len(MAX_DATA_LEN).build().unwrap();
+    }
+
+    #[test]
     fn disabling_knobs_is_valid() {
         Policy::builder()
             .idle_timeout(None)

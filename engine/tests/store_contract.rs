@@ -1,0 +1,214 @@
+//! The store trait's own surface: defaults, the `Arc` forwarding, the reference store's
+//! footprint (INV-bounded-storage), and fail-closed behaviour against a store that is down.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use futures::executor::block_on;
+use leasehold::crypto::Verifier;
+use leasehold::record::{SlotRecord, TicketRecord};
+use leasehold::store::{
+    CreateLimits, HeartbeatOutcome, InsertOutcome, ReapOutcome, SlotCaps, SlotOutcome, TakeOutcome,
+};
+use leasehold::{
+    CapPolicy, Capabilities, Context, CreateOptions, Error, ManualClock, MemoryStore, Policy, Rate,
+    Resource, RevokeReason, SeededEntropy, SessionId, SessionRecord, Sessions, SlotId, Store,
+    StoreError, Subject, SubjectCap, TicketId, Timestamp,
+};
+
+/// A store whose every call fails, as a store behind a dead network would; it keeps the
+/// trait's defaults for everything optional.
+struct Down;
+
+fn down<T>() -> Result<T, StoreError> {
+    Err(StoreError::Unavailable("connection refused".into()))
+}
+
+#[async_trait]
+impl Store for Down {
+    fn capabilities(&self) -> Capabilities {
+        Capabilities::NONE
+    }
+    async fn load_session(&self, _: &SessionId) -> Result<Option<SessionRecord>, StoreError> {
+        down()
+    }
+    async fn insert_session(
+        &self,
+        _: &SessionRecord,
+        _: &CreateLimits,
+        _: Timestamp,
+    ) -> Result<InsertOutcome, StoreError> {
+        down()
+    }
+    async fn compare_and_swap(
+        &self,
+        _: &SessionRecord,
+        _: u64,
+        _: Timestamp,
+    ) -> Result<(), StoreError> {
+        down()
+    }
+    async fn revoke_subject(&self, _: &Subject, _: Timestamp) -> Result<u64, StoreError> {
+        down()
+    }
+    async fn revoke_resource(&self, _: &Resource, _: Timestamp) -> Result<u64, StoreError> {
+        down()
+    }
+    async fn list_subject(&self, _: &Subject) -> Result<Vec<SessionRecord>, StoreError> {
+        down()
+    }
+    async fn put_ticket(&self, _: &TicketRecord) -> Result<(), StoreError> {
+        down()
+    }
+    async fn take_ticket(
+        &self,
+        _: &TicketId,
+        _: &Verifier,
+        _: Timestamp,
+    ) -> Result<TakeOutcome, StoreError> {
+        down()
+    }
+    async fn acquire_slot(
+        &self,
+        _: &SlotRecord,
+        _: &SlotCaps,
+        _: Timestamp,
+    ) -> Result<SlotOutcome, StoreError> {
+        down()
+    }
+    async fn heartbeat_slot(
+        &self,
+        _: &SlotId,
+        _: Timestamp,
+        _: Timestamp,
+    ) -> Result<HeartbeatOutcome, StoreError> {
+        down()
+    }
+    async fn release_slot(&self, _: &SlotId) -> Result<bool, StoreError> {
+        down()
+    }
+    async fn reap(&self, _: Timestamp, _: usize) -> Result<ReapOutcome, StoreError> {
+        down()
+    }
+}
+
+fn unavailable<T: std::fmt::Debug>(r: Result<T, Error>) {
+    assert!(matches!(r, Err(Error::StoreUnavailable(_))), "{r:?}");
+}
+
+#[test]
+fn a_store_that_is_down_never_yields_a_session_and_every_error_is_typed() {
+    // INV-fail-closed: the driver has nothing to decide from, so it grants nothing.
+    let healthy =
+        Sessions::new(MemoryStore::new(), Policy::default()).with_entropy(SeededEntropy::new(1));
+    let alice = Subject::new("alice").unwrap();
+    let token = block_on(healthy.create(&alice, CreateOptions::default())).unwrap();
+    let token = token.token.expose_secret().to_owned();
+    let s = Sessions::new(Down, Policy::default());
+    block_on(async {
+        unavailable(s.create(&alice, CreateOptions::default()).await);
+        unavailable(s.validate(&token, &Context::none()).await);
+        unavailable(s.refresh(&token, &Context::none()).await);
+        unavailable(s.mint_ticket(&token, &Context::none()).await);
+        let id = SessionId::parse(&token[4..40]).unwrap();
+        unavailable(s.revoke(&id).await);
+        unavailable(s.revoke_subject(&alice).await);
+        unavailable(s.list(&alice).await);
+        unavailable(s.update_data(&id, 0, b"x").await);
+        unavailable(s.acquire_slot(&id, None).await);
+        unavailable(s.reap(10).await);
+        // The trait's default audit hook reports "not supported", not an empty store.
+        assert_eq!(Down.raw_dump().await.unwrap(), None);
+    });
+}
+
+#[test]
+fn arc_forwards_capabilities_and_every_call() {
+    let inner = Arc::new(MemoryStore::new());
+    assert_eq!(inner.capabilities(), MemoryStore::new().capabilities());
+    assert!(inner.capabilities().raw_dump);
+    let s = Sessions::new(inner.clone(), Policy::default());
+    let c = block_on(s.create(&Subject::new("a").unwrap(), CreateOptions::default())).unwrap();
+    assert_eq!(inner.session_count(), 1);
+    assert!(block_on(s.revoke(&c.session.id)).unwrap());
+    assert!(!block_on(inner.raw_dump()).unwrap().unwrap().is_empty());
+}
+
+#[test]
+fn reap_outcome_total_is_the_sum() {
+    let r = ReapOutcome {
+        sessions: 3,
+        tickets: 5,
+        slots: 7,
+    };
+    assert_eq!(r.total(), 15);
+}
+
+#[test]
+fn revoke_reason_codes_round_trip() {
+    for r in [
+        RevokeReason::Revoked,
+        RevokeReason::Subject,
+        RevokeReason::Resource,
+        RevokeReason::ReuseDetected,
+        RevokeReason::Evicted,
+    ] {
+        assert_eq!(RevokeReason::from_code(r.code()), Some(r));
+    }
+    assert_eq!(RevokeReason::from_code(0), None);
+    assert_eq!(RevokeReason::from_code(6), None);
+}
+
+#[test]
+fn memory_store_footprint_returns_to_zero_once_everything_is_reaped() {
+    // INV-bounded-storage on the reference store: records *and* every index entry go.
+    let clock = ManualClock::default();
+    let store = MemoryStore::new();
+    assert_eq!(format!("{store:?}"), "MemoryStore");
+    let policy = Policy::builder()
+        .subject_cap(Some(SubjectCap {
+            max: 2,
+            on_full: CapPolicy::EvictOldest,
+        }))
+        .creation_rate(Some(Rate {
+            max: 10,
+            window: Duration::from_secs(60),
+        }))
+        .build()
+        .unwrap();
+    let s = Sessions::new(store.clone(), policy)
+        .with_clock(clock.clone())
+        .with_entropy(SeededEntropy::new(3));
+    let r = Resource::new("tenant-1").unwrap();
+    block_on(async {
+        for who in ["alice", "alice", "alice", "bob"] {
+            let opts = CreateOptions {
+                resource: Some(r.clone()),
+                ..CreateOptions::default()
+            };
+            let c = s.create(&Subject::new(who).unwrap(), opts).await.unwrap();
+            s.acquire_slot(&c.session.id, Some(&r)).await.unwrap();
+            s.mint_ticket(c.token.expose_secret(), &Context::none())
+                .await
+                .unwrap();
+        }
+        s.revoke_subject(&Subject::new("bob").unwrap())
+            .await
+            .unwrap();
+        assert!(store.stored_entries() > 4 * 5);
+        clock.advance(Duration::from_secs(24 * 3600));
+        let mut removed = 0;
+        loop {
+            let n = s.reap(3).await.unwrap().total();
+            if n == 0 {
+                break;
+            }
+            removed += n;
+        }
+        assert_eq!(removed, 4 + 4 + 4, "sessions, slots and tickets");
+        assert_eq!(store.stored_entries(), 0, "an index kept a dead entry");
+    });
+}
