@@ -153,6 +153,13 @@ mod tests {
     }
 
     #[test]
+    fn timestamps_print_their_milliseconds() {
+        let t = Timestamp::from_millis(1_234);
+        assert_eq!(format!("{t}"), "1234ms");
+        assert_eq!(format!("{t:?}"), "t1234ms");
+    }
+
+    #[test]
     fn manual_clock_clones_share_time() {
         let a = ManualClock::new(Timestamp::from_millis(10));
         let b = a.clone();

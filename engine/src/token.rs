@@ -197,6 +197,14 @@ mod tests {
     }
 
     #[test]
+    fn presented_exposes_its_selector_and_hides_its_secret() {
+        let t = token();
+        let p = parse(t.expose_secret().as_bytes(), "lh1").unwrap();
+        assert_eq!(p.id_bytes(), t.id().as_bytes());
+        assert_eq!(format!("{p:?}"), "Presented(<redacted>)");
+    }
+
+    #[test]
     fn display_and_debug_are_redacted() {
         let t = token();
         let secret_part = &t.expose_secret()[t.expose_secret().len() - SECRET_TEXT_LEN..];

@@ -1997,3 +1997,43 @@ async fn global_cap_frees_up_as_sessions_expire_without_reaping() {
     h.sessions.revoke(&e).await.unwrap();
     create(&h, "d").await;
 }
+
+#[tokio::test]
+async fn with_zero_touch_granularity_a_second_read_at_the_same_instant_writes_nothing() {
+    let h = H::new(
+        Policy::builder()
+            .renewal_interval(None)
+            .touch_granularity(Duration::ZERO)
+            .build()
+            .unwrap(),
+    );
+    let (id, t) = create(&h, "alice").await;
+    let created = load(&h, &id).await.version;
+    // Same instant as the create: nothing moved, nothing to write.
+    validate(&h, &t).await.unwrap();
+    assert_eq!(load(&h, &id).await.version, created);
+    h.advance(ms(1));
+    validate(&h, &t).await.unwrap();
+    assert_eq!(
+        load(&h, &id).await.version,
+        created + 1,
+        "granularity 0 writes every move"
+    );
+    validate(&h, &t).await.unwrap();
+    assert_eq!(load(&h, &id).await.version, created + 1);
+}
+
+#[tokio::test]
+async fn update_data_accepts_exactly_max_data_len() {
+    let h = H::new(Policy::builder().max_data_len(16).build().unwrap());
+    let (id, _) = create(&h, "alice").await;
+    let s = h.sessions.update_data(&id, 0, &[1; 16]).await.unwrap();
+    assert_eq!(s.data, vec![1; 16]);
+    assert_err!(
+        h.sessions.update_data(&id, 1, &[1; 17]).await,
+        Error::InvalidInput(leasehold::InputError::TooLong {
+            what: "data",
+            max: 16
+        })
+    );
+}
