@@ -249,19 +249,22 @@ impl MemoryStore {
             m.values().map(HashSet::len).sum()
         }
         let Ok(g) = self.lock() else { return 0 };
-        g.sessions.len()
-            + sets(&g.by_subject)
-            + sets(&g.by_resource)
-            + g.creations
-                .values()
-                .map(|(_, log)| 1 + log.len())
-                .sum::<usize>()
-            + g.tickets.len()
-            + g.slots.len()
-            + sets(&g.slots_by_session)
-            + sets(&g.slots_by_resource)
-            + g.expiry.len()
-            + g.active.len()
+        let logs: usize = g.creations.values().map(|(_, log)| log.len()).sum();
+        [
+            g.sessions.len(),
+            sets(&g.by_subject),
+            sets(&g.by_resource),
+            g.creations.len(),
+            logs,
+            g.tickets.len(),
+            g.slots.len(),
+            sets(&g.slots_by_session),
+            sets(&g.slots_by_resource),
+            g.expiry.len(),
+            g.active.len(),
+        ]
+        .iter()
+        .sum()
     }
 }
 

@@ -184,6 +184,23 @@ fn memory_store_footprint_returns_to_zero_once_everything_is_reaped() {
         .with_entropy(SeededEntropy::new(3));
     let r = Resource::new("tenant-1").unwrap();
     block_on(async {
+        // One session with a resource, one slot on it, one ticket, one creation logged:
+        // session + subject index + resource index + active set + its expiry entry (5),
+        // slot + session and resource indexes + expiry entry (4), ticket + expiry entry (2),
+        // rate log + its one creation + expiry entry (3).
+        let opts = CreateOptions {
+            resource: Some(r.clone()),
+            ..CreateOptions::default()
+        };
+        let c = s
+            .create(&Subject::new("carol").unwrap(), opts)
+            .await
+            .unwrap();
+        s.acquire_slot(&c.session.id, Some(&r)).await.unwrap();
+        s.mint_ticket(c.token.expose_secret(), &Context::none())
+            .await
+            .unwrap();
+        assert_eq!(store.stored_entries(), 5 + 4 + 2 + 3);
         for who in ["alice", "alice", "alice", "bob"] {
             let opts = CreateOptions {
                 resource: Some(r.clone()),
@@ -208,7 +225,7 @@ fn memory_store_footprint_returns_to_zero_once_everything_is_reaped() {
             }
             removed += n;
         }
-        assert_eq!(removed, 4 + 4 + 4, "sessions, slots and tickets");
+        assert_eq!(removed, 5 + 5 + 5, "sessions, slots and tickets");
         assert_eq!(store.stored_entries(), 0, "an index kept a dead entry");
     });
 }
