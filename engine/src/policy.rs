@@ -401,7 +401,8 @@ mod tests {
         let b = Policy::builder;
         b().absolute_lifetime(MAX_DURATION).build().unwrap();
         assert_eq!(
-            b().absolute_lifetime(MAX_DURATION + Duration::from_millis(1)).build(),
+            b().absolute_lifetime(MAX_DURATION + Duration::from_millis(1))
+                .build(),
             Err(PolicyError::TooLong("absolute_lifetime"))
         );
         b().reuse_history(MAX_REUSE_HISTORY).build().unwrap();
