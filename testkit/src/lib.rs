@@ -9,5 +9,6 @@
 //!   model after every step.
 
 pub mod faults;
+pub mod fuzzing;
 pub mod model;
 pub mod simulate;
