@@ -88,6 +88,8 @@ use leasehold::{
 };
 use sled::transaction::{TransactionError, Transactional, TransactionalTree};
 
+#[doc(hidden)]
+pub mod fuzzing;
 mod keys;
 mod tx;
 
