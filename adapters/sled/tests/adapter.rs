@@ -699,12 +699,31 @@ async fn corrupt_index_values_fail_closed() {
     assert!(matches!(e, Error::CorruptRecord(_)), "{e:?}");
 }
 
+/// Opens `path` right after this process dropped its previous handle. sled releases its file
+/// lock only when its last background I/O task lets go of the file, a moment after the drop
+/// (under load, long enough to be seen): wait for that release, boundedly. A lock that is
+/// never released still fails the test.
+fn reopen(path: &std::path::Path) -> SledStore {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    loop {
+        match SledStore::open(path) {
+            Ok(store) => return store,
+            Err(leasehold_sled::OpenError::Locked { .. })
+                if std::time::Instant::now() < deadline =>
+            {
+                std::thread::sleep(std::time::Duration::from_millis(10));
+            }
+            Err(e) => panic!("reopen {}: {e}", path.display()),
+        }
+    }
+}
+
 #[tokio::test]
 async fn sessions_persist_across_close_and_reopen() {
     let dir = tempfile::tempdir().unwrap();
     let clock = ManualClock::default();
     let open = |seed| {
-        Sessions::new(SledStore::open(dir.path()).unwrap(), Policy::default())
+        Sessions::new(reopen(dir.path()), Policy::default())
             .with_clock(clock.clone())
             .with_entropy(SeededEntropy::new(seed))
     };
