@@ -140,12 +140,22 @@ impl<S: Store> Sessions<S> {
         for _ in 0..=self.policy.max_cas_retries {
             let loaded = self.store.load_session(id).await?;
             let d = decide(loaded.as_ref());
-            if let (Some(write), Some(old)) = (&d.write, &loaded) {
-                match self.store.compare_and_swap(write, old.version, now).await {
-                    Ok(()) => {}
-                    Err(StoreError::Conflict | StoreError::NotFound) => continue,
-                    Err(e) => return Err(e.into()),
+            match (&d.write, &loaded) {
+                (Some(write), Some(old)) => {
+                    match self.store.compare_and_swap(write, old.version, now).await {
+                        Ok(()) => {}
+                        Err(StoreError::Conflict | StoreError::NotFound) => continue,
+                        Err(e) => return Err(e.into()),
+                    }
                 }
+                // An outcome is only given once its write committed: a write with nothing
+                // loaded to swap against can never commit, so it is never answered (fail closed).
+                (Some(_), None) => {
+                    return Err(Error::CorruptRecord(
+                        "a decision wrote to a record that was not loaded".into(),
+                    ));
+                }
+                (None, _) => {}
             }
             self.emit(&d.events);
             return d.outcome;
