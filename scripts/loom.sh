@@ -5,8 +5,10 @@
 # evicted:
 #   1. --cfg leasehold_loom                          the real code must pass every model;
 #   2. --cfg leasehold_loom --cfg leasehold_planted_bug
-#      MemoryStore's check-then-act twins are compiled in, and every `planted_twin::` test must
-#      panic with its invariant's name: this run passes only if loom catches every planted bug.
+#      MemoryStore's check-then-act twins are compiled in, and so is the rule before
+#      INV-store-time (a revoke, group revoke or read that finds a session past its deadline
+#      writes no ending); every `planted_twin::` test must panic with its invariant's name:
+#      this run passes only if loom catches every planted bug.
 #
 # Usage: scripts/loom.sh [extra args passed to the test binary, e.g. a test-name filter]
 # Env:   LOOM_MAX_PREEMPTIONS overrides every model's preemption bound; LOOM_LOG=info logs.

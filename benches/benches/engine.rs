@@ -21,7 +21,11 @@ fn engine(c: &mut Criterion) {
     let token_text = tokens[0].clone();
     let presented = token::parse(token_text.as_bytes(), "lh1").unwrap();
     let id = SessionId::from_bytes(*presented.id_bytes());
-    let record = rt.block_on(s.store().load_session(&id)).unwrap().unwrap();
+    let record = rt
+        .block_on(s.store().load_session(&id))
+        .unwrap()
+        .record
+        .unwrap();
     let policy = Policy::default();
     let entropy = SeededEntropy::new(1);
     let now = clock.now();

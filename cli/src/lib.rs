@@ -21,11 +21,11 @@ use std::time::Duration;
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use leasehold::{MemoryStore, Store};
-use leasehold_conformance::broken::{BrokenStore, Bug};
 use leasehold_conformance::{
     Capability, CaseReport, Guarded, Outcome, Report, StoreFactory, fallible, run_selected, select,
 };
 use leasehold_sled::SledStore;
+use leasehold_testkit::broken::{Broken, Flaw};
 use serde::Serialize;
 
 /// Exit code: every selected case passed or was skipped.
@@ -65,9 +65,10 @@ pub struct CheckArgs {
     /// `INV-caps`, `race`).
     #[arg(long, value_name = "TEXT", conflicts_with = "simulate")]
     pub filter: Option<String>,
-    /// Instead of the cases, run the seeded simulation: clients on several skewed nodes doing
-    /// random operations over the store with injected faults, checked against the reference
-    /// model after every step. A failure prints the seed that replays it.
+    /// Instead of the cases, run the seeded simulation: clients on several nodes, with skewed
+    /// and now and then stepped clocks, doing random operations over the store with injected
+    /// faults, checked against the reference model after every step. A failure prints the
+    /// seed that replays it.
     #[arg(long)]
     pub simulate: bool,
     /// With `--simulate`: the first seed.
@@ -98,8 +99,8 @@ pub enum StoreSpec {
     /// sled, one database per case in a temp dir under this directory (`None`: the system
     /// temp dir).
     Sled(Option<PathBuf>),
-    /// Test-only: the memory store with a planted bug (`broken-memory:<bug>`, hidden).
-    Broken(Bug),
+    /// Test-only: the memory store with a planted flaw (`broken-memory:<flaw>`, hidden).
+    Broken(Flaw),
 }
 
 impl StoreSpec {
@@ -109,7 +110,7 @@ impl StoreSpec {
             StoreSpec::Memory => "memory:".to_owned(),
             StoreSpec::Sled(None) => "sled (temp dir)".to_owned(),
             StoreSpec::Sled(Some(p)) => format!("sled:{}", p.display()),
-            StoreSpec::Broken(bug) => format!("broken-memory:{bug}"),
+            StoreSpec::Broken(flaw) => format!("broken-memory:{flaw}"),
         }
     }
 }
@@ -170,15 +171,15 @@ pub fn parse_store(url: &str) -> Result<StoreSpec, ConfigError> {
         )),
         "broken-memory" => {
             let name = if rest.is_empty() {
-                Bug::TicketNeverDeleted.name()
+                Flaw::TicketNeverDeleted.name()
             } else {
                 rest
             };
-            match Bug::from_name(name) {
-                Some(bug) => Ok(StoreSpec::Broken(bug)),
+            match Flaw::from_name(name) {
+                Some(flaw) => Ok(StoreSpec::Broken(flaw)),
                 None => err(format!(
                     "unknown planted bug `{name}`; one of: {}",
-                    Bug::ALL.map(Bug::name).join(", ")
+                    Flaw::ALL.map(Flaw::name).join(", ")
                 )),
             }
         }
@@ -258,9 +259,9 @@ macro_rules! with_factory {
                 let $factory = &|| async { MemoryStore::new() };
                 $body
             }
-            StoreSpec::Broken(bug) => {
-                let bug = *bug;
-                let $factory = &move || async move { BrokenStore::new(bug) };
+            StoreSpec::Broken(flaw) => {
+                let flaw = *flaw;
+                let $factory = &move || async move { Broken::new(MemoryStore::new(), flaw) };
                 $body
             }
             StoreSpec::Sled(base) => {
@@ -573,11 +574,15 @@ mod tests {
         );
         assert_eq!(
             parse_store("broken-memory:"),
-            Ok(StoreSpec::Broken(Bug::TicketNeverDeleted))
+            Ok(StoreSpec::Broken(Flaw::TicketNeverDeleted))
         );
         assert_eq!(
             parse_store("broken-memory:reap-ignores-limit"),
-            Ok(StoreSpec::Broken(Bug::ReapIgnoresLimit))
+            Ok(StoreSpec::Broken(Flaw::ReapIgnoresLimit))
+        );
+        assert_eq!(
+            parse_store("broken-memory:old-clock-rule"),
+            Ok(StoreSpec::Broken(Flaw::OldClockRule))
         );
         for (bad, says) in [
             ("mysql://localhost", "unknown store scheme `mysql:`"),

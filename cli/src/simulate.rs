@@ -1,4 +1,4 @@
-//! `leasehold check --simulate`: the seeded fault/skew simulation of
+//! `leasehold check --simulate`: the seeded fault/skew/clock-step simulation of
 //! [`leasehold_testkit::simulate`] against any store the CLI can open, one fresh store per seed.
 
 use std::io::Write;
@@ -7,8 +7,8 @@ use std::sync::Arc;
 
 use leasehold::{MemoryStore, Store};
 use leasehold_conformance::StoreFactory;
-use leasehold_conformance::broken::BrokenStore;
 use leasehold_conformance::fallible;
+use leasehold_testkit::broken::Broken;
 use leasehold_testkit::simulate::{SimConfig, SimFailure, SimReport};
 
 use crate::{CheckArgs, ConfigError, EXIT_FAILED, EXIT_OK, EXIT_USAGE, Format, StoreSpec};

@@ -9,14 +9,15 @@ use async_trait::async_trait;
 use leasehold::crypto::Verifier;
 use leasehold::record::{SlotRecord, TicketRecord};
 use leasehold::store::{
-    CreateLimits, HeartbeatOutcome, InsertOutcome, ReapOutcome, SlotCaps, SlotOutcome, Store,
-    StoreError, TakeOutcome,
+    CreateLimits, HeartbeatOutcome, InsertOutcome, Loaded, ReapOutcome, SlotCaps, SlotOutcome,
+    Store, StoreError, TakeOutcome,
 };
 use leasehold::{
     Capabilities, Clock, ManualClock, Policy, Resource, SeededEntropy, SessionId, SessionRecord,
     Sessions, SlotId, Subject, SystemClock, TicketId, Timestamp,
 };
-use tokio::sync::Barrier;
+use tokio::sync::{Barrier, oneshot};
+use tokio::task::JoinHandle;
 
 /// How far ahead of the wall clock a case's clock starts.
 pub const CLOCK_LEAD: Duration = Duration::from_secs(3600);
@@ -158,6 +159,123 @@ impl Env {
     pub fn entropy(&self) -> &SeededEntropy {
         &self.entropy
     }
+
+    /// `Sessions` over the store under test with a clock of its own: another process whose
+    /// clock is skewed or stepped against the case's (it shares this entropy, so ids never
+    /// collide). Move `clock` (a clone shares its time) to move that caller's time.
+    pub fn sessions_at(&self, policy: Policy, clock: ManualClock) -> Arc<Sessions<DynStore>> {
+        self.sessions_over_at(self.store.clone(), policy, clock)
+    }
+
+    /// As [`Env::sessions_at`], over another store (e.g. one from [`Env::cas_hook`]).
+    pub fn sessions_over_at<S: Store>(
+        &self,
+        store: S,
+        policy: Policy,
+        clock: ManualClock,
+    ) -> Arc<Sessions<S>> {
+        Arc::new(
+            Sessions::new(store, policy)
+                .with_clock(clock)
+                .with_entropy(self.entropy.clone()),
+        )
+    }
+
+    /// The store under test behind a hook between a caller's load and its compare-and-swap:
+    /// [`CasHook::arm`] parks the next swap made through the returned store until the case
+    /// releases it, so a case can land another caller's write (a revoke, an observed expiry)
+    /// exactly in that gap — the race a real request loses only rarely.
+    pub fn cas_hook(&self) -> (DynStore, CasHook) {
+        let hook = CasHook::default();
+        let store: DynStore = Arc::new(Hooked {
+            inner: self.store.clone(),
+            hook: hook.clone(),
+        });
+        (store, hook)
+    }
+
+    /// For stores with a clock of their own (`server_clock`): sets that clock so it reads `t`
+    /// now, through [`Store::set_clock_offset`] (an offset from the wall clock, which the case
+    /// clock leads by about [`CLOCK_LEAD`]). The store's clock keeps running with the wall
+    /// clock afterwards, so it never reads earlier than `t`. `false` if the store has no clock.
+    pub fn set_store_time(&self, t: Timestamp) -> bool {
+        let offset = i128::from(t.as_millis()) - i128::from(SystemClock.now().as_millis());
+        let offset = i64::try_from(offset).unwrap_or(if offset < 0 { i64::MIN } else { i64::MAX });
+        self.store.set_clock_offset(offset)
+    }
+}
+
+/// The case side of [`Env::cas_hook`]: arms a park of the next compare-and-swap.
+#[derive(Clone, Default)]
+pub struct CasHook {
+    armed: Arc<std::sync::Mutex<Option<Armed>>>,
+}
+
+struct Armed {
+    reached: oneshot::Sender<()>,
+    release: oneshot::Receiver<()>,
+}
+
+impl CasHook {
+    /// Parks the next compare-and-swap made through the hooked store (only that one: the
+    /// caller's retries go through). The caller has loaded and decided by then; its write has
+    /// not reached the store.
+    pub fn arm(&self) -> Parked {
+        let (reached_tx, reached_rx) = oneshot::channel();
+        let (release_tx, release_rx) = oneshot::channel();
+        *self.slot() = Some(Armed {
+            reached: reached_tx,
+            release: release_rx,
+        });
+        Parked {
+            reached: Some(reached_rx),
+            release: Some(release_tx),
+        }
+    }
+
+    fn take(&self) -> Option<Armed> {
+        self.slot().take()
+    }
+
+    fn slot(&self) -> std::sync::MutexGuard<'_, Option<Armed>> {
+        // The guarded value is a plain Option: a panic elsewhere cannot leave it half-written.
+        self.armed.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+/// A compare-and-swap parked by [`CasHook::arm`]. Dropping it releases the swap.
+pub struct Parked {
+    reached: Option<oneshot::Receiver<()>>,
+    release: Option<oneshot::Sender<()>>,
+}
+
+impl Parked {
+    /// Waits until a swap is parked. Fails if `task` (the caller expected to make it) finishes
+    /// first: it made no write, so the case would test nothing.
+    pub async fn reached<T>(&mut self, task: &mut JoinHandle<T>) -> Result<(), CaseError> {
+        let Some(reached) = self.reached.take() else {
+            return Ok(());
+        };
+        tokio::select! {
+            r = reached => r.map_err(|_| CaseError("the hook was dropped before a swap parked".into())),
+            _ = task => Err(CaseError(
+                "the hooked caller finished without a compare-and-swap: it decided no write".into(),
+            )),
+        }
+    }
+
+    /// Lets the parked swap go on to the store.
+    pub fn release(mut self) {
+        if let Some(tx) = self.release.take() {
+            let _ = tx.send(());
+        }
+    }
+}
+
+/// The store of [`Env::cas_hook`]: the store under test, with a park before a swap.
+struct Hooked {
+    inner: DynStore,
+    hook: CasHook,
 }
 
 /// A subject from a test name.
@@ -253,8 +371,11 @@ impl<S: Store> Store for Interleaving<S> {
     fn capabilities(&self) -> Capabilities {
         self.0.capabilities()
     }
-    async fn load_session(&self, id: &SessionId) -> Result<Option<SessionRecord>, StoreError> {
+    async fn load_session(&self, id: &SessionId) -> Result<Loaded, StoreError> {
         interleave!(self.0.load_session(id))
+    }
+    fn set_clock_offset(&self, offset_ms: i64) -> bool {
+        self.0.set_clock_offset(offset_ms)
     }
     async fn insert_session(
         &self,
@@ -320,5 +441,90 @@ impl<S: Store> Store for Interleaving<S> {
     }
     async fn raw_dump(&self) -> Result<Option<Vec<Vec<u8>>>, StoreError> {
         self.0.raw_dump().await
+    }
+}
+
+#[async_trait]
+impl Store for Hooked {
+    fn capabilities(&self) -> Capabilities {
+        self.inner.capabilities()
+    }
+    async fn load_session(&self, id: &SessionId) -> Result<Loaded, StoreError> {
+        self.inner.load_session(id).await
+    }
+    fn set_clock_offset(&self, offset_ms: i64) -> bool {
+        self.inner.set_clock_offset(offset_ms)
+    }
+    async fn insert_session(
+        &self,
+        record: &SessionRecord,
+        limits: &CreateLimits,
+        now: Timestamp,
+    ) -> Result<InsertOutcome, StoreError> {
+        self.inner.insert_session(record, limits, now).await
+    }
+    async fn compare_and_swap(
+        &self,
+        new: &SessionRecord,
+        expected_version: u64,
+        now: Timestamp,
+    ) -> Result<(), StoreError> {
+        if let Some(armed) = self.hook.take() {
+            let _ = armed.reached.send(());
+            // Released, or the case dropped its handle: go on either way.
+            let _ = armed.release.await;
+        }
+        self.inner
+            .compare_and_swap(new, expected_version, now)
+            .await
+    }
+    async fn revoke_subject(&self, subject: &Subject, now: Timestamp) -> Result<u64, StoreError> {
+        self.inner.revoke_subject(subject, now).await
+    }
+    async fn revoke_resource(
+        &self,
+        resource: &Resource,
+        now: Timestamp,
+    ) -> Result<u64, StoreError> {
+        self.inner.revoke_resource(resource, now).await
+    }
+    async fn list_subject(&self, subject: &Subject) -> Result<Vec<SessionRecord>, StoreError> {
+        self.inner.list_subject(subject).await
+    }
+    async fn put_ticket(&self, ticket: &TicketRecord) -> Result<(), StoreError> {
+        self.inner.put_ticket(ticket).await
+    }
+    async fn take_ticket(
+        &self,
+        id: &TicketId,
+        verifier: &Verifier,
+        now: Timestamp,
+    ) -> Result<TakeOutcome, StoreError> {
+        self.inner.take_ticket(id, verifier, now).await
+    }
+    async fn acquire_slot(
+        &self,
+        slot: &SlotRecord,
+        caps: &SlotCaps,
+        now: Timestamp,
+    ) -> Result<SlotOutcome, StoreError> {
+        self.inner.acquire_slot(slot, caps, now).await
+    }
+    async fn heartbeat_slot(
+        &self,
+        id: &SlotId,
+        expires_at: Timestamp,
+        now: Timestamp,
+    ) -> Result<HeartbeatOutcome, StoreError> {
+        self.inner.heartbeat_slot(id, expires_at, now).await
+    }
+    async fn release_slot(&self, id: &SlotId) -> Result<bool, StoreError> {
+        self.inner.release_slot(id).await
+    }
+    async fn reap(&self, now: Timestamp, limit: usize) -> Result<ReapOutcome, StoreError> {
+        self.inner.reap(now, limit).await
+    }
+    async fn raw_dump(&self) -> Result<Option<Vec<Vec<u8>>>, StoreError> {
+        self.inner.raw_dump().await
     }
 }

@@ -7,7 +7,7 @@ use async_trait::async_trait;
 use leasehold::crypto::Verifier;
 use leasehold::record::{SlotRecord, TicketRecord};
 use leasehold::store::{
-    Capabilities, CreateLimits, HeartbeatOutcome, InsertOutcome, ReapOutcome, SlotCaps,
+    Capabilities, CreateLimits, HeartbeatOutcome, InsertOutcome, Loaded, ReapOutcome, SlotCaps,
     SlotOutcome, Store, StoreError, TakeOutcome,
 };
 use leasehold::{Resource, SessionId, SessionRecord, SlotId, Subject, TicketId, Timestamp};
@@ -107,8 +107,11 @@ impl<S: Store, G: Send + Sync + 'static> Store for Guarded<S, G> {
     fn capabilities(&self) -> Capabilities {
         self.store.capabilities()
     }
-    async fn load_session(&self, id: &SessionId) -> Result<Option<SessionRecord>, StoreError> {
+    async fn load_session(&self, id: &SessionId) -> Result<Loaded, StoreError> {
         self.store.load_session(id).await
+    }
+    fn set_clock_offset(&self, offset_ms: i64) -> bool {
+        self.store.set_clock_offset(offset_ms)
     }
     async fn insert_session(
         &self,

@@ -3,7 +3,8 @@
 //! The conformance suite for [`leasehold`] stores: named async cases, grouped by the security
 //! invariant they check (DESIGN §4: `no_resurrection::*`, `absolute_bound::*`,
 //! `hash_at_rest::*`, `one_shot::*`, `single_successor::*`, `caps::*`, `revoke_all::*`,
-//! `fail_closed::*`, `bounded_storage::*`) plus the plain store contract (`contract::*`).
+//! `fail_closed::*`, `bounded_storage::*`, `store_time::*`) plus the plain store contract
+//! (`contract::*`).
 //!
 //! An adapter author adds this crate as a dev-dependency and one line to a test file:
 //!
@@ -21,13 +22,14 @@
 //!
 //! See `docs/writing-an-adapter.md` for a complete walk-through.
 
-pub mod broken;
+/// Planted-bug stores for the suite's own tests (one module, shared with the simulation).
+pub use leasehold_testkit::broken;
 mod cases;
 mod env;
 mod factory;
 mod runner;
 
-pub use env::{CLOCK_LEAD, CaseError, CaseResult, DynStore, Env, Interleaving};
+pub use env::{CLOCK_LEAD, CasHook, CaseError, CaseResult, DynStore, Env, Interleaving, Parked};
 pub use factory::{Fallible, Guarded, StoreFactory, fallible};
 pub use runner::{
     CASE_TIMEOUT, Capability, Case, CaseFn, CaseReport, Invariant, Outcome, Report, case, cases,
@@ -49,7 +51,7 @@ pub use runner::{
 ///   It is called once per case and must return a fresh, isolated, empty store.
 /// - `capabilities = [...]` (optional; default none) lists what the store declares in
 ///   [`Store::capabilities`](leasehold::Store::capabilities): any of `native_expiry`,
-///   `raw_dump`, `multi_process`.
+///   `raw_dump`, `multi_process`, `server_clock`.
 ///
 /// It generates:
 /// - one `#[test]` per case, in modules named after the groups, so the test names are the case
@@ -165,6 +167,7 @@ macro_rules! __for_each_case {
                 revoke_resource_vs_touch_race none;
                 group_revoke_counts_only_live none;
                 tickets_and_slots_die_with_subject none;
+                group_ops_finish_under_a_flood none;
             }
             fail_closed FailClosed {
                 load_errors_deny none;
@@ -187,8 +190,30 @@ macro_rules! __for_each_case {
                 reap_tombstones_after_deadline none;
                 native_expiry_never_serves_expired native_expiry;
             }
+            store_time StoreTime {
+                inflight_touch_after_revoke none;
+                inflight_touch_after_revoke_subject none;
+                inflight_touch_after_revoke_resource none;
+                inflight_touch_after_observed_expiry none;
+                revoke_expired_unreaped_then_late_touch none;
+                stepped_clock_around_revoke none;
+                clock_glitch_fails_closed_then_recovers none;
+                skewed_drivers_share_endings none;
+                skewed_drivers_subject_cap_holds none;
+                store_ahead_of_caller_decides server_clock;
+                store_behind_caller_still_refuses server_clock;
+                grace_window_on_store_clock server_clock;
+                orphan_window_on_store_clock server_clock;
+                ticket_ttl_on_store_clock server_clock;
+                slot_ttl_on_store_clock server_clock;
+                slot_cap_holds_for_lagging_caller server_clock;
+                subject_cap_on_store_clock server_clock;
+                rate_window_on_store_clock server_clock;
+            }
             contract Contract {
                 insert_if_absent none;
+                insert_replay_is_idempotent none;
+                insert_refuses_foreign_shard_tag none;
                 cas_stale_version_conflicts none;
                 cas_missing_record_not_found none;
                 load_missing_is_none none;
@@ -236,6 +261,7 @@ macro_rules! __gate {
     (native_expiry [native_expiry $($rest:ident)*] { $($item:tt)* }) => { $($item)* };
     (raw_dump [raw_dump $($rest:ident)*] { $($item:tt)* }) => { $($item)* };
     (multi_process [multi_process $($rest:ident)*] { $($item:tt)* }) => { $($item)* };
+    (server_clock [server_clock $($rest:ident)*] { $($item:tt)* }) => { $($item)* };
     ($req:ident [$first:ident $($rest:ident)*] { $($item:tt)* }) => {
         $crate::__gate! { $req [$($rest)*] { $($item)* } }
     };
@@ -249,6 +275,10 @@ macro_rules! __gate {
     };
     (multi_process [] { $($item:tt)* }) => {
         #[ignore = "requires multi_process (not in the declared capabilities)"]
+        $($item)*
+    };
+    (server_clock [] { $($item:tt)* }) => {
+        #[ignore = "requires server_clock (not in the declared capabilities)"]
         $($item)*
     };
 }
@@ -290,9 +320,10 @@ pub mod __private {
     pub fn check_declared<F: StoreFactory>(factory: &F, declared: &[&str]) {
         for d in declared {
             if !Capability::ALL.iter().any(|c| c.name() == *d) {
+                let known: Vec<&str> = Capability::ALL.iter().map(|c| c.name()).collect();
                 panic!(
-                    "unknown capability `{d}` in `capabilities = [...]`; known: native_expiry, \
-                     raw_dump, multi_process"
+                    "unknown capability `{d}` in `capabilities = [...]`; known: {}",
+                    known.join(", ")
                 );
             }
         }

@@ -35,13 +35,17 @@ pub enum Invariant {
     FailClosed,
     /// INV-bounded-storage: everything expired or revoked is reclaimed, nothing live is.
     BoundedStorage,
+    /// INV-store-time: once any caller has been told `Expired` or `Revoked`, no operation by
+    /// any caller, at any clock setting, makes the session valid again; where the store has a
+    /// clock, windows and caps run on it.
+    StoreTime,
     /// The store contract of DESIGN §5 (insert-if-absent, CAS, listing, reap limits…).
     Contract,
 }
 
 impl Invariant {
     /// Every invariant, in report order.
-    pub const ALL: [Invariant; 10] = [
+    pub const ALL: [Invariant; 11] = [
         Invariant::NoResurrection,
         Invariant::AbsoluteBound,
         Invariant::HashAtRest,
@@ -51,6 +55,7 @@ impl Invariant {
         Invariant::RevokeAll,
         Invariant::FailClosed,
         Invariant::BoundedStorage,
+        Invariant::StoreTime,
         Invariant::Contract,
     ];
 
@@ -66,6 +71,7 @@ impl Invariant {
             Invariant::RevokeAll => "INV-revoke-all",
             Invariant::FailClosed => "INV-fail-closed",
             Invariant::BoundedStorage => "INV-bounded-storage",
+            Invariant::StoreTime => "INV-store-time",
             Invariant::Contract => "contract",
         }
     }
@@ -87,14 +93,18 @@ pub enum Capability {
     RawDump,
     /// [`Capabilities::multi_process`].
     MultiProcess,
+    /// [`Capabilities::server_clock`]: the store has a clock of its own, which the cases
+    /// move through [`Store::set_clock_offset`](leasehold::Store::set_clock_offset).
+    ServerClock,
 }
 
 impl Capability {
     /// Every capability.
-    pub const ALL: [Capability; 3] = [
+    pub const ALL: [Capability; 4] = [
         Capability::NativeExpiry,
         Capability::RawDump,
         Capability::MultiProcess,
+        Capability::ServerClock,
     ];
 
     /// The name used in the macro's `capabilities = [...]` list and in reports.
@@ -103,6 +113,7 @@ impl Capability {
             Capability::NativeExpiry => "native_expiry",
             Capability::RawDump => "raw_dump",
             Capability::MultiProcess => "multi_process",
+            Capability::ServerClock => "server_clock",
         }
     }
 
@@ -112,6 +123,7 @@ impl Capability {
             Capability::NativeExpiry => caps.native_expiry,
             Capability::RawDump => caps.raw_dump,
             Capability::MultiProcess => caps.multi_process,
+            Capability::ServerClock => caps.server_clock,
         }
     }
 

@@ -3,6 +3,31 @@
 //! Decoding treats its input as untrusted: every length is checked against what remains and
 //! against a hard limit, unknown versions and kinds are refused (never guessed), trailing bytes
 //! are an error, and nothing panics.
+//!
+//! # Format 2 (written by this build): a fixed-offset session header
+//!
+//! A session starts with the fields a store must read or write *without* this codec (a Lua
+//! script, a SQL function), at fixed offsets, little-endian ([`layout`]):
+//!
+//! | offset | size | field |
+//! |---|---|---|
+//! | 0 | 1 | format version (2) |
+//! | 1 | 1 | kind (`S`) |
+//! | 2 | 1 | state: 0 active, 1 tombstone |
+//! | 3 | 1 | revoke reason code (0 when active) |
+//! | 4 | 8 | revoked_at, ms (0 when active) |
+//! | 12 | 8 | version |
+//! | 20 | 8 | expires_at, ms |
+//! | 28 | 8 | absolute_deadline, ms — *identity starts here* |
+//! | 36 | 8 | created_at, ms |
+//! | 44 | 18 | id |
+//! | 62 | 4 + n | subject (u32 length, bytes) |
+//! | … | 1 (+ 4 + n) | resource (flag, length, bytes) — *identity ends here* |
+//!
+//! then `last_seen`, the credential, binding, summary, data and data version. So a store can
+//! tombstone a record in place (write bytes 2..20: state, reason, revoked_at, version + 1) and
+//! check that a compare-and-swap keeps the identity by comparing one byte range
+//! ([`identity_range`]). Format 1 records (no header) still decode.
 
 use crate::crypto::{BindingHash, Sealed, Verifier};
 use crate::ids::{ID_BYTES, MAX_NAME_LEN, Resource, SessionId, SlotId, Subject, TicketId};
@@ -12,8 +37,35 @@ use crate::record::{
 };
 use crate::time::Timestamp;
 
-/// The format version written by this build. Decoders refuse any other.
-pub const FORMAT_VERSION: u8 = 1;
+/// The format version written by this build. Decoders also read format 1; they refuse any
+/// other.
+pub const FORMAT_VERSION: u8 = 2;
+
+/// Fixed offsets of the format-2 session header (see the module docs).
+pub mod layout {
+    /// Format version byte.
+    pub const FORMAT: usize = 0;
+    /// Kind byte (`S`).
+    pub const KIND: usize = 1;
+    /// State byte: 0 active, 1 tombstone.
+    pub const STATE: usize = 2;
+    /// Revoke reason code (0 when active).
+    pub const REASON: usize = 3;
+    /// `revoked_at`, u64 LE ms.
+    pub const REVOKED_AT: usize = 4;
+    /// `version`, u64 LE.
+    pub const VERSION: usize = 12;
+    /// `expires_at`, u64 LE ms.
+    pub const EXPIRES_AT: usize = 20;
+    /// `absolute_deadline`, u64 LE ms: the first identity byte.
+    pub const ABSOLUTE_DEADLINE: usize = 28;
+    /// `created_at`, u64 LE ms.
+    pub const CREATED_AT: usize = 36;
+    /// The session id (18 bytes).
+    pub const ID: usize = 44;
+    /// The subject's u32 LE length, then its bytes.
+    pub const SUBJECT: usize = 62;
+}
 const KIND_SESSION: u8 = b'S';
 const KIND_TICKET: u8 = b'T';
 const KIND_SLOT: u8 = b'L';
@@ -78,16 +130,17 @@ impl Writer {
 struct Reader<'a>(&'a [u8]);
 
 impl<'a> Reader<'a> {
-    fn open(input: &'a [u8], kind: u8) -> Result<Self, CodecError> {
+    /// Reads the format version and kind; returns the reader and the format version.
+    fn open(input: &'a [u8], kind: u8) -> Result<(Self, u8), CodecError> {
         let mut r = Reader(input);
         let version = r.u8()?;
-        if version != FORMAT_VERSION {
+        if !(1..=FORMAT_VERSION).contains(&version) {
             return Err(CodecError::UnknownVersion(version));
         }
         if r.u8()? != kind {
             return Err(CodecError::WrongKind);
         }
-        Ok(r)
+        Ok((r, version))
     }
     fn take(&mut self, n: usize) -> Result<&'a [u8], CodecError> {
         if self.0.len() < n {
@@ -154,35 +207,43 @@ fn resource(s: Option<String>) -> Result<Option<Resource>, CodecError> {
         .transpose()
 }
 
-/// Encodes a session record.
+/// Encodes a session record (format 2: fixed-offset header, then the variable fields).
 pub fn encode_session(r: &SessionRecord) -> Vec<u8> {
     let mut w = Writer::new(KIND_SESSION);
+    match r.state {
+        SessionState::Active => {
+            w.u8(0);
+            w.u8(0);
+            w.u64(0);
+        }
+        SessionState::Revoked { at, reason } => {
+            w.u8(1);
+            w.u8(reason.code());
+            w.ts(at);
+        }
+    }
+    w.u64(r.version);
+    w.ts(r.expires_at);
+    w.ts(r.absolute_deadline);
+    w.ts(r.created_at);
     w.raw(r.id.as_bytes());
     w.bytes(r.subject.as_str().as_bytes());
     w.opt_str(r.resource.as_ref().map(Resource::as_str));
-    w.u64(r.version);
-    w.ts(r.created_at);
     w.ts(r.last_seen);
-    w.ts(r.absolute_deadline);
-    w.ts(r.expires_at);
-    match r.state {
-        SessionState::Active => w.u8(0),
-        SessionState::Revoked { at, reason } => {
-            w.u8(1);
-            w.ts(at);
-            w.u8(reason.code());
-        }
-    }
     let c = &r.credential;
     w.u64(c.generation);
     w.raw(&c.current.0);
     w.ts(c.rotated_at);
+    // 0: no predecessor; 1: predecessor with its sealed successor; 2: predecessor whose
+    // sealed successor was dropped (its windows closed).
     match &c.previous {
         None => w.u8(0),
         Some(p) => {
-            w.u8(1);
+            w.u8(if p.sealed_successor.is_some() { 1 } else { 2 });
             w.raw(&p.verifier.0);
-            w.raw(&p.sealed_successor.0);
+            if let Some(sealed) = &p.sealed_successor {
+                w.raw(&sealed.0);
+            }
             w.u8(u8::from(p.successor_seen));
         }
     }
@@ -203,35 +264,43 @@ pub fn encode_session(r: &SessionRecord) -> Vec<u8> {
     w.0
 }
 
-/// Decodes a session record; never panics.
+/// The byte range of a format-2 session encoding that holds its identity (absolute deadline,
+/// creation time, id, subject, resource): a compare-and-swap must leave it byte-for-byte
+/// unchanged. `None` if `bytes` is not a well-formed format-2 session header.
+pub fn identity_range(bytes: &[u8]) -> Option<std::ops::Range<usize>> {
+    if bytes.get(layout::FORMAT) != Some(&2) || bytes.get(layout::KIND) != Some(&KIND_SESSION) {
+        return None;
+    }
+    let mut r = Reader(bytes.get(layout::SUBJECT..)?);
+    r.bytes(MAX_NAME_LEN, "subject").ok()?;
+    r.opt_string(MAX_NAME_LEN, "resource").ok()?;
+    Some(layout::ABSOLUTE_DEADLINE..bytes.len() - r.0.len())
+}
+
+/// Decodes a session record (format 2, or format 1 as written by earlier builds); never
+/// panics.
 pub fn decode_session(input: &[u8]) -> Result<SessionRecord, CodecError> {
-    let mut r = Reader::open(input, KIND_SESSION)?;
-    let id = SessionId::from_bytes(r.array::<ID_BYTES>()?);
-    let subject = subject(r.string(MAX_NAME_LEN, "subject")?)?;
-    let resource = resource(r.opt_string(MAX_NAME_LEN, "resource")?)?;
-    let version = r.u64()?;
-    let created_at = r.ts()?;
-    let last_seen = r.ts()?;
-    let absolute_deadline = r.ts()?;
-    let expires_at = r.ts()?;
-    let state = if r.flag("state")? {
-        let at = r.ts()?;
-        let reason = RevokeReason::from_code(r.u8()?).ok_or(CodecError::Invalid("reason"))?;
-        SessionState::Revoked { at, reason }
+    let (mut r, format) = Reader::open(input, KIND_SESSION)?;
+    let head = if format == 1 {
+        Head::v1(&mut r)?
     } else {
-        SessionState::Active
+        Head::v2(&mut r)?
     };
     let generation = r.u64()?;
     let current = Verifier(r.array()?);
     let rotated_at = r.ts()?;
-    let previous = if r.flag("previous")? {
-        Some(Predecessor {
+    let previous = match r.u8()? {
+        0 => None,
+        tag @ (1 | 2) => Some(Predecessor {
             verifier: Verifier(r.array()?),
-            sealed_successor: Sealed(r.array()?),
+            sealed_successor: if tag == 1 {
+                Some(Sealed(r.array()?))
+            } else {
+                None
+            },
             successor_seen: r.flag("successor_seen")?,
-        })
-    } else {
-        None
+        }),
+        _ => return Err(CodecError::Invalid("previous")),
     };
     let n = r.u8()? as usize;
     if n > MAX_REUSE_HISTORY {
@@ -249,6 +318,17 @@ pub fn decode_session(input: &[u8]) -> Result<SessionRecord, CodecError> {
     let data = r.bytes(MAX_DATA_LEN, "data")?.to_vec();
     let data_version = r.u64()?;
     r.finish()?;
+    let Head {
+        id,
+        subject,
+        resource,
+        version,
+        created_at,
+        last_seen,
+        absolute_deadline,
+        expires_at,
+        state,
+    } = head;
     if expires_at > absolute_deadline || created_at > absolute_deadline {
         return Err(CodecError::Invalid("deadlines"));
     }
@@ -276,6 +356,88 @@ pub fn decode_session(input: &[u8]) -> Result<SessionRecord, CodecError> {
     })
 }
 
+/// The fields before the credential, read in either format's order.
+struct Head {
+    id: SessionId,
+    subject: Subject,
+    resource: Option<Resource>,
+    version: u64,
+    created_at: Timestamp,
+    last_seen: Timestamp,
+    absolute_deadline: Timestamp,
+    expires_at: Timestamp,
+    state: SessionState,
+}
+
+impl Head {
+    /// Format 1: id, subject, resource, version, created, last seen, deadlines, state.
+    fn v1(r: &mut Reader<'_>) -> Result<Head, CodecError> {
+        let id = SessionId::from_bytes(r.array::<ID_BYTES>()?);
+        let subject = subject(r.string(MAX_NAME_LEN, "subject")?)?;
+        let resource = resource(r.opt_string(MAX_NAME_LEN, "resource")?)?;
+        let version = r.u64()?;
+        let created_at = r.ts()?;
+        let last_seen = r.ts()?;
+        let absolute_deadline = r.ts()?;
+        let expires_at = r.ts()?;
+        let state = if r.flag("state")? {
+            let at = r.ts()?;
+            let reason = RevokeReason::from_code(r.u8()?).ok_or(CodecError::Invalid("reason"))?;
+            SessionState::Revoked { at, reason }
+        } else {
+            SessionState::Active
+        };
+        Ok(Head {
+            id,
+            subject,
+            resource,
+            version,
+            created_at,
+            last_seen,
+            absolute_deadline,
+            expires_at,
+            state,
+        })
+    }
+
+    /// Format 2: the fixed-offset header (module docs), then the identity, then last seen.
+    fn v2(r: &mut Reader<'_>) -> Result<Head, CodecError> {
+        let tombstone = r.flag("state")?;
+        let reason = r.u8()?;
+        let revoked_at = r.ts()?;
+        let state = if tombstone {
+            let reason = RevokeReason::from_code(reason).ok_or(CodecError::Invalid("reason"))?;
+            SessionState::Revoked {
+                at: revoked_at,
+                reason,
+            }
+        } else if reason != 0 || revoked_at != Timestamp::EPOCH {
+            return Err(CodecError::Invalid("state"));
+        } else {
+            SessionState::Active
+        };
+        let version = r.u64()?;
+        let expires_at = r.ts()?;
+        let absolute_deadline = r.ts()?;
+        let created_at = r.ts()?;
+        let id = SessionId::from_bytes(r.array::<ID_BYTES>()?);
+        let subject = subject(r.string(MAX_NAME_LEN, "subject")?)?;
+        let resource = resource(r.opt_string(MAX_NAME_LEN, "resource")?)?;
+        let last_seen = r.ts()?;
+        Ok(Head {
+            id,
+            subject,
+            resource,
+            version,
+            created_at,
+            last_seen,
+            absolute_deadline,
+            expires_at,
+            state,
+        })
+    }
+}
+
 /// Encodes a ticket record.
 pub fn encode_ticket(t: &TicketRecord) -> Vec<u8> {
     let mut w = Writer::new(KIND_TICKET);
@@ -289,7 +451,7 @@ pub fn encode_ticket(t: &TicketRecord) -> Vec<u8> {
 
 /// Decodes a ticket record; never panics.
 pub fn decode_ticket(input: &[u8]) -> Result<TicketRecord, CodecError> {
-    let mut r = Reader::open(input, KIND_TICKET)?;
+    let (mut r, _) = Reader::open(input, KIND_TICKET)?;
     let t = TicketRecord {
         id: TicketId::from_bytes(r.array()?),
         session: SessionId::from_bytes(r.array()?),
@@ -314,7 +476,7 @@ pub fn encode_slot(s: &SlotRecord) -> Vec<u8> {
 
 /// Decodes a slot record; never panics.
 pub fn decode_slot(input: &[u8]) -> Result<SlotRecord, CodecError> {
-    let mut r = Reader::open(input, KIND_SLOT)?;
+    let (mut r, _) = Reader::open(input, KIND_SLOT)?;
     let s = SlotRecord {
         id: SlotId::from_bytes(r.array()?),
         session: SessionId::from_bytes(r.array()?),
@@ -350,7 +512,7 @@ mod tests {
                 rotated_at: Timestamp::from_millis(1500),
                 previous: Some(Predecessor {
                     verifier: Verifier([2; 32]),
-                    sealed_successor: Sealed([4; 32]),
+                    sealed_successor: Some(Sealed([4; 32])),
                     successor_seen: true,
                 }),
                 retired: vec![Verifier([5; 32]), Verifier([6; 32])],
@@ -382,6 +544,58 @@ mod tests {
     }
 
     #[test]
+    fn a_dropped_sealed_successor_round_trips_as_tag_2() {
+        let mut dropped = sample();
+        if let Some(p) = dropped.credential.previous.as_mut() {
+            p.sealed_successor = None;
+        }
+        let bytes = encode_session(&dropped);
+        let decoded = decode_session(&bytes).unwrap();
+        assert_eq!(decoded, dropped);
+        let p = decoded.credential.previous.unwrap();
+        assert_eq!(p.sealed_successor, None, "nothing to unseal comes back");
+        assert_eq!(p.verifier, Verifier([2; 32]), "the predecessor is kept");
+        // The encodings with and without the sealed successor first differ at the tag.
+        let kept = encode_session(&sample());
+        let at = kept.iter().zip(&bytes).position(|(a, b)| a != b).unwrap();
+        assert_eq!((kept[at], bytes[at]), (1, 2), "found the previous tag");
+        assert_eq!(kept.len(), bytes.len() + 32, "tag 2 stores no sealed bytes");
+        for n in 0..bytes.len() {
+            assert!(decode_session(&bytes[..n]).is_err(), "prefix {n} decoded");
+        }
+        // An observed expiry is a tombstone reason like any other.
+        let mut expired = dropped;
+        expired.state = SessionState::Revoked {
+            at: Timestamp::from_millis(50_000),
+            reason: RevokeReason::Expired,
+        };
+        assert_eq!(decode_session(&encode_session(&expired)).unwrap(), expired);
+    }
+
+    #[test]
+    fn an_unknown_previous_tag_is_refused() {
+        let mut dropped = sample();
+        if let Some(p) = dropped.credential.previous.as_mut() {
+            p.sealed_successor = None;
+        }
+        let kept = encode_session(&sample());
+        let mut bytes = encode_session(&dropped);
+        let at = kept.iter().zip(&bytes).position(|(a, b)| a != b).unwrap();
+        for tag in [3u8, 4, 0x80, u8::MAX] {
+            bytes[at] = tag;
+            assert_eq!(
+                decode_session(&bytes),
+                Err(CodecError::Invalid("previous")),
+                "tag {tag}"
+            );
+        }
+        // Tag 1 over the bytes of a tag-2 record reads the successor flag and what follows as
+        // sealed bytes; the record is then 32 bytes short and is refused.
+        bytes[at] = 1;
+        assert!(decode_session(&bytes).is_err());
+    }
+
+    #[test]
     fn every_truncation_is_an_error() {
         let bytes = encode_session(&sample());
         for n in 0..bytes.len() {
@@ -395,8 +609,10 @@ mod tests {
     #[test]
     fn unknown_version_and_kind_are_refused() {
         let mut bytes = encode_session(&sample());
-        bytes[0] = 2;
-        assert_eq!(decode_session(&bytes), Err(CodecError::UnknownVersion(2)));
+        for v in [0, 3, u8::MAX] {
+            bytes[0] = v;
+            assert_eq!(decode_session(&bytes), Err(CodecError::UnknownVersion(v)));
+        }
         let ticket = encode_ticket(&TicketRecord {
             id: TicketId::from_bytes([1; ID_BYTES]),
             session: SessionId::from_bytes([2; ID_BYTES]),
@@ -497,9 +713,135 @@ mod tests {
             Err(CodecError::Invalid("deadlines"))
         );
         let mut bytes = encode_session(&sample());
-        // The byte after id (18) + subject (4 + 5) + resource flag.
-        let resource_flag = 2 + ID_BYTES + 4 + 5;
+        // The byte after the subject (4 + 5): the resource flag.
+        let resource_flag = layout::SUBJECT + 4 + 5;
         bytes[resource_flag] = 7;
         assert_eq!(decode_session(&bytes), Err(CodecError::Invalid("resource")));
+        // An active record carries no reason and no revocation time.
+        let mut active = sample();
+        active.state = SessionState::Active;
+        let mut bytes = encode_session(&active);
+        bytes[layout::REASON] = 1;
+        assert_eq!(decode_session(&bytes), Err(CodecError::Invalid("state")));
+        let mut bytes = encode_session(&active);
+        bytes[layout::REVOKED_AT] = 1;
+        assert_eq!(decode_session(&bytes), Err(CodecError::Invalid("state")));
+    }
+
+    /// Format 1, as written by earlier builds (the field order of `Head::v1`).
+    fn encode_v1(r: &SessionRecord) -> Vec<u8> {
+        let v2 = encode_session(r);
+        let identity = identity_range(&v2).unwrap();
+        let mut w = Writer(vec![1, KIND_SESSION]);
+        w.raw(&v2[layout::ID..identity.end]); // id, subject, resource
+        w.u64(r.version);
+        w.ts(r.created_at);
+        w.ts(r.last_seen);
+        w.ts(r.absolute_deadline);
+        w.ts(r.expires_at);
+        match r.state {
+            SessionState::Active => w.u8(0),
+            SessionState::Revoked { at, reason } => {
+                w.u8(1);
+                w.ts(at);
+                w.u8(reason.code());
+            }
+        }
+        w.raw(&v2[identity.end + 8..]); // everything after last_seen
+        w.0
+    }
+
+    #[test]
+    fn format_1_records_still_decode() {
+        let mut active = sample();
+        active.state = SessionState::Active;
+        for r in [sample(), active] {
+            assert_eq!(decode_session(&encode_v1(&r)).unwrap(), r);
+        }
+        // A known format-1 record, byte for byte (as an earlier build stored it).
+        let mut known = vec![1, b'S'];
+        known.extend_from_slice(&[9; ID_BYTES]);
+        known.extend_from_slice(&1u32.to_le_bytes());
+        known.push(b'a');
+        known.push(0); // no resource
+        for v in [4u64, 10, 20, 90, 50] {
+            known.extend_from_slice(&v.to_le_bytes()); // version, created, seen, deadlines
+        }
+        known.push(0); // active
+        known.extend_from_slice(&0u64.to_le_bytes()); // generation
+        known.extend_from_slice(&[5; 32]);
+        known.extend_from_slice(&10u64.to_le_bytes()); // rotated_at
+        known.extend_from_slice(&[0, 0, 0, 0]); // no predecessor, retired, binding, summary
+        known.extend_from_slice(&0u32.to_le_bytes()); // no data
+        known.extend_from_slice(&3u64.to_le_bytes()); // data_version
+        let r = decode_session(&known).unwrap();
+        assert_eq!(
+            (r.version, r.created_at, r.expires_at, r.subject.as_str()),
+            (
+                4,
+                Timestamp::from_millis(10),
+                Timestamp::from_millis(50),
+                "a"
+            )
+        );
+        assert_eq!(r.absolute_deadline, Timestamp::from_millis(90));
+    }
+
+    #[test]
+    fn the_header_sits_at_its_documented_offsets() {
+        let r = sample();
+        let b = encode_session(&r);
+        let u64_at = |o: usize| u64::from_le_bytes(b[o..o + 8].try_into().unwrap());
+        assert_eq!((b[layout::FORMAT], b[layout::KIND]), (FORMAT_VERSION, b'S'));
+        assert_eq!(b[layout::STATE], 1);
+        assert_eq!(b[layout::REASON], RevokeReason::Evicted.code());
+        assert_eq!(u64_at(layout::REVOKED_AT), 3000);
+        assert_eq!(u64_at(layout::VERSION), r.version);
+        assert_eq!(u64_at(layout::EXPIRES_AT), r.expires_at.as_millis());
+        assert_eq!(u64_at(layout::ABSOLUTE_DEADLINE), 90_000);
+        assert_eq!(u64_at(layout::CREATED_AT), 1000);
+        assert_eq!(&b[layout::ID..layout::ID + ID_BYTES], r.id.as_bytes());
+        assert_eq!(&b[layout::SUBJECT + 4..layout::SUBJECT + 9], b"alice");
+    }
+
+    /// What a Lua script or SQL function does without this codec: tombstone in place by
+    /// writing the header's mutable bytes, and check a swap kept the identity bytes.
+    #[test]
+    fn a_store_can_tombstone_in_place_and_compare_identity_bytes() {
+        let mut live = sample();
+        live.state = SessionState::Active;
+        let mut bytes = encode_session(&live);
+        bytes[layout::STATE] = 1;
+        bytes[layout::REASON] = RevokeReason::Subject.code();
+        bytes[layout::REVOKED_AT..layout::REVOKED_AT + 8].copy_from_slice(&4000u64.to_le_bytes());
+        bytes[layout::VERSION..layout::VERSION + 8]
+            .copy_from_slice(&(live.version + 1).to_le_bytes());
+        let at = Timestamp::from_millis(4000);
+        assert_eq!(
+            decode_session(&bytes).unwrap(),
+            live.tombstone(at, RevokeReason::Subject)
+        );
+
+        let range = identity_range(&bytes).unwrap();
+        assert_eq!(range.start, layout::ABSOLUTE_DEADLINE);
+        let mut touched = live.clone();
+        touched.version += 1;
+        touched.last_seen = Timestamp::from_millis(2500);
+        touched.expires_at = Timestamp::from_millis(60_000);
+        let t = encode_session(&touched);
+        assert_eq!(t[identity_range(&t).unwrap()], bytes[range.clone()]);
+        for change in [
+            |r: &mut SessionRecord| r.subject = Subject::new("alicf").unwrap(),
+            |r: &mut SessionRecord| r.resource = None,
+            |r: &mut SessionRecord| r.created_at = Timestamp::from_millis(999),
+            |r: &mut SessionRecord| r.absolute_deadline = Timestamp::from_millis(95_000),
+        ] {
+            let mut moved = live.clone();
+            change(&mut moved);
+            let m = encode_session(&moved);
+            assert_ne!(m.get(identity_range(&m).unwrap()), bytes.get(range.clone()));
+        }
+        assert_eq!(identity_range(&encode_v1(&live)), None);
+        assert_eq!(identity_range(b"\x02S"), None);
     }
 }

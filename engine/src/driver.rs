@@ -5,6 +5,7 @@
 
 use std::sync::Arc;
 
+use crate::decide::mutate::RevokeOutcome;
 use crate::decide::read::ReadMode;
 use crate::decide::{self, Context, CreateOptions, Decision, Session};
 use crate::entropy::{Entropy, OsEntropy};
@@ -131,18 +132,22 @@ impl<S: Store> Sessions<S> {
     }
 
     /// Load, decide, compare-and-swap; on a lost race reload and decide again.
+    ///
+    /// Each round decides at the judged time — the later of `now` and the store's clock from
+    /// that load — and the store judges the write at the later of that and its clock again.
     async fn run<T>(
         &self,
         id: &SessionId,
         now: Timestamp,
-        mut decide: impl FnMut(Option<&SessionRecord>) -> Decision<T>,
+        mut decide: impl FnMut(Option<&SessionRecord>, Timestamp) -> Decision<T>,
     ) -> Result<T, Error> {
         for _ in 0..=self.policy.max_cas_retries {
             let loaded = self.store.load_session(id).await?;
-            let d = decide(loaded.as_ref());
-            match (&d.write, &loaded) {
+            let at = loaded.judged_at(now);
+            let d = decide(loaded.record.as_ref(), at);
+            match (&d.write, &loaded.record) {
                 (Some(write), Some(old)) => {
-                    match self.store.compare_and_swap(write, old.version, now).await {
+                    match self.store.compare_and_swap(write, old.version, at).await {
                         Ok(()) => {}
                         Err(StoreError::Conflict | StoreError::NotFound) => continue,
                         Err(e) => return Err(e.into()),
@@ -212,28 +217,25 @@ impl<S: Store> Sessions<S> {
         }
     }
 
+    /// A validate or refresh; also returns the time it was judged at.
     async fn read(
         &self,
         token: &[u8],
         ctx: &Context,
         mode: ReadMode,
-    ) -> Result<decide::Grant, Error> {
+    ) -> Result<(decide::Grant, Timestamp), Error> {
         let presented = token::parse(token, &self.policy.token_prefix)?;
         decide::create::check_context(ctx)?;
         let id = SessionId::from_bytes(presented.id);
         let now = self.now();
-        self.run(&id, now, |rec| {
-            decide::read::read(
-                rec,
-                &presented,
-                ctx,
-                mode,
-                now,
-                &self.policy,
-                &*self.entropy,
-            )
-        })
-        .await
+        let mut judged = now;
+        let grant = self
+            .run(&id, now, |rec, at| {
+                judged = at;
+                decide::read::read(rec, &presented, ctx, mode, at, &self.policy, &*self.entropy)
+            })
+            .await?;
+        Ok((grant, judged))
     }
 
     /// Validates a presented token: one store round trip unless a touch, renewal or orphan
@@ -243,7 +245,7 @@ impl<S: Store> Sessions<S> {
         token: impl AsRef<[u8]>,
         ctx: &Context,
     ) -> Result<Validated, Error> {
-        let g = self.read(token.as_ref(), ctx, ReadMode::Validate).await?;
+        let (g, _) = self.read(token.as_ref(), ctx, ReadMode::Validate).await?;
         Ok(Validated {
             session: Session::from(&g.record),
             renewed: g.token,
@@ -257,7 +259,7 @@ impl<S: Store> Sessions<S> {
         token: impl AsRef<[u8]>,
         ctx: &Context,
     ) -> Result<Refreshed, Error> {
-        let g = self.read(token.as_ref(), ctx, ReadMode::Refresh).await?;
+        let (g, _) = self.read(token.as_ref(), ctx, ReadMode::Refresh).await?;
         let token = g
             .token
             .ok_or_else(|| Error::CorruptRecord("refresh produced no token".into()))?;
@@ -267,15 +269,15 @@ impl<S: Store> Sessions<S> {
         })
     }
 
-    /// Revokes a session by id. `true` if this call revoked it; `false` if it was already
-    /// revoked, expired or unknown.
-    pub async fn revoke(&self, id: &SessionId) -> Result<bool, Error> {
+    /// Revokes a session by id: writes its tombstone whether it is live or already past its
+    /// deadline (a revocation never depends on a clock), and says what happened.
+    pub async fn revoke(&self, id: &SessionId) -> Result<RevokeOutcome, Error> {
         let now = self.now();
-        self.run(id, now, |rec| decide::mutate::revoke(rec, now))
-            .await
+        self.run(id, now, decide::mutate::revoke).await
     }
 
-    /// Revokes every live session of `subject`; returns how many.
+    /// Revokes every session of `subject` (live, or past its deadline but not yet ended);
+    /// returns how many were live.
     pub async fn revoke_subject(&self, subject: &Subject) -> Result<u64, Error> {
         let count = self.store.revoke_subject(subject, self.now()).await?;
         self.emit(&[Event::SubjectRevoked {
@@ -285,7 +287,7 @@ impl<S: Store> Sessions<S> {
         Ok(count)
     }
 
-    /// Revokes every live session tagged with `resource`; returns how many.
+    /// Revokes every session tagged with `resource`; returns how many were live.
     pub async fn revoke_resource(&self, resource: &Resource) -> Result<u64, Error> {
         let count = self.store.revoke_resource(resource, self.now()).await?;
         self.emit(&[Event::ResourceRevoked {
@@ -320,8 +322,8 @@ impl<S: Store> Sessions<S> {
         decide::mutate::check_data(data, &self.policy)?;
         let now = self.now();
         let rec = self
-            .run(id, now, |rec| {
-                decide::mutate::update_data(rec, expected_version, data, now, &self.policy)
+            .run(id, now, |rec, at| {
+                decide::mutate::update_data(rec, expected_version, data, at, &self.policy)
             })
             .await?;
         Ok(Session::from(&rec))
@@ -333,10 +335,9 @@ impl<S: Store> Sessions<S> {
         token: impl AsRef<[u8]>,
         ctx: &Context,
     ) -> Result<Ticketed, Error> {
-        let g = self.read(token.as_ref(), ctx, ReadMode::Validate).await?;
-        let now = self.now();
+        let (g, at) = self.read(token.as_ref(), ctx, ReadMode::Validate).await?;
         let (ticket, ticket_token) =
-            decide::ticket::mint(&g.record, now, &self.policy, &*self.entropy)?;
+            decide::ticket::mint(&g.record, at, &self.policy, &*self.entropy)?;
         self.store.put_ticket(&ticket).await?;
         self.emit(&[Event::TicketMinted {
             ticket: ticket.id,
@@ -364,13 +365,12 @@ impl<S: Store> Sessions<S> {
             TakeOutcome::Expired => return Err(Error::Expired),
             TakeOutcome::Missing => return Err(Error::NotAuthenticated),
         };
-        let session = self.store.load_session(&t.session).await?;
-        let rec = decide::ticket::redeem(session.as_ref(), now)?;
+        let rec = self.run(&t.session, now, decide::ticket::redeem).await?;
         self.emit(&[Event::TicketRedeemed {
             ticket: t.id,
             session: t.session,
         }]);
-        Ok(Session::from(rec))
+        Ok(Session::from(&rec))
     }
 
     /// Acquires a slot on a live session (and on `resource`, if given) under the slot caps.
@@ -396,13 +396,32 @@ impl<S: Store> Sessions<S> {
                     expires_at: slot.expires_at,
                 })
             }
-            SlotOutcome::SessionNotLive => Err(Error::NotAuthenticated),
+            SlotOutcome::SessionNotLive => Err(self.settle_ending(session, now).await),
             SlotOutcome::SessionCapReached => Err(Error::LimitReached {
                 limit: Limit::SessionSlots,
             }),
             SlotOutcome::ResourceCapReached => Err(Error::LimitReached {
                 limit: Limit::ResourceSlots,
             }),
+        }
+    }
+
+    /// The store found `id` not live: make that ending durable (a tombstone for a session past
+    /// its deadline) before the caller is told, and say why it ended.
+    async fn settle_ending(&self, id: &SessionId, now: Timestamp) -> Error {
+        let settled = self
+            .run(id, now, |rec, at| {
+                decide::ending::<()>(rec, at).unwrap_or_else(|| Decision {
+                    write: None,
+                    // Live again by the time we looked (a lagging store clock): still refused.
+                    outcome: Err(Error::NotAuthenticated),
+                    events: Vec::new(),
+                })
+            })
+            .await;
+        match settled {
+            Err(e) => e,
+            Ok(()) => Error::NotAuthenticated,
         }
     }
 
@@ -438,6 +457,11 @@ impl<S: Store> Sessions<S> {
         let out = self.store.reap(self.now(), limit).await?;
         if out.total() > 0 {
             self.emit(&[Event::Reaped { count: out.total() }]);
+        }
+        if out.quarantined > 0 {
+            self.emit(&[Event::Quarantined {
+                count: out.quarantined,
+            }]);
         }
         Ok(out)
     }

@@ -116,6 +116,12 @@ pub enum Event {
         /// How many.
         count: u64,
     },
+    /// The reaper found stored bytes that do not decode and moved them aside (kept for
+    /// inspection) instead of stalling on them: the store is damaged somewhere.
+    Quarantined {
+        /// How many entries.
+        count: u64,
+    },
 }
 
 /// Receives events. Called after the change is committed; must not block for long.
@@ -133,7 +139,9 @@ pub struct TracingSink;
 impl EventSink for TracingSink {
     fn emit(&self, event: &Event) {
         match event {
-            Event::ReuseDetected { .. } => tracing::warn!(target: "leasehold", ?event),
+            Event::ReuseDetected { .. } | Event::Quarantined { .. } => {
+                tracing::warn!(target: "leasehold", ?event)
+            }
             _ => tracing::debug!(target: "leasehold", ?event),
         }
     }

@@ -43,6 +43,7 @@ mod time;
 
 pub mod token;
 
+pub use decide::mutate::RevokeOutcome;
 pub use decide::{Context, CreateOptions, Session};
 pub use driver::{Created, Refreshed, Sessions, SlotLease, Ticketed, Validated};
 pub use entropy::{Entropy, EntropyError, OsEntropy, SeededEntropy};
@@ -54,6 +55,6 @@ pub use ids::{
 pub use memory::MemoryStore;
 pub use policy::{CapPolicy, Policy, PolicyBuilder, PolicyError, Rate, SubjectCap};
 pub use record::{RevokeReason, SessionRecord, SessionState};
-pub use store::{Capabilities, Store, StoreError};
+pub use store::{Capabilities, Loaded, Store, StoreError};
 pub use time::{Clock, ManualClock, SystemClock, Timestamp};
 pub use token::{SessionToken, TicketToken, TokenError};

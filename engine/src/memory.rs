@@ -2,6 +2,10 @@
 //! linearizable; indexes make every per-session operation independent of the number of live
 //! sessions, and reaping walk only what is due.
 //!
+//! It has no clock of its own: it judges at the caller's `now`. For tests of the server-clock
+//! rules, [`MemoryStore::with_server_clock`] gives it one, as a database server has (the
+//! reference for what Postgres and Redis adapters must do with theirs).
+//!
 //! Its primitives come from [`crate::sync`], so loom can explore every interleaving of it.
 
 use std::collections::{BTreeSet, HashMap, HashSet, VecDeque};
@@ -15,11 +19,12 @@ use crate::ids::{Resource, SessionId, SlotId, Subject, TicketId};
 use crate::policy::CapPolicy;
 use crate::record::{RevokeReason, SessionRecord, SessionState, SlotRecord, TicketRecord};
 use crate::store::{
-    Capabilities, CreateLimits, HeartbeatOutcome, InsertOutcome, ReapOutcome, SlotCaps,
-    SlotOutcome, Store, StoreError, TakeOutcome,
+    Capabilities, CreateLimits, HeartbeatOutcome, InsertCheck, InsertOutcome, Loaded, ReapOutcome,
+    SlotCaps, SlotOutcome, Store, StoreError, TakeOutcome, check_insert, check_loaded, check_swap,
+    judged_at, rebase,
 };
 use crate::sync::{Arc, Mutex, MutexGuard};
-use crate::time::Timestamp;
+use crate::time::{Clock, Timestamp};
 
 /// What the expiry index points at.
 #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
@@ -35,6 +40,9 @@ enum Key {
 struct Inner {
     sessions: HashMap<SessionId, SessionRecord>,
     by_subject: HashMap<Subject, HashSet<SessionId>>,
+    /// The subject's sessions that have not ended (no tombstone): what a cap counts, so its
+    /// cost follows the live sessions, not the tombstones kept until reaped.
+    open_by_subject: HashMap<Subject, HashSet<SessionId>>,
     by_resource: HashMap<Resource, HashSet<SessionId>>,
     creations: HashMap<Subject, (Timestamp, VecDeque<Timestamp>)>,
     tickets: HashMap<TicketId, TicketRecord>,
@@ -45,6 +53,8 @@ struct Inner {
     /// Active (not revoked) sessions by deadline: the global cap counts the live ones without
     /// scanning every session.
     active: BTreeSet<(Timestamp, SessionId)>,
+    /// Test-only shift of the server clock ([`Store::set_clock_offset`]).
+    clock_offset_ms: i64,
 }
 
 fn index_add<K: std::hash::Hash + Eq, V: std::hash::Hash + Eq>(
@@ -78,6 +88,11 @@ impl Inner {
             self.active.insert((r.expires_at, r.id));
         }
         index_add(&mut self.by_subject, r.subject.clone(), r.id);
+        if r.is_tombstone() {
+            index_remove(&mut self.open_by_subject, &r.subject, &r.id);
+        } else {
+            index_add(&mut self.open_by_subject, r.subject.clone(), r.id);
+        }
         if let Some(res) = &r.resource {
             index_add(&mut self.by_resource, res.clone(), r.id);
         }
@@ -92,6 +107,7 @@ impl Inner {
         self.expiry.remove(&(r.expires_at, Key::Session(r.id)));
         self.active.remove(&(r.expires_at, r.id));
         index_remove(&mut self.by_subject, &r.subject, &r.id);
+        index_remove(&mut self.open_by_subject, &r.subject, &r.id);
         if let Some(res) = &r.resource {
             index_remove(&mut self.by_resource, res, &r.id);
         }
@@ -134,14 +150,34 @@ impl Inner {
         self.sessions.get(id).is_some_and(|r| r.is_live(now))
     }
 
-    fn live_of_subject(&self, subject: &Subject, now: Timestamp) -> Vec<&SessionRecord> {
-        self.by_subject
+    /// The subject's live sessions at `now`, as (created_at, id). Members this count treats
+    /// as past their deadline get their tombstone (reason `Expired`) first: what this caller
+    /// saw end stays ended for a caller whose clock lags.
+    fn live_of_subject(
+        &mut self,
+        subject: &Subject,
+        now: Timestamp,
+    ) -> Vec<(Timestamp, SessionId)> {
+        let members: Vec<SessionId> = self
+            .open_by_subject
             .get(subject)
             .into_iter()
             .flatten()
-            .filter_map(|id| self.sessions.get(id))
-            .filter(|r| r.is_live(now))
-            .collect()
+            .copied()
+            .collect();
+        let mut live = Vec::new();
+        for id in members {
+            let Some(r) = self.sessions.get(&id) else {
+                continue;
+            };
+            if r.is_live(now) {
+                live.push((r.created_at, r.id));
+            } else if !r.is_tombstone() {
+                let t = r.tombstone(now, RevokeReason::Expired);
+                self.put_session(t);
+            }
+        }
+        live
     }
 
     /// Slots that count against a cap: unexpired, and held by a live session (a revoked
@@ -155,7 +191,9 @@ impl Inner {
     }
 
     /// Live sessions in the store: active ones minus those already past their deadline (a
-    /// count bounded by reaper lag, not by the number of live sessions).
+    /// count bounded by reaper lag, not by the number of live sessions). Unlike a subject's
+    /// count, this one writes no tombstones: it is store-wide, and one caller whose clock
+    /// glitched ahead must not end every session in the store.
     fn live_sessions(&self, now: Timestamp) -> usize {
         let due = self
             .active
@@ -195,15 +233,23 @@ impl Inner {
         self.expiry.insert((due, Key::Rate(subject.clone())));
     }
 
+    /// Tombstones every listed session that is not one yet (expired or not: a revocation never
+    /// depends on a clock); returns how many were live at `now`.
     fn revoke_ids(&mut self, ids: Vec<SessionId>, now: Timestamp, reason: RevokeReason) -> u64 {
         let mut n = 0;
         for id in ids {
             if let Some(r) = self.sessions.get(&id)
-                && r.is_live(now)
+                && !r.is_tombstone()
             {
+                // Planted bug for the loom twin tests (the rule before INV-store-time): skip a
+                // session past its deadline at the caller's clock (no tombstone).
+                #[cfg(leasehold_planted_bug)]
+                if !r.is_live(now) {
+                    continue;
+                }
+                n += u64::from(r.is_live(now));
                 let t = r.tombstone(now, reason);
                 self.put_session(t);
-                n += 1;
             }
         }
         n
@@ -214,6 +260,8 @@ impl Inner {
 #[derive(Clone, Default)]
 pub struct MemoryStore {
     inner: Arc<Mutex<Inner>>,
+    /// A clock of its own, as a database server has (tests of the server-clock rules).
+    server_clock: Option<std::sync::Arc<dyn Clock>>,
 }
 
 impl std::fmt::Debug for MemoryStore {
@@ -226,6 +274,34 @@ impl MemoryStore {
     /// An empty store.
     pub fn new() -> Self {
         MemoryStore::default()
+    }
+
+    /// An empty store with a clock of its own, as a database server has: it judges every
+    /// conditional write at the later of `clock` and the caller's `now`, returns its time from
+    /// `load_session`, and declares `server_clock`. For tests: give the store and each caller
+    /// their own [`ManualClock`](crate::ManualClock) to play skewed processes against one
+    /// server.
+    pub fn with_server_clock(clock: impl Clock) -> Self {
+        MemoryStore {
+            inner: Arc::default(),
+            server_clock: Some(std::sync::Arc::new(clock)),
+        }
+    }
+
+    /// The store's own time, if it has a clock.
+    fn store_time(&self, g: &Inner) -> Option<Timestamp> {
+        let t = self.server_clock.as_ref()?.now();
+        let shift = Duration::from_millis(g.clock_offset_ms.unsigned_abs());
+        Some(if g.clock_offset_ms >= 0 {
+            t.saturating_add(shift)
+        } else {
+            t.saturating_sub(shift)
+        })
+    }
+
+    /// The time a call is judged at: the later of the caller's and the store's clock.
+    fn at(&self, g: &Inner, now: Timestamp) -> Timestamp {
+        judged_at(now, self.store_time(g))
     }
 
     fn lock(&self) -> Result<MutexGuard<'_, Inner>, StoreError> {
@@ -253,6 +329,7 @@ impl MemoryStore {
         [
             g.sessions.len(),
             sets(&g.by_subject),
+            sets(&g.open_by_subject),
             sets(&g.by_resource),
             g.creations.len(),
             logs,
@@ -271,11 +348,32 @@ impl MemoryStore {
 #[async_trait]
 impl Store for MemoryStore {
     fn capabilities(&self) -> Capabilities {
-        Capabilities::NONE.with_raw_dump(true)
+        Capabilities::NONE
+            .with_raw_dump(true)
+            .with_server_clock(self.server_clock.is_some())
     }
 
-    async fn load_session(&self, id: &SessionId) -> Result<Option<SessionRecord>, StoreError> {
-        Ok(self.lock()?.sessions.get(id).cloned())
+    async fn load_session(&self, id: &SessionId) -> Result<Loaded, StoreError> {
+        let g = self.lock()?;
+        let record = g.sessions.get(id).cloned();
+        if let Some(r) = &record {
+            check_loaded(id, r)?;
+        }
+        let loaded = Loaded::new(record);
+        Ok(match self.store_time(&g) {
+            Some(t) => loaded.at_store_time(t),
+            None => loaded,
+        })
+    }
+
+    fn set_clock_offset(&self, offset_ms: i64) -> bool {
+        match (&self.server_clock, self.lock()) {
+            (Some(_), Ok(mut g)) => {
+                g.clock_offset_ms = offset_ms;
+                true
+            }
+            _ => false,
+        }
     }
 
     async fn insert_session(
@@ -285,8 +383,11 @@ impl Store for MemoryStore {
         now: Timestamp,
     ) -> Result<InsertOutcome, StoreError> {
         let mut g = self.lock()?;
-        if g.sessions.contains_key(&record.id) {
-            return Err(StoreError::AlreadyExists);
+        let now = self.at(&g, now);
+        if check_insert(g.sessions.get(&record.id), record)? == InsertCheck::Replay {
+            return Ok(InsertOutcome::Inserted {
+                evicted: Vec::new(),
+            });
         }
         if let Some(rate) = limits.creation_rate
             && let Some(retry_after) =
@@ -301,11 +402,7 @@ impl Store for MemoryStore {
         }
         let mut evicted = Vec::new();
         if let Some(cap) = limits.subject_cap {
-            let mut live: Vec<(Timestamp, SessionId)> = g
-                .live_of_subject(&record.subject, now)
-                .iter()
-                .map(|r| (r.created_at, r.id))
-                .collect();
+            let mut live = g.live_of_subject(&record.subject, now);
             let excess = (live.len() + 1).saturating_sub(cap.max as usize);
             if excess > 0 {
                 if cap.on_full == CapPolicy::Reject {
@@ -338,17 +435,8 @@ impl Store for MemoryStore {
         now: Timestamp,
     ) -> Result<(), StoreError> {
         let mut g = self.lock()?;
-        let current = g.sessions.get(&new.id).ok_or(StoreError::NotFound)?;
-        if now >= current.expires_at {
-            return Err(StoreError::NotFound);
-        }
-        if current.version != expected_version {
-            return Err(StoreError::Conflict);
-        }
-        if current.state != SessionState::Active && new.state == SessionState::Active {
-            // A tombstone is final, whatever the writer believes.
-            return Err(StoreError::NotFound);
-        }
+        let at = self.at(&g, now);
+        check_swap(g.sessions.get(&new.id), new, expected_version, at)?;
         #[cfg(leasehold_planted_bug)]
         {
             // Planted bug for the loom twin tests: check, release the lock, then act.
@@ -362,6 +450,7 @@ impl Store for MemoryStore {
 
     async fn revoke_subject(&self, subject: &Subject, now: Timestamp) -> Result<u64, StoreError> {
         let mut g = self.lock()?;
+        let now = self.at(&g, now);
         let ids = g
             .by_subject
             .get(subject)
@@ -378,6 +467,7 @@ impl Store for MemoryStore {
         now: Timestamp,
     ) -> Result<u64, StoreError> {
         let mut g = self.lock()?;
+        let now = self.at(&g, now);
         let ids = g
             .by_resource
             .get(resource)
@@ -403,8 +493,14 @@ impl Store for MemoryStore {
         if g.tickets.contains_key(&ticket.id) {
             return Err(StoreError::AlreadyExists);
         }
+        let at = self.at(&g, ticket.created_at);
+        let ticket = TicketRecord {
+            created_at: at,
+            expires_at: rebase(ticket.expires_at, ticket.created_at, at),
+            ..ticket.clone()
+        };
         g.expiry.insert((ticket.expires_at, Key::Ticket(ticket.id)));
-        g.tickets.insert(ticket.id, ticket.clone());
+        g.tickets.insert(ticket.id, ticket);
         Ok(())
     }
 
@@ -415,6 +511,7 @@ impl Store for MemoryStore {
         now: Timestamp,
     ) -> Result<TakeOutcome, StoreError> {
         let mut g = self.lock()?;
+        let now = self.at(&g, now);
         let Some(t) = g.tickets.get(id) else {
             return Ok(TakeOutcome::Missing);
         };
@@ -446,6 +543,8 @@ impl Store for MemoryStore {
         now: Timestamp,
     ) -> Result<SlotOutcome, StoreError> {
         let mut g = self.lock()?;
+        let caller_now = now;
+        let now = self.at(&g, now);
         if !g.session_live(&slot.session, now) {
             return Ok(SlotOutcome::SessionNotLive);
         }
@@ -470,7 +569,11 @@ impl Store for MemoryStore {
             crate::sync::yield_now();
             g = self.lock()?;
         }
-        g.put_slot(slot.clone());
+        g.put_slot(SlotRecord {
+            acquired_at: now,
+            expires_at: rebase(slot.expires_at, caller_now, now),
+            ..slot.clone()
+        });
         Ok(SlotOutcome::Acquired)
     }
 
@@ -481,6 +584,8 @@ impl Store for MemoryStore {
         now: Timestamp,
     ) -> Result<HeartbeatOutcome, StoreError> {
         let mut g = self.lock()?;
+        let caller_now = now;
+        let now = self.at(&g, now);
         let Some(s) = g.slots.get(id) else {
             return Ok(HeartbeatOutcome::Missing);
         };
@@ -493,7 +598,7 @@ impl Store for MemoryStore {
             return Ok(HeartbeatOutcome::SessionNotLive);
         }
         let s = SlotRecord {
-            expires_at,
+            expires_at: rebase(expires_at, caller_now, now),
             ..s.clone()
         };
         g.put_slot(s);
@@ -506,6 +611,7 @@ impl Store for MemoryStore {
 
     async fn reap(&self, now: Timestamp, limit: usize) -> Result<ReapOutcome, StoreError> {
         let mut g = self.lock()?;
+        let now = self.at(&g, now);
         let mut out = ReapOutcome::default();
         let mut removed = 0usize;
         while removed < limit {

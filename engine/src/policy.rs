@@ -61,6 +61,8 @@ pub struct Policy {
     pub(crate) token_prefix: String,
     pub(crate) ticket_prefix: String,
     pub(crate) max_cas_retries: u32,
+    pub(crate) future_tolerance: Duration,
+    pub(crate) inexact_global_cap_ok: bool,
 }
 
 impl Default for Policy {
@@ -86,6 +88,8 @@ impl Default for Policy {
             token_prefix: "lh1".to_owned(),
             ticket_prefix: "lht1".to_owned(),
             max_cas_retries: 16,
+            future_tolerance: Duration::from_secs(24 * 3600),
+            inexact_global_cap_ok: false,
         }
     }
 }
@@ -151,6 +155,18 @@ getters! {
     ticket_prefix: String;
     /// Bound on compare-and-swap retries under contention before `VersionConflict`. Default 16.
     max_cas_retries: u32;
+    /// How far past the reader's (judged) time a session's last write may lie before the read
+    /// distrusts it: a record last written further in the future was written by a clock that
+    /// had jumped ahead (a glitch, a bad NTP step), and is ended (fail closed) rather than
+    /// kept valid until a deadline computed from that wrong clock. Must exceed the clock skew
+    /// between the processes that share a store. Default 24 h.
+    future_tolerance: Duration;
+    /// Accept a `global_cap` that the store can only keep as an upper bound (a sharded store,
+    /// e.g. Redis Cluster, counts across shards without one atomic step: it never admits more
+    /// than the cap, but may refuse a create while sessions it still counts have ended).
+    /// Default off: [`Sessions::new`](crate::Sessions::new) refuses such a policy on such a
+    /// store rather than let it mean less than it says.
+    inexact_global_cap_ok: bool;
 }
 
 impl Policy {
@@ -171,6 +187,7 @@ impl Policy {
             ("orphan_window", self.orphan_window),
             ("ticket_ttl", self.ticket_ttl),
             ("slot_ttl", self.slot_ttl),
+            ("future_tolerance", self.future_tolerance),
         ];
         durations.extend(self.idle_timeout.map(|d| ("idle_timeout", d)));
         durations.extend(self.renewal_interval.map(|d| ("renewal_interval", d)));
@@ -288,11 +305,52 @@ pub enum PolicyError {
     /// Session and ticket prefixes must differ.
     #[error("token_prefix and ticket_prefix must differ")]
     SamePrefixes,
+    /// The policy asks for a guarantee the store cannot give (said when `Sessions` is built).
+    #[error("the store cannot guarantee {what}: {why}")]
+    NotGuaranteed {
+        /// What the policy asks for.
+        what: &'static str,
+        /// Why the store cannot give it, and what to do.
+        why: &'static str,
+    },
+}
+
+impl Policy {
+    /// Refuses a policy that asks for something a store with `caps` cannot guarantee.
+    pub fn check_against(&self, caps: &crate::Capabilities) -> Result<(), PolicyError> {
+        if self.global_cap.is_some() && caps.sharded && !self.inexact_global_cap_ok {
+            return Err(PolicyError::NotGuaranteed {
+                what: "an exact global_cap",
+                why: "on a sharded store the global count spans shards and is only an upper \
+                      bound (never more than the cap, but it may refuse early); accept that \
+                      with inexact_global_cap_ok(true), or drop the global cap",
+            });
+        }
+        Ok(())
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn an_exact_global_cap_is_refused_on_a_sharded_store_unless_accepted() {
+        let sharded = crate::Capabilities::NONE.with_sharded(true);
+        let capped = Policy::builder().global_cap(Some(10)).build().unwrap();
+        assert!(matches!(
+            capped.check_against(&sharded),
+            Err(PolicyError::NotGuaranteed { .. })
+        ));
+        capped.check_against(&crate::Capabilities::NONE).unwrap();
+        Policy::default().check_against(&sharded).unwrap();
+        let accepted = Policy::builder()
+            .global_cap(Some(10))
+            .inexact_global_cap_ok(true)
+            .build()
+            .unwrap();
+        accepted.check_against(&sharded).unwrap();
+    }
 
     #[test]
     fn default_is_valid() {

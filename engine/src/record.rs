@@ -24,6 +24,9 @@ pub enum RevokeReason {
     ReuseDetected,
     /// Evicted as the subject's oldest session to make room under the cap.
     Evicted,
+    /// Found past its deadline: the first caller that observed the ending wrote it down, so no
+    /// write decided earlier (a slower request, a lagging clock) can move the deadline again.
+    Expired,
 }
 
 impl RevokeReason {
@@ -35,6 +38,7 @@ impl RevokeReason {
             RevokeReason::Resource => 3,
             RevokeReason::ReuseDetected => 4,
             RevokeReason::Evicted => 5,
+            RevokeReason::Expired => 6,
         }
     }
 
@@ -46,6 +50,7 @@ impl RevokeReason {
             3 => RevokeReason::Resource,
             4 => RevokeReason::ReuseDetected,
             5 => RevokeReason::Evicted,
+            6 => RevokeReason::Expired,
             _ => return None,
         })
     }
@@ -70,8 +75,10 @@ pub enum SessionState {
 pub struct Predecessor {
     /// Verifier of the predecessor secret.
     pub verifier: Verifier,
-    /// The current secret, sealed under a key derived from the predecessor secret.
-    pub sealed_successor: Sealed,
+    /// The current secret, sealed under a key derived from the predecessor secret. Dropped
+    /// (`None`) by the first write after the grace and orphan windows have closed: from then on
+    /// nothing may unseal it, so a store dump plus an old token cannot open the current one.
+    pub sealed_successor: Option<Sealed>,
     /// Whether the current secret has been presented since the rotation; until it has, the
     /// predecessor stays accepted for the orphan window (the rotation's reply may be lost).
     pub successor_seen: bool,
@@ -129,11 +136,24 @@ pub struct SessionRecord {
 impl SessionRecord {
     /// Active and not yet expired at `now`: what caps count and what may be written to.
     pub fn is_live(&self, now: Timestamp) -> bool {
-        self.state == SessionState::Active && now < self.expires_at
+        self.state == SessionState::Active && !self.is_due(now)
     }
 
-    /// The tombstone a store writes for group revocation or eviction: same deadline (so it
-    /// outlives any stale write), next version (so in-flight compare-and-swaps fail).
+    /// Whether the session has reached its deadline at `now`: the earlier of `expires_at` and
+    /// `absolute_deadline` (a record claiming more than its absolute bound gets no more).
+    pub fn is_due(&self, now: Timestamp) -> bool {
+        now >= self.expires_at.min(self.absolute_deadline)
+    }
+
+    /// Whether this record is a tombstone (revoked, evicted, or ended on expiry).
+    pub fn is_tombstone(&self) -> bool {
+        matches!(self.state, SessionState::Revoked { .. })
+    }
+
+    /// The tombstone written by every revocation (by id, group, eviction, reuse, observed
+    /// expiry): same deadline (so it outlives any stale write, then is reaped), next version
+    /// (so in-flight compare-and-swaps fail). A tombstone may be written over an expired
+    /// record; nothing but the reaper ever replaces a tombstone.
     pub fn tombstone(&self, at: Timestamp, reason: RevokeReason) -> SessionRecord {
         SessionRecord {
             state: SessionState::Revoked { at, reason },

@@ -5,10 +5,19 @@
 //! what it returns for a missing or already-changed record, and which [`StoreError`] means what.
 //!
 //! Conventions for every method:
-//! - `now` is the caller's clock. A store with a clock of its own (a database server) should
-//!   use the later of the two for expiry decisions, so a node with a lagging clock cannot revive
-//!   what the store already let expire.
-//! - "live" means [`SessionRecord::is_live`] / [`SlotRecord::is_live`] at `now`.
+//! - **Time.** `now` is the caller's clock. A store with a clock of its own (a database
+//!   server: capability `server_clock`) judges every conditional write at
+//!   [`judged_at`]`(now, its clock)` — the later of the two — and returns its time with every
+//!   [`load_session`](Store::load_session), so the engine decides on the same clock: a caller
+//!   whose clock lags cannot stretch a window or revive what the store already let expire.
+//!   Stores without a clock (in-process ones) judge at `now`. No store ever makes time sticky
+//!   (a persisted high-water mark would turn one clock glitch into an outage of every session).
+//! - **Endings are final.** A revocation never depends on a clock: it writes a
+//!   [tombstone](SessionRecord::tombstone) over every record of its scope that is not one yet,
+//!   expired or not. A tombstone may always be written over an expired record; nothing but
+//!   [`reap`](Store::reap) ever replaces or removes a tombstone. [`check_swap`] is the one
+//!   place these rules live for compare-and-swap: every adapter calls it.
+//! - "live" means [`SessionRecord::is_live`] / [`SlotRecord::is_live`] at the judged time.
 //! - An error means the outcome is **unknown** (the write may or may not have been applied: a
 //!   lost reply). The engine fails closed on it and callers may retry; every method is safe to
 //!   retry because each write is conditional (insert-if-absent, compare-and-swap on a version,
@@ -39,6 +48,11 @@ pub enum StoreError {
     /// An insert found the key already present.
     #[error("record already exists")]
     AlreadyExists,
+    /// A write the contract forbids whatever the stored state: a compare-and-swap that changes
+    /// a record's identity (id, subject, resource, creation time, absolute deadline) or does
+    /// not increase its version. Nothing was written; it is a bug in the writer.
+    #[error("invalid write: {0}")]
+    InvalidWrite(&'static str),
     /// Stored bytes are not a valid record, or carry an unknown format version.
     #[error("corrupt record: {0}")]
     Corrupt(String),
@@ -48,6 +62,184 @@ pub enum StoreError {
     /// The store failed (connection, I/O, server error); the outcome is unknown.
     #[error("store unavailable: {0}")]
     Unavailable(String),
+}
+
+/// The time a store judges a conditional write at: the later of the caller's clock and the
+/// store's own (if it has one). Never earlier than either, so neither a lagging caller nor a
+/// lagging server can stretch a deadline.
+pub fn judged_at(now: Timestamp, store_clock: Option<Timestamp>) -> Timestamp {
+    store_clock.map_or(now, |t| t.max(now))
+}
+
+/// A deadline the caller computed as `now + ttl` (a slot's expiry, a heartbeat's, a ticket's),
+/// moved onto the judged time `at`: `at + ttl`. A store with a clock of its own applies it, so
+/// a lagging caller cannot store a lease that is already lapsed (and so never counts against a
+/// cap) or a ticket that lives past its TTL on the store's clock. A no-op when `at == now`.
+pub fn rebase(deadline: Timestamp, now: Timestamp, at: Timestamp) -> Timestamp {
+    at.saturating_add(deadline.since(now))
+}
+
+/// What [`Store::load_session`] read: the record, and — for a store with a clock of its own —
+/// the store's time, read in the same round trip.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Loaded {
+    /// The record (live, expired or tombstone), or `None` if absent.
+    pub record: Option<SessionRecord>,
+    /// The store's clock when it read the record; `None` for stores without a clock.
+    pub store_time: Option<Timestamp>,
+}
+
+impl Loaded {
+    /// A load result without a store time (stores without a clock of their own).
+    pub fn new(record: Option<SessionRecord>) -> Self {
+        Loaded {
+            record,
+            store_time: None,
+        }
+    }
+
+    /// Adds the store's time.
+    pub fn at_store_time(mut self, t: Timestamp) -> Self {
+        self.store_time = Some(t);
+        self
+    }
+
+    /// The time the engine decides at: [`judged_at`]`(now, store_time)`.
+    pub fn judged_at(&self, now: Timestamp) -> Timestamp {
+        judged_at(now, self.store_time)
+    }
+}
+
+/// The compare-and-swap rules, the same for every adapter (call it inside the atomic step,
+/// with `current` as stored and `at` = [`judged_at`]):
+///
+/// - absent → `NotFound` (a swap never creates);
+/// - a tombstone is final → `NotFound`, whatever the version (only the reaper removes it);
+/// - stored version ≠ `expected_version` → `Conflict`;
+/// - the stored record is past its deadline at `at` → `NotFound`, *unless* `new` is its
+///   tombstone (an ending may always be written down: revocation never depends on a clock);
+/// - `new` changes the identity (id, subject, resource, created_at, absolute_deadline) or does
+///   not increase the version → `InvalidWrite` (indexes keyed on identity stay correct).
+pub fn check_swap(
+    current: Option<&SessionRecord>,
+    new: &SessionRecord,
+    expected_version: u64,
+    at: Timestamp,
+) -> Result<(), StoreError> {
+    let Some(current) = current else {
+        return Err(StoreError::NotFound);
+    };
+    if current.is_tombstone() {
+        return Err(StoreError::NotFound);
+    }
+    if current.version != expected_version {
+        return Err(StoreError::Conflict);
+    }
+    if current.is_due(at) && !new.is_tombstone() {
+        return Err(StoreError::NotFound);
+    }
+    if new.id != current.id
+        || new.subject != current.subject
+        || new.resource != current.resource
+        || new.created_at != current.created_at
+        || new.absolute_deadline != current.absolute_deadline
+    {
+        return Err(StoreError::InvalidWrite("a swap may not change identity"));
+    }
+    if new.version <= current.version {
+        return Err(StoreError::InvalidWrite("a swap must increase the version"));
+    }
+    Ok(())
+}
+
+/// What [`check_insert`] found under the new record's id.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum InsertCheck {
+    /// The id is free: count the limits, then insert.
+    Fresh,
+    /// The very same record is already stored: a retry after a lost reply. Answer
+    /// `Inserted` (with no evictions) and write nothing, so the client holds a working token
+    /// instead of an error while an orphan session takes a place under its cap.
+    Replay,
+}
+
+/// The insert rules every adapter applies first, inside its atomic step, with `stored` the
+/// record currently under `record.id` (if any):
+/// - the id must carry its subject's [`ShardTag`](crate::ShardTag), so a sharded store can
+///   place it next to its subject's index knowing only the id → else `InvalidWrite`;
+/// - an id already present holding exactly this record → [`InsertCheck::Replay`]; holding
+///   anything else → `AlreadyExists`.
+pub fn check_insert(
+    stored: Option<&SessionRecord>,
+    record: &SessionRecord,
+) -> Result<InsertCheck, StoreError> {
+    if record.id.shard_tag() != crate::ShardTag::of(&record.subject) {
+        return Err(StoreError::InvalidWrite(
+            "a session id must carry its subject's shard tag",
+        ));
+    }
+    match stored {
+        None => Ok(InsertCheck::Fresh),
+        Some(s) if s == record => Ok(InsertCheck::Replay),
+        Some(_) => Err(StoreError::AlreadyExists),
+    }
+}
+
+/// Refuses a record read under a key that is not its id (`Corrupt`): bytes copied or moved
+/// between keys must never stand for another session.
+pub fn check_loaded(key: &SessionId, record: &SessionRecord) -> Result<(), StoreError> {
+    if record.id == *key {
+        Ok(())
+    } else {
+        Err(StoreError::Corrupt(
+            "session stored under another id".into(),
+        ))
+    }
+}
+
+/// What "acknowledged" must mean for a write: every store method is one of two classes.
+///
+/// - **Security** writes must survive a crash (and, on a replicated store, a failover) once
+///   the method has returned `Ok`: `insert_session`, every tombstone (revocations, eviction,
+///   reuse, an observed expiry), rotations and any other change to a session's credentials,
+///   state or data, `put_ticket` and `take_ticket`. Acknowledged means: fsync'd (sled),
+///   committed with `synchronous_commit` on (Postgres), in the AOF and, with replicas,
+///   confirmed by `WAIT` (Redis).
+/// - **Routine** writes may be lost in a crash without harm: a touch (only `last_seen`,
+///   `expires_at` and the version move — losing one ends a session early at worst), slot
+///   acquire/heartbeat/release (self-expiring leases), and reaping (it is redone).
+///
+/// Either way, an error after the write may have applied is an *unknown outcome*: every
+/// method stays safe to retry.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub enum WriteClass {
+    /// Loss after a crash is harmless.
+    Routine,
+    /// Must survive a crash once acknowledged.
+    Security,
+}
+
+impl WriteClass {
+    /// The class of a compare-and-swap from `old` to `new`: routine only for a pure touch
+    /// (`new` differs from `old` in `last_seen`, `expires_at` and the version alone).
+    pub fn of_swap(old: &SessionRecord, new: &SessionRecord) -> Self {
+        let touch_only = old.id == new.id
+            && old.subject == new.subject
+            && old.resource == new.resource
+            && old.created_at == new.created_at
+            && old.absolute_deadline == new.absolute_deadline
+            && old.state == new.state
+            && old.credential == new.credential
+            && old.binding == new.binding
+            && old.context_summary == new.context_summary
+            && old.data == new.data
+            && old.data_version == new.data_version;
+        if touch_only {
+            WriteClass::Routine
+        } else {
+            WriteClass::Security
+        }
+    }
 }
 
 /// Limits checked in the same atomic step as a session insert.
@@ -135,6 +327,9 @@ pub struct ReapOutcome {
     pub tickets: u64,
     /// Slots removed.
     pub slots: u64,
+    /// Stored entries that did not decode, moved aside (kept for inspection, not counted in
+    /// [`total`](Self::total)) so that one corrupt record never stalls reaping.
+    pub quarantined: u64,
 }
 
 impl ReapOutcome {
@@ -156,6 +351,16 @@ pub struct Capabilities {
     pub raw_dump: bool,
     /// Several processes may share the store.
     pub multi_process: bool,
+    /// The store has a clock of its own: it judges conditional writes at the later of its
+    /// clock and the caller's, returns its time from `load_session`, and implements
+    /// [`Store::set_clock_offset`] for tests.
+    pub server_clock: bool,
+    /// Keys are spread over shards (Redis Cluster): only steps on one subject's keys are one
+    /// atomic step. `revoke_resource`, per-resource slot caps and the global cap follow the
+    /// multi-step protocols of `docs/writing-an-adapter.md` (each with its linearization
+    /// point); the global cap is then an upper bound, which a policy must accept explicitly
+    /// ([`Policy::check_against`](crate::Policy::check_against)).
+    pub sharded: bool,
 }
 
 impl Capabilities {
@@ -164,6 +369,8 @@ impl Capabilities {
         native_expiry: false,
         raw_dump: false,
         multi_process: false,
+        server_clock: false,
+        sharded: false,
     };
 
     /// Sets `native_expiry`.
@@ -183,6 +390,18 @@ impl Capabilities {
         self.multi_process = v;
         self
     }
+
+    /// Sets `server_clock`.
+    pub const fn with_server_clock(mut self, v: bool) -> Self {
+        self.server_clock = v;
+        self
+    }
+
+    /// Sets `sharded`.
+    pub const fn with_sharded(mut self, v: bool) -> Self {
+        self.sharded = v;
+        self
+    }
 }
 
 /// Persistence for sessions, tickets and slots.
@@ -192,10 +411,11 @@ pub trait Store: Send + Sync + 'static {
     fn capabilities(&self) -> Capabilities;
 
     /// The record with this id, live, expired or tombstone; `None` if absent (or, with
-    /// `native_expiry`, past its deadline). One read, no write.
+    /// `native_expiry`, past its deadline). A store with a clock of its own returns its time
+    /// in the same round trip ([`Loaded::store_time`]). One read, no write.
     ///
     /// Errors: `Corrupt` for undecodable bytes; `Unavailable`/`Timeout`.
-    async fn load_session(&self, id: &SessionId) -> Result<Option<SessionRecord>, StoreError>;
+    async fn load_session(&self, id: &SessionId) -> Result<Loaded, StoreError>;
 
     /// Atomically, as one step: check `limits` for `record.subject` at `now` (creation rate
     /// over the rolling window, then the global cap, then the subject cap), evict the subject's
@@ -204,9 +424,15 @@ pub trait Store: Send + Sync + 'static {
     /// it as a creation for the rate. If a limit refuses, nothing is written.
     ///
     /// Two concurrent inserts for one subject must never both pass a cap: the count and the
-    /// insert commit together.
+    /// insert commit together. A member the count treated as past its deadline gets its
+    /// tombstone (reason `Expired`) in the same step, so what this caller saw end stays ended
+    /// for a caller whose clock lags (no cap of 1 ends with 2 live).
     ///
-    /// Errors: `AlreadyExists` if the id is present (nothing written).
+    /// Apply [`check_insert`] first: a replay of the stored record answers `Inserted` with no
+    /// evictions and writes nothing.
+    ///
+    /// Errors: `AlreadyExists` if the id holds another record; `InvalidWrite` if the id does
+    /// not carry its subject's shard tag (nothing written).
     async fn insert_session(
         &self,
         record: &SessionRecord,
@@ -214,15 +440,13 @@ pub trait Store: Send + Sync + 'static {
         now: Timestamp,
     ) -> Result<InsertOutcome, StoreError>;
 
-    /// Atomically replaces the record with id `new.id` by `new` if and only if the stored
-    /// version equals `expected_version` and the stored record has not expired at `now`.
-    /// Stores must keep the subject/resource/expiry indexes consistent with `new`.
+    /// Atomically replaces the record with id `new.id` by `new` if [`check_swap`] allows it
+    /// at the judged time (the stored version equals `expected_version`; the stored record is
+    /// not a tombstone; it is not past its deadline unless `new` is its tombstone; identity
+    /// unchanged; version increased). Stores keep their expiry index consistent with `new`.
     ///
-    /// A tombstone is final: a `new` that would make a revoked record active is refused with
-    /// `NotFound`, whatever its version (defence in depth against a stale or buggy writer).
-    ///
-    /// Errors: `NotFound` if absent, expired or a tombstone being revived (never recreate it);
-    /// `Conflict` if the version differs.
+    /// Errors: `NotFound` if absent, a tombstone, or expired (never recreate or revive);
+    /// `Conflict` if the version differs; `InvalidWrite` for an identity change.
     async fn compare_and_swap(
         &self,
         new: &SessionRecord,
@@ -230,19 +454,22 @@ pub trait Store: Send + Sync + 'static {
         now: Timestamp,
     ) -> Result<(), StoreError>;
 
-    /// Atomically writes the tombstone `record.tombstone(now, Subject)` for every live session
-    /// of `subject`; returns how many. After it returns, no session of the subject created
-    /// before the call is live.
+    /// Atomically writes the tombstone `record.tombstone(now, Subject)` over every session of
+    /// `subject` that is not a tombstone yet — expired or not, by any clock (a revocation
+    /// never depends on a clock) — and returns how many of them were live at the judged time.
+    /// After it returns, no session of the subject created before the call validates, at any
+    /// clock setting.
     async fn revoke_subject(&self, subject: &Subject, now: Timestamp) -> Result<u64, StoreError>;
 
-    /// As `revoke_subject`, for every live session tagged with `resource` (reason `Resource`).
+    /// As `revoke_subject`, for every session tagged with `resource` (reason `Resource`).
     async fn revoke_resource(&self, resource: &Resource, now: Timestamp)
     -> Result<u64, StoreError>;
 
     /// Every record of `subject` not yet reaped (live, expired and tombstones), in any order.
     async fn list_subject(&self, subject: &Subject) -> Result<Vec<SessionRecord>, StoreError>;
 
-    /// Inserts a ticket. Errors: `AlreadyExists` if the id is present.
+    /// Inserts a ticket. A store with a clock stores it [`rebase`]d from `ticket.created_at` onto
+    /// `judged_at(created_at, its clock)`. Errors: `AlreadyExists` if the id is present.
     async fn put_ticket(&self, ticket: &TicketRecord) -> Result<(), StoreError>;
 
     /// Atomically deletes and returns the ticket `id` if its verifier equals `verifier` and it
@@ -258,7 +485,8 @@ pub trait Store: Send + Sync + 'static {
     /// Atomically: if the slot's session is live and the caps allow one more live slot (per
     /// session, and per resource when the slot names one), insert `slot`. A slot counts
     /// against a cap while it is unexpired *and* its session is live, so revoking a session
-    /// frees its slots' capacity at once.
+    /// frees its slots' capacity at once. The stored slot is [`rebase`]d onto the judged time
+    /// (`acquired_at` = judged time, `expires_at` = judged time + the slot's TTL).
     async fn acquire_slot(
         &self,
         slot: &SlotRecord,
@@ -267,7 +495,7 @@ pub trait Store: Send + Sync + 'static {
     ) -> Result<SlotOutcome, StoreError>;
 
     /// Atomically: if slot `id` is live and its session is live, set its expiry to
-    /// `expires_at`; if its session is not live, delete it.
+    /// [`rebase`]`(expires_at, now, judged time)`; if its session is not live, delete it.
     async fn heartbeat_slot(
         &self,
         id: &SlotId,
@@ -280,13 +508,23 @@ pub trait Store: Send + Sync + 'static {
 
     /// Removes at most `limit` records whose `expires_at ≤ now` (sessions of any state,
     /// tickets, slots), walking an expiry index so the cost is proportional to what is removed,
-    /// not to what is live. Never removes a live record.
+    /// not to what is live. Never removes a live record. Bytes that do not decode are moved
+    /// aside and counted in [`ReapOutcome::quarantined`] (they count against `limit`), never
+    /// returned as an error: one corrupt record must not stall reaping.
     async fn reap(&self, now: Timestamp, limit: usize) -> Result<ReapOutcome, StoreError>;
 
     /// Every stored key and value as raw bytes: an audit hook for the hash-at-rest check.
     /// Stores without the `raw_dump` capability return `None`.
     async fn raw_dump(&self) -> Result<Option<Vec<Vec<u8>>>, StoreError> {
         Ok(None)
+    }
+
+    /// Test hook for stores with `server_clock`: from now on the store's clock reads the wall
+    /// clock plus `offset_ms` (negative: behind). Returns `false` (and does nothing) on stores
+    /// without a clock of their own. Never call it in production.
+    fn set_clock_offset(&self, offset_ms: i64) -> bool {
+        let _ = offset_ms;
+        false
     }
 }
 
@@ -295,7 +533,7 @@ impl<S: Store + ?Sized> Store for std::sync::Arc<S> {
     fn capabilities(&self) -> Capabilities {
         (**self).capabilities()
     }
-    async fn load_session(&self, id: &SessionId) -> Result<Option<SessionRecord>, StoreError> {
+    async fn load_session(&self, id: &SessionId) -> Result<Loaded, StoreError> {
         (**self).load_session(id).await
     }
     async fn insert_session(
@@ -362,5 +600,71 @@ impl<S: Store + ?Sized> Store for std::sync::Arc<S> {
     }
     async fn raw_dump(&self) -> Result<Option<Vec<Vec<u8>>>, StoreError> {
         (**self).raw_dump().await
+    }
+    fn set_clock_offset(&self, offset_ms: i64) -> bool {
+        (**self).set_clock_offset(offset_ms)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used)]
+    use super::*;
+    use crate::record::{Credential, RevokeReason, SessionState};
+
+    fn record() -> SessionRecord {
+        SessionRecord {
+            id: SessionId::from_bytes([1; crate::ids::ID_BYTES]),
+            subject: Subject::new("alice").unwrap(),
+            resource: None,
+            version: 3,
+            created_at: Timestamp::from_millis(1_000),
+            last_seen: Timestamp::from_millis(2_000),
+            absolute_deadline: Timestamp::from_millis(100_000),
+            expires_at: Timestamp::from_millis(50_000),
+            state: SessionState::Active,
+            credential: Credential {
+                generation: 0,
+                current: Verifier([7; 32]),
+                rotated_at: Timestamp::from_millis(1_000),
+                previous: None,
+                retired: Vec::new(),
+            },
+            binding: None,
+            context_summary: None,
+            data: Vec::new(),
+            data_version: 0,
+        }
+    }
+
+    #[test]
+    fn only_last_seen_expires_at_and_version_make_a_routine_write() {
+        let old = record();
+        let mut touch = old.clone();
+        touch.version += 1;
+        touch.last_seen = Timestamp::from_millis(9_000);
+        touch.expires_at = Timestamp::from_millis(60_000);
+        assert_eq!(WriteClass::of_swap(&old, &touch), WriteClass::Routine);
+
+        let revoked = old.tombstone(Timestamp::from_millis(3_000), RevokeReason::Revoked);
+        assert_eq!(WriteClass::of_swap(&old, &revoked), WriteClass::Security);
+
+        let mut rotated = touch.clone();
+        rotated.credential.generation = 1;
+        rotated.credential.current = Verifier([8; 32]);
+        assert_eq!(WriteClass::of_swap(&old, &rotated), WriteClass::Security);
+
+        let mut data = touch.clone();
+        data.data = vec![1];
+        data.data_version = 1;
+        assert_eq!(WriteClass::of_swap(&old, &data), WriteClass::Security);
+
+        let mut moved = touch.clone();
+        moved.subject = Subject::new("bob").unwrap();
+        assert_eq!(WriteClass::of_swap(&old, &moved), WriteClass::Security);
+
+        let mut summary = touch;
+        summary.context_summary = Some("x".into());
+        assert_eq!(WriteClass::of_swap(&old, &summary), WriteClass::Security);
     }
 }

@@ -138,6 +138,7 @@ async fn concurrent_refreshes_of_one_token_all_receive_the_same_successor() {
             .load_session(&c.session.id)
             .await
             .unwrap()
+            .record
             .unwrap();
         assert_eq!(rec.credential.generation, 1);
     }
@@ -328,7 +329,10 @@ async fn refresh_racing_revoke_never_resurrects_the_session() {
                 if by_subject {
                     assert_eq!(s.revoke_subject(&who).await.unwrap(), 1);
                 } else {
-                    assert!(s.revoke(&id).await.unwrap());
+                    assert_eq!(
+                        s.revoke(&id).await.unwrap(),
+                        leasehold::RevokeOutcome::Revoked
+                    );
                 }
                 // Immediately after the revoke returned, possibly while the refresh runs.
                 for t in &all {
@@ -363,7 +367,7 @@ async fn refresh_racing_revoke_never_resurrects_the_session() {
             );
             assert!(s.refresh(t, &Context::none()).await.is_err());
         }
-        let rec = s.store().load_session(&id).await.unwrap().unwrap();
+        let rec = s.store().load_session(&id).await.unwrap().record.unwrap();
         assert!(matches!(rec.state, SessionState::Revoked { .. }));
     }
     assert_eq!(refresh_won + refresh_lost, ITERATIONS);
@@ -473,6 +477,7 @@ async fn concurrent_validates_with_a_touch_due_all_succeed_and_touch_once() {
         .load_session(&c.session.id)
         .await
         .unwrap()
+        .record
         .unwrap();
     assert_eq!(rec.version, 1, "exactly one touch was written");
     assert_eq!(rec.last_seen, s.now());

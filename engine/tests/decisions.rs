@@ -13,8 +13,8 @@ use leasehold::decide::read::{self, ReadMode};
 use leasehold::decide::{self, Decision, Grant};
 use leasehold::{
     CapPolicy, Context, CreateOptions, Error, Event, Limit, MemoryStore, Policy, Rate,
-    RevokeReason, SeededEntropy, SessionId, SessionRecord, SessionState, Store, SubjectCap,
-    Timestamp, token,
+    RevokeOutcome, RevokeReason, SeededEntropy, SessionId, SessionRecord, SessionState, Store,
+    SubjectCap, Timestamp, token,
 };
 
 macro_rules! assert_err {
@@ -48,6 +48,7 @@ async fn load(h: &H, id: &SessionId) -> SessionRecord {
         .load_session(id)
         .await
         .unwrap()
+        .record
         .expect("record present")
 }
 
@@ -90,8 +91,19 @@ async fn idle_deadline_one_ms_before_is_valid_and_exactly_at_it_is_expired() {
     let from = h.events().len();
     assert_err!(validate(&h, &tb).await, Error::Expired);
     assert_eq!(h.events_since(from), vec![Event::ExpiredOnRead { id: b }]);
-    // Denying an expired session writes nothing.
-    assert_eq!(load(&h, &b).await, before);
+    // The denial is given only once the ending is durable: its tombstone (reason Expired,
+    // next version, same deadline) replaced the record; nothing else changed.
+    let after = load(&h, &b).await;
+    assert_eq!(
+        after,
+        before.tombstone(idle_deadline, RevokeReason::Expired),
+        "an observed expiry writes exactly its tombstone"
+    );
+    // Read again: told Expired again, without another write or event.
+    let from = h.events().len();
+    assert_err!(validate(&h, &tb).await, Error::Expired);
+    assert_eq!(load(&h, &b).await, after);
+    assert!(h.events_since(from).is_empty());
     // The one touched 1 ms before its deadline is still valid.
     validate(&h, &ta).await.unwrap();
     h.assert_no_secret_leaks();
@@ -244,7 +256,7 @@ fn pure_touch_one_ms_before_the_absolute_deadline_is_clamped_to_it() {
         &e,
     );
     assert_eq!(d.write.unwrap().expires_at, absolute);
-    // At the deadline itself: expired, no write.
+    // At the deadline itself: expired, and the only write is its Expired tombstone.
     let d = read::read(
         Some(&rec),
         &p,
@@ -254,7 +266,10 @@ fn pure_touch_one_ms_before_the_absolute_deadline_is_clamped_to_it() {
         &policy,
         &e,
     );
-    assert!(d.write.is_none());
+    assert_eq!(
+        d.write,
+        Some(rec.tombstone(absolute, RevokeReason::Expired))
+    );
     assert!(matches!(d.outcome, Err(Error::Expired)));
 }
 
@@ -274,15 +289,84 @@ async fn an_expired_session_stays_dead_whatever_is_tried_later() {
         Error::Expired
     );
     assert_err!(h.sessions.update_data(&id, 0, b"x").await, Error::Expired);
-    assert!(!h.sessions.revoke(&id).await.unwrap());
-    assert_err!(
-        h.sessions.acquire_slot(&id, None).await,
-        Error::NotAuthenticated
+    // The first read past the deadline wrote the ending down (one write, reason Expired);
+    // nothing after it writes again, and revoke reports the ending it found.
+    assert_eq!(
+        h.sessions.revoke(&id).await.unwrap(),
+        RevokeOutcome::AlreadyRevoked {
+            reason: RevokeReason::Expired
+        }
     );
+    assert_err!(h.sessions.acquire_slot(&id, None).await, Error::Expired);
     let rec = load(&h, &id).await;
-    assert_eq!(rec.version, 0);
+    assert_eq!(rec.version, 1, "exactly one write: the Expired tombstone");
+    assert!(matches!(
+        rec.state,
+        SessionState::Revoked {
+            reason: RevokeReason::Expired,
+            ..
+        }
+    ));
+    assert_eq!(
+        count(&h.events(), |e| matches!(e, Event::ExpiredOnRead { .. })),
+        1,
+        "the ending is observed (and written) once"
+    );
     h.advance(Duration::from_secs(3600));
     assert_err!(validate(&h, &t).await, Error::Expired);
+}
+
+#[tokio::test]
+async fn revoking_a_session_past_its_deadline_writes_its_tombstone() {
+    // Revocation never depends on a clock: a session past its deadline but not yet ended is
+    // revoked like a live one (a stepped clock cannot lose a logout).
+    let h = H::new(Policy::default());
+    let (id, t) = create(&h, "alice").await;
+    h.advance(mins(30));
+    let from = h.events().len();
+    assert_eq!(
+        h.sessions.revoke(&id).await.unwrap(),
+        RevokeOutcome::Revoked
+    );
+    assert_eq!(
+        h.events_since(from),
+        vec![Event::Revoked {
+            id,
+            reason: RevokeReason::Revoked
+        }]
+    );
+    let rec = load(&h, &id).await;
+    assert_eq!(rec.version, 1);
+    assert!(matches!(
+        rec.state,
+        SessionState::Revoked {
+            reason: RevokeReason::Revoked,
+            ..
+        }
+    ));
+    assert_err!(
+        validate(&h, &t).await,
+        Error::Revoked {
+            reason: RevokeReason::Revoked
+        }
+    );
+    assert_err!(
+        h.sessions.acquire_slot(&id, None).await,
+        Error::Revoked {
+            reason: RevokeReason::Revoked
+        }
+    );
+    assert_eq!(
+        h.sessions.revoke(&id).await.unwrap(),
+        RevokeOutcome::AlreadyRevoked {
+            reason: RevokeReason::Revoked
+        }
+    );
+    assert_eq!(
+        load(&h, &id).await.version,
+        1,
+        "idempotent: no second write"
+    );
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -1202,9 +1286,18 @@ async fn heartbeat_of_a_slot_whose_session_was_revoked_is_slot_lost() {
             vec![Event::SlotExpired { slot: l.id }]
         );
     }
+    // A slot on a revoked session is refused with the session's ending.
     assert_err!(
         h.sessions.acquire_slot(&a, None).await,
-        Error::NotAuthenticated
+        Error::Revoked {
+            reason: RevokeReason::Revoked
+        }
+    );
+    assert_err!(
+        h.sessions.acquire_slot(&b, None).await,
+        Error::Revoked {
+            reason: RevokeReason::Subject
+        }
     );
 }
 
@@ -1219,7 +1312,10 @@ async fn revoke_by_id_leaves_a_tombstone_and_is_idempotent() {
     let b = refresh(&h, &a).await; // `a` is a predecessor inside grace
     let before = load(&h, &id).await;
     let from = h.events().len();
-    assert!(h.sessions.revoke(&id).await.unwrap());
+    assert_eq!(
+        h.sessions.revoke(&id).await.unwrap(),
+        RevokeOutcome::Revoked
+    );
     assert_eq!(
         h.events_since(from),
         vec![Event::Revoked {
@@ -1251,9 +1347,17 @@ async fn revoke_by_id_leaves_a_tombstone_and_is_idempotent() {
             Error::Revoked { .. }
         );
     }
-    assert!(!h.sessions.revoke(&id).await.unwrap());
+    assert_eq!(
+        h.sessions.revoke(&id).await.unwrap(),
+        RevokeOutcome::AlreadyRevoked {
+            reason: RevokeReason::Revoked
+        }
+    );
     let unknown = SessionId::from_bytes([7; 18]);
-    assert!(!h.sessions.revoke(&unknown).await.unwrap());
+    assert_eq!(
+        h.sessions.revoke(&unknown).await.unwrap(),
+        RevokeOutcome::Unknown
+    );
     assert_eq!(
         count(&h.events(), |e| matches!(e, Event::Revoked { .. })),
         1
@@ -1758,7 +1862,10 @@ async fn validate_with_no_touch_due_costs_exactly_one_store_round_trip() {
     validate_counting(&h, &t).await;
     assert_eq!(h.calls().total(), 1);
     h.reset_calls();
-    assert!(h.sessions.revoke(&r.session.id).await.unwrap());
+    assert_eq!(
+        h.sessions.revoke(&r.session.id).await.unwrap(),
+        RevokeOutcome::Revoked
+    );
     let calls = h.calls();
     assert_eq!(
         (calls.load, calls.cas, calls.total()),
@@ -1820,24 +1927,78 @@ fn pure_decisions_for_missing_foreign_and_revoked_records() {
             reason: RevokeReason::Revoked
         })
     ));
-    // Revoking: live → tombstone with next version; tombstone or expired → no write.
+    // Revoking: live → tombstone with next version; past its deadline (not yet ended) → a
+    // tombstone too (a revocation never depends on a clock); a tombstone → no write, already
+    // revoked with its reason; absent → no write, unknown.
     let d = decide::mutate::revoke(Some(&rec), t0);
     let w = d.write.unwrap();
     assert_eq!(w.version, rec.version + 1);
-    assert!(matches!(d.outcome, Ok(true)));
+    assert!(matches!(
+        w.state,
+        SessionState::Revoked {
+            reason: RevokeReason::Revoked,
+            ..
+        }
+    ));
+    assert!(matches!(d.outcome, Ok(RevokeOutcome::Revoked)));
     let d = decide::mutate::revoke(Some(&dead), t0);
-    assert!(d.write.is_none() && matches!(d.outcome, Ok(false)));
+    assert!(d.write.is_none());
+    assert!(matches!(
+        d.outcome,
+        Ok(RevokeOutcome::AlreadyRevoked {
+            reason: RevokeReason::Revoked
+        })
+    ));
     let d = decide::mutate::revoke(Some(&rec), rec.expires_at);
-    assert!(d.write.is_none() && matches!(d.outcome, Ok(false)));
+    let w = d
+        .write
+        .expect("an expired, unended session still gets its tombstone");
+    assert_eq!(w.version, rec.version + 1);
+    assert!(matches!(
+        w.state,
+        SessionState::Revoked {
+            reason: RevokeReason::Revoked,
+            ..
+        }
+    ));
+    assert!(matches!(d.outcome, Ok(RevokeOutcome::Revoked)));
+    let d = decide::mutate::revoke(Some(&rec), rec.expires_at.saturating_add(mins(600)));
+    assert!(d.write.is_some() && matches!(d.outcome, Ok(RevokeOutcome::Revoked)));
     let d = decide::mutate::revoke(None, t0);
-    assert!(d.write.is_none() && matches!(d.outcome, Ok(false)));
+    assert!(d.write.is_none() && matches!(d.outcome, Ok(RevokeOutcome::Unknown)));
     // A ticket never outlives its session.
     let (ticket, _) =
         decide::ticket::mint(&rec, rec.expires_at.saturating_sub(secs(5)), &policy, &e).unwrap();
     assert_eq!(ticket.expires_at, rec.expires_at);
-    assert!(decide::ticket::redeem(Some(&dead), t0).is_err());
-    assert!(decide::ticket::redeem(Some(&rec), rec.expires_at).is_err());
-    assert!(decide::ticket::redeem(Some(&rec), t0).is_ok());
+    // Redeeming: a tombstone is refused without a write; a session past its deadline is
+    // refused only after its Expired tombstone is written; a live one is granted, no write.
+    let d = decide::ticket::redeem(Some(&dead), t0);
+    assert!(d.write.is_none());
+    assert!(matches!(
+        d.outcome,
+        Err(Error::Revoked {
+            reason: RevokeReason::Revoked
+        })
+    ));
+    let d = decide::ticket::redeem(Some(&rec), rec.expires_at);
+    assert!(matches!(d.outcome, Err(Error::Expired)));
+    let w = d
+        .write
+        .expect("an observed expiry is written down before it is answered");
+    assert_eq!(w.version, rec.version + 1);
+    assert!(matches!(
+        w.state,
+        SessionState::Revoked {
+            reason: RevokeReason::Expired,
+            ..
+        }
+    ));
+    assert_eq!(d.events, vec![Event::ExpiredOnRead { id: rec.id }]);
+    let d = decide::ticket::redeem(Some(&rec), t0);
+    assert!(d.write.is_none());
+    assert_eq!(d.outcome.unwrap(), rec);
+    let d = decide::ticket::redeem(None, t0);
+    assert!(d.write.is_none() && matches!(d.outcome, Err(Error::NotAuthenticated)));
     // Renewal due exactly at the interval.
     assert!(!read::renewal_due(
         &rec,
@@ -1930,7 +2091,10 @@ async fn revoking_a_session_frees_its_slots_capacity_at_once() {
             limit: Limit::ResourceSlots
         }
     );
-    assert!(h.sessions.revoke(&s1).await.unwrap());
+    assert_eq!(
+        h.sessions.revoke(&s1).await.unwrap(),
+        RevokeOutcome::Revoked
+    );
     // No waiting for the slot's TTL: a revoked session holds no capacity.
     h.sessions.acquire_slot(&s2, Some(&r)).await.unwrap();
 }

@@ -18,14 +18,17 @@
 //!
 //! Under `--cfg leasehold_planted_bug`, `MemoryStore` carries check-then-act twins of its atomic
 //! steps (compare-and-swap, ticket take, capped insert, slot acquire release the lock between
-//! the check and the write), and every model here is compiled as a `planted_twin::…` test that
-//! must panic with its invariant's name: that run passes only if loom finds every planted bug.
+//! the check and the write), the engine carries the rule before INV-store-time (`revoke`, a
+//! group revoke and a read skip a session past its deadline without writing its ending), and
+//! every model here is compiled as a `planted_twin::…` test that must panic with its
+//! invariant's name: that run passes only if loom finds every planted bug.
 //!
-//! Not claimed here: a validate that read the clock *before* an advance may still commit its
-//! touch *after* another caller, reading the advanced clock, was told the session expired (the
-//! memory store judges expiry by each caller's `now`). That is the lagging-clock case the
-//! simulation models as skew ("dead" means expired on the slowest clock); stores with a clock
-//! of their own close it by using the later of the two times.
+//! INV-store-time with one clock: a validate that read the clock *before* the deadline may land
+//! its touch *after* another caller, reading the clock past the deadline, revoked the session
+//! or was told it expired. The touch must fail: the ending was written down (a tombstone, over
+//! an expired record too) before that caller returned. The twins of these models compile the
+//! old rule (a revoke or a read that finds the session past its deadline writes nothing) and
+//! must be caught.
 
 #![cfg(leasehold_loom)]
 #![allow(clippy::unwrap_used, clippy::expect_used)]
@@ -35,7 +38,7 @@ use std::time::Duration;
 
 use leasehold::{
     CapPolicy, Clock, Context, CreateOptions, Error, Limit, ManualClock, MemoryStore, Policy,
-    SeededEntropy, SessionId, Sessions, Store, Subject, SubjectCap, Timestamp,
+    RevokeOutcome, SeededEntropy, SessionId, Sessions, Store, Subject, SubjectCap, Timestamp,
 };
 use loom::future::block_on;
 use loom::thread;
@@ -168,7 +171,7 @@ fn refresh_vs_revoke() {
         let refreshed = refresher.join().unwrap();
         let revoked = revoker.join().unwrap();
         assert!(
-            matches!(revoked, Ok(true)),
+            matches!(revoked, Ok(RevokeOutcome::Revoked)),
             "INV-no-resurrection violated: revoke of a live session returned {revoked:?}"
         );
         assert!(
@@ -308,7 +311,7 @@ fn touch_vs_expiry() {
         let validated = validator.join().unwrap();
         let reaped = reaper.join().unwrap();
         assert_eq!(w.clock.now(), deadline);
-        let stored = block_on(w.store.load_session(&id)).unwrap();
+        let stored = block_on(w.store.load_session(&id)).unwrap().record;
         let valid_now = w.validates(&t0);
         match &validated {
             Ok(v) => {
@@ -355,6 +358,106 @@ fn touch_vs_expiry() {
                 "INV-no-resurrection violated: the deadline moved without a successful touch"
             );
         }
+    });
+}
+
+/// Who ends the session at E+1 ms while a touch decided at E−1 ms may be in flight.
+#[derive(Clone, Copy, Debug)]
+enum Ender {
+    /// `revoke(id)`.
+    Revoke,
+    /// `revoke_subject`.
+    RevokeSubject,
+    /// A validate, told `Expired`.
+    Validate,
+}
+
+/// INV-store-time, one clock: a validate whose touch is due and an ending race at the idle
+/// deadline E. The ender moves the shared clock from E−1 ms to E+1 ms, then revokes (by id or
+/// subject) or validates; the toucher reads the same clock — before or after the step, as the
+/// schedule has it — so in some interleavings it loads and decides its touch at E−1 ms and
+/// its compare-and-swap lands after the ender returned. Once the revoker returned (or the
+/// validator was told `Expired`), the session must never validate again, at any clock setting.
+fn touch_vs_end_at_deadline(ender: Ender) {
+    const IDLE: Duration = Duration::from_secs(600);
+    explore(None, move || {
+        let policy = Policy::builder()
+            .idle_timeout(Some(IDLE))
+            .touch_granularity(Duration::from_secs(60))
+            .renewal_interval(None)
+            .build()
+            .unwrap();
+        let w = World::new(policy);
+        let (id, t0) = create(&w);
+        let deadline = START.saturating_add(IDLE);
+        let before = deadline.saturating_sub(Duration::from_millis(1));
+        let after = deadline.saturating_add(Duration::from_millis(1));
+        w.clock.set(before);
+        let s = w.sessions();
+        let t = t0.clone();
+        let toucher = thread::spawn(move || block_on(s.validate(&t, &Context::none())).is_ok());
+        let s = w.sessions();
+        let clock = w.clock.clone();
+        let t = t0.clone();
+        let ending = thread::spawn(move || {
+            clock.set(after);
+            match ender {
+                Ender::Revoke => format!("{:?}", block_on(s.revoke(&id))),
+                Ender::RevokeSubject => format!("{:?}", block_on(s.revoke_subject(&alice()))),
+                Ender::Validate => format!(
+                    "{:?}",
+                    block_on(s.validate(&t, &Context::none())).map(|_| ())
+                ),
+            }
+        });
+        let touched = toucher.join().unwrap();
+        let ended = ending.join().unwrap();
+        // Was the caller told the session ended? A revoke always ends it; a validate only if
+        // it was told Expired (it is granted if the touch landed before its load).
+        let told_ended = match ender {
+            Ender::Revoke | Ender::RevokeSubject => true,
+            Ender::Validate => ended == "Err(Expired)",
+        };
+        if told_ended {
+            for at in [after, before, START, deadline.saturating_add(IDLE)] {
+                w.clock.set(at);
+                let v = w.validates(&t0);
+                assert!(
+                    v.is_err(),
+                    "INV-store-time violated: {ender:?} returned {ended} at E+1ms, yet the session \
+                     validates at {at:?} (the touch decided at E-1ms succeeded: {touched})"
+                );
+            }
+            let rec = block_on(w.store.load_session(&id)).unwrap().record.unwrap();
+            assert!(
+                rec.is_tombstone(),
+                "INV-store-time violated: the ending was not written down: {rec:?}"
+            );
+        } else {
+            assert!(
+                touched && ended == "Ok(())",
+                "INV-store-time violated: unexpected outcomes: touch {touched}, validate {ended}"
+            );
+            w.clock.set(after);
+            assert!(
+                w.validates(&t0).is_ok(),
+                "INV-store-time violated: a validate was granted, then the session is gone"
+            );
+        }
+        // Revocation never depends on a clock: past the deadline or not, revoke writes — unless
+        // the toucher, reading the clock after the step, already wrote the expiry down.
+        let ok = match ender {
+            Ender::Revoke => {
+                ended == "Ok(Revoked)"
+                    || (!touched && ended == "Ok(AlreadyRevoked { reason: Expired })")
+            }
+            Ender::RevokeSubject => ended == "Ok(0)" || ended == "Ok(1)",
+            Ender::Validate => ended == "Err(Expired)" || ended == "Ok(())",
+        };
+        assert!(
+            ok,
+            "INV-store-time violated: {ender:?} at E+1ms returned {ended}"
+        );
     });
 }
 
@@ -435,6 +538,9 @@ loom_tests! {
     create_vs_create_cap_reject, "INV-caps" => create_vs_create(CapPolicy::Reject);
     create_vs_create_cap_evict_oldest, "INV-caps" => create_vs_create(CapPolicy::EvictOldest);
     touch_vs_expiry_at_deadline, "INV-no-resurrection" => touch_vs_expiry();
+    touch_vs_revoke_at_deadline_one_clock, "INV-store-time" => touch_vs_end_at_deadline(Ender::Revoke);
+    touch_vs_revoke_subject_at_deadline_one_clock, "INV-store-time" => touch_vs_end_at_deadline(Ender::RevokeSubject);
+    touch_vs_expired_read_at_deadline_one_clock, "INV-store-time" => touch_vs_end_at_deadline(Ender::Validate);
     slot_vs_slot_at_cap_1, "INV-caps" => slot_vs_slot(2, 1, None);
     slot_x3_at_cap_2, "INV-caps" => slot_vs_slot(3, 2, Some(3));
 }

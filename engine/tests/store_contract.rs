@@ -32,7 +32,7 @@ impl Store for Down {
     fn capabilities(&self) -> Capabilities {
         Capabilities::NONE
     }
-    async fn load_session(&self, _: &SessionId) -> Result<Option<SessionRecord>, StoreError> {
+    async fn load_session(&self, _: &SessionId) -> Result<leasehold::Loaded, StoreError> {
         down()
     }
     async fn insert_session(
@@ -133,7 +133,10 @@ fn arc_forwards_capabilities_and_every_call() {
     let s = Sessions::new(inner.clone(), Policy::default());
     let c = block_on(s.create(&Subject::new("a").unwrap(), CreateOptions::default())).unwrap();
     assert_eq!(inner.session_count(), 1);
-    assert!(block_on(s.revoke(&c.session.id)).unwrap());
+    assert_eq!(
+        block_on(s.revoke(&c.session.id)).unwrap(),
+        leasehold::RevokeOutcome::Revoked
+    );
     assert!(!block_on(inner.raw_dump()).unwrap().unwrap().is_empty());
 }
 
@@ -143,8 +146,9 @@ fn reap_outcome_total_is_the_sum() {
         sessions: 3,
         tickets: 5,
         slots: 7,
+        quarantined: 11,
     };
-    assert_eq!(r.total(), 15);
+    assert_eq!(r.total(), 15, "quarantined entries are not removed records");
 }
 
 #[test]
@@ -155,11 +159,17 @@ fn revoke_reason_codes_round_trip() {
         RevokeReason::Resource,
         RevokeReason::ReuseDetected,
         RevokeReason::Evicted,
+        RevokeReason::Expired,
     ] {
         assert_eq!(RevokeReason::from_code(r.code()), Some(r));
     }
+    assert_eq!(
+        RevokeReason::Expired.code(),
+        6,
+        "stable code of an observed expiry"
+    );
     assert_eq!(RevokeReason::from_code(0), None);
-    assert_eq!(RevokeReason::from_code(6), None);
+    assert_eq!(RevokeReason::from_code(7), None);
 }
 
 #[test]
@@ -185,7 +195,8 @@ fn memory_store_footprint_returns_to_zero_once_everything_is_reaped() {
     let r = Resource::new("tenant-1").unwrap();
     block_on(async {
         // One session with a resource, one slot on it, one ticket, one creation logged:
-        // session + subject index + resource index + active set + its expiry entry (5),
+        // session + subject index + open-subject index + resource index + active set + its
+        // expiry entry (6),
         // slot + session and resource indexes + expiry entry (4), ticket + expiry entry (2),
         // rate log + its one creation + expiry entry (3).
         let opts = CreateOptions {
@@ -200,7 +211,7 @@ fn memory_store_footprint_returns_to_zero_once_everything_is_reaped() {
         s.mint_ticket(c.token.expose_secret(), &Context::none())
             .await
             .unwrap();
-        assert_eq!(store.stored_entries(), 5 + 4 + 2 + 3);
+        assert_eq!(store.stored_entries(), 6 + 4 + 2 + 3);
         for who in ["alice", "alice", "alice", "bob"] {
             let opts = CreateOptions {
                 resource: Some(r.clone()),

@@ -19,7 +19,7 @@ use leasehold::codec;
 use leasehold::crypto::Verifier;
 use leasehold::record::{SlotRecord, TicketRecord};
 use leasehold::store::{
-    Capabilities, CreateLimits, HeartbeatOutcome, InsertOutcome, ReapOutcome, SlotCaps,
+    Capabilities, CreateLimits, HeartbeatOutcome, InsertOutcome, Loaded, ReapOutcome, SlotCaps,
     SlotOutcome, Store, StoreError, TakeOutcome,
 };
 use leasehold::{Resource, SessionId, SessionRecord, SlotId, Subject, TicketId, Timestamp};
@@ -237,17 +237,28 @@ impl<S: Store> Store for FaultyStore<S> {
         self.inner.capabilities()
     }
 
-    async fn load_session(&self, id: &SessionId) -> Result<Option<SessionRecord>, StoreError> {
+    fn set_clock_offset(&self, offset_ms: i64) -> bool {
+        self.inner.set_clock_offset(offset_ms)
+    }
+
+    async fn load_session(&self, id: &SessionId) -> Result<Loaded, StoreError> {
         match self.fault(Op::Load) {
             None => self.inner.load_session(id).await,
             Some(Fault::Corrupt) => {
                 // Damage real bytes and decode them, as a store reading a torn page would.
-                let rec = self.inner.load_session(id).await?;
-                let mut bytes = rec.as_ref().map(codec::encode_session).unwrap_or_default();
+                let loaded = self.inner.load_session(id).await?;
+                let mut bytes = loaded
+                    .record
+                    .as_ref()
+                    .map(codec::encode_session)
+                    .unwrap_or_default();
                 let half = bytes.len() / 2;
                 bytes.truncate(half);
                 match codec::decode_session(&bytes) {
-                    Ok(r) => Ok(Some(r)),
+                    Ok(r) => Ok(Loaded {
+                        record: Some(r),
+                        ..loaded
+                    }),
                     Err(e) => Err(StoreError::Corrupt(e.to_string())),
                 }
             }

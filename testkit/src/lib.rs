@@ -5,9 +5,12 @@
 //!   operation must return;
 //! - [`faults`]: a store wrapper that injects failures (before the write, after the write — a
 //!   lost reply —, timeouts, corrupt bytes on load);
+//! - [`broken`]: a store wrapper with one planted contract violation, so every layer can show
+//!   it catches real adapter bugs;
 //! - [`simulate`]: a seeded simulation of many clients over a faulty store, checked against the
 //!   model after every step.
 
+pub mod broken;
 pub mod faults;
 pub mod fuzzing;
 pub mod model;

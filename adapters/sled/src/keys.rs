@@ -146,6 +146,12 @@ pub(crate) fn member_key(name: &[u8], member: &[u8; ID_LEN]) -> Vec<u8> {
     k
 }
 
+/// The value of a session-group index entry whose session has ended (a tombstone). Entries
+/// of live (or not yet ended) sessions have an empty value. Counting a cap then reads the
+/// records of open members only: its cost follows the subject's live sessions, not its
+/// tombstones (which stay indexed until reaped, so listings still find them).
+pub(crate) const ENDED: &[u8] = &[1];
+
 /// `name ‖ 0x00`: every member key of the group starts with it.
 pub(crate) fn member_prefix(name: &[u8]) -> Vec<u8> {
     let mut k = Vec::with_capacity(name.len() + 1 + ID_LEN);

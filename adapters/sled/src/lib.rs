@@ -60,7 +60,18 @@
 //! An insert under a global cap accepts at once while that counter is below the cap. When it is
 //! not, the insert scans the expiry index for sessions due at or before `now` (cost ∝ what the
 //! reaper has yet to remove), and the transaction subtracts those it reads as active and
-//! expired: the cap is then enforced on the exact live count, as the reference store does.
+//! expired: the cap is then enforced on the exact live count, as the reference store does. (It
+//! writes no tombstones for them: a store-wide count must not let one caller whose clock
+//! glitched ahead end every session.)
+//!
+//! ## Time
+//!
+//! sled has no clock of its own: it judges at the caller's `now`. Endings are final whatever
+//! the clock: compare-and-swap applies [`leasehold::store::check_swap`] (a tombstone may be
+//! written over an expired record; nothing replaces a tombstone), group revocations tombstone
+//! every member that is not one yet, expired or not, and a capped insert tombstones the expired
+//! members it counted. These tombstones are security writes (flushed under both durability
+//! modes), even when the insert itself is refused.
 //!
 //! ## Durability
 //!
@@ -73,14 +84,16 @@
 //! flushed writes in the time of an `fsync`).
 
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use async_trait::async_trait;
 use leasehold::codec;
 use leasehold::crypto::Verifier;
 use leasehold::record::{RevokeReason, SlotRecord, TicketRecord};
 use leasehold::store::{
-    Capabilities, CreateLimits, HeartbeatOutcome, InsertOutcome, ReapOutcome, SlotCaps,
-    SlotOutcome, TakeOutcome,
+    Capabilities, CreateLimits, HeartbeatOutcome, InsertCheck, InsertOutcome, Loaded, ReapOutcome,
+    SlotCaps, SlotOutcome, TakeOutcome, WriteClass, check_insert, check_loaded, check_swap,
 };
 use leasehold::{
     CapPolicy, Resource, SessionId, SessionRecord, SlotId, Store, StoreError, Subject, TicketId,
@@ -91,10 +104,12 @@ use sled::transaction::{TransactionError, Transactional, TransactionalTree};
 #[doc(hidden)]
 pub mod fuzzing;
 mod keys;
+mod locks;
 mod tx;
 
 use keys::{Due, GroupKind, ID_LEN};
-use tx::{Fail, Snapshot, Tx, TxResult, Written, fail};
+use locks::GroupLocks;
+use tx::{Fail, Read, Snapshot, Tx, TxResult, Written, fail};
 
 /// Names of the trees this adapter uses (for tests and tools that inspect a database).
 pub mod trees {
@@ -120,9 +135,11 @@ pub mod trees {
     pub const RATES: &str = "leasehold.rates";
     /// Format marker, sequence and counters.
     pub const META: &str = "leasehold.meta";
+    /// Bytes the reaper found undecodable, moved aside for inspection: `tree number ‖ key`.
+    pub const QUARANTINE: &str = "leasehold.quarantine";
 
     /// Every tree, in transaction order.
-    pub const ALL: [&str; 11] = [
+    pub const ALL: [&str; 12] = [
         SESSIONS,
         BY_SUBJECT,
         BY_RESOURCE,
@@ -134,6 +151,7 @@ pub mod trees {
         SLOTS_BY_RESOURCE,
         RATES,
         META,
+        QUARANTINE,
     ];
 }
 
@@ -216,6 +234,9 @@ pub struct SledStore {
     db: sled::Db,
     trees: Trees,
     durability: Durability,
+    locks: GroupLocks,
+    /// Session records read by cap counts (a test hook: the cost must follow live members).
+    counted: Arc<AtomicU64>,
 }
 
 impl std::fmt::Debug for SledStore {
@@ -298,6 +319,8 @@ impl SledStore {
             db,
             trees,
             durability: Durability::default(),
+            locks: GroupLocks::new(),
+            counted: Arc::default(),
         })
     }
 
@@ -310,6 +333,13 @@ impl SledStore {
     /// The durability in effect.
     pub fn durability(&self) -> Durability {
         self.durability
+    }
+
+    /// Session records read so far by subject-cap counts: a capped create reads its subject's
+    /// open (not ended) sessions only, never its tombstones. For tests of that cost.
+    #[doc(hidden)]
+    pub fn records_counted_by_caps(&self) -> u64 {
+        self.counted.load(Ordering::Relaxed)
     }
 
     /// The underlying database (tools, tests, `size_on_disk`).
@@ -417,16 +447,21 @@ impl SledStore {
             Some(v) => Some(keys::decode_head(&v)?.stamp),
         };
         let prefix = keys::member_prefix(name);
-        let mut members = Vec::new();
+        let (mut members, mut open) = (Vec::new(), Vec::new());
         for kv in self.index_tree(kind).scan_prefix(&prefix) {
-            let (k, _) = kv.map_err(sled_err)?;
-            members.push(tx::member_of(&k, prefix.len())?);
+            let (k, v) = kv.map_err(sled_err)?;
+            let m = tx::member_of(&k, prefix.len())?;
+            if &v[..] != keys::ENDED {
+                open.push(m);
+            }
+            members.push(m);
         }
         Ok(Snapshot {
             kind,
             name: name.to_vec(),
             stamp,
             members,
+            open,
         })
     }
 
@@ -467,21 +502,26 @@ impl SledStore {
         belongs: impl Fn(&SessionRecord) -> bool,
         now: Timestamp,
     ) -> Result<u64, StoreError> {
+        // No stamp check: the scan runs after the call began, so it lists every session created
+        // before it — all the contract asks — and a flood of creations cannot starve it.
         self.optimistic(|_| {
             let snap = self.snapshot(kind, name)?;
             self.transact(|tx| {
-                tx.check(&snap)?;
                 let mut n = 0u64;
-                for m in &snap.members {
+                let mut wrote = false;
+                // Every member not yet a tombstone, expired or not: a revocation never depends
+                // on a clock. The count is of those live at `now`.
+                for m in &snap.open {
                     if let Some(r) = tx.session(&SessionId::from_bytes(*m))?
-                        && r.is_live(now)
+                        && !r.is_tombstone()
                         && belongs(&r)
                     {
+                        n += u64::from(r.is_live(now));
                         tx.write_session(Some(&r), &r.tombstone(now, reason))?;
-                        n += 1;
+                        wrote = true;
                     }
                 }
-                let written = if n > 0 {
+                let written = if wrote {
                     Written::Security
                 } else {
                     Written::Nothing
@@ -529,8 +569,9 @@ impl SledStore {
         let mut out = Vec::new();
         for kv in iter {
             let (k, _) = kv.map_err(sled_err)?;
-            match keys::decode_expiry_key(&k)?.1 {
-                Due::Rate(_) => logs += 1,
+            // An undecodable key counts as a record: the reap pass quarantines it.
+            match keys::decode_expiry_key(&k).map(|(_, due)| due) {
+                Ok(Due::Rate(_)) => logs += 1,
                 _ => records += 1,
             }
             out.push(k.to_vec());
@@ -548,23 +589,19 @@ impl Store for SledStore {
         Capabilities::NONE.with_raw_dump(true)
     }
 
-    async fn load_session(&self, id: &SessionId) -> Result<Option<SessionRecord>, StoreError> {
+    async fn load_session(&self, id: &SessionId) -> Result<Loaded, StoreError> {
         let Some(v) = self
             .trees
             .get(tx::SESSIONS)
             .get(id.as_bytes())
             .map_err(sled_err)?
         else {
-            return Ok(None);
+            return Ok(Loaded::new(None));
         };
         let r =
             codec::decode_session(&v).map_err(|e| StoreError::Corrupt(format!("session: {e}")))?;
-        if r.id != *id {
-            return Err(StoreError::Corrupt(
-                "session stored under another id".into(),
-            ));
-        }
-        Ok(Some(r))
+        check_loaded(id, &r)?;
+        Ok(Loaded::new(Some(r)))
     }
 
     async fn insert_session(
@@ -574,6 +611,9 @@ impl Store for SledStore {
         now: Timestamp,
     ) -> Result<InsertOutcome, StoreError> {
         let subject = record.subject.as_str().as_bytes();
+        let _held = limits
+            .subject_cap
+            .map(|_| self.locks.lock(&[(GroupKind::Subject, subject)]));
         let mut need_candidates = limits
             .global_cap
             .map(|max| self.active_counter().map(|n| n >= max))
@@ -591,10 +631,20 @@ impl Store for SledStore {
                 None
             };
             self.transact(|tx| {
-                if tx.record_exists(tx::SESSIONS, record.id.as_bytes())? {
-                    return fail(StoreError::AlreadyExists);
+                match check_insert(tx.session(&record.id)?.as_ref(), record) {
+                    Ok(InsertCheck::Fresh) => {}
+                    Ok(InsertCheck::Replay) => {
+                        let replay = InsertOutcome::Inserted {
+                            evicted: Vec::new(),
+                        };
+                        return Ok((replay, Written::Nothing));
+                    }
+                    Err(e) => return fail(e),
                 }
                 let mut log = None;
+                // Expired tombstones written by the counts below: an observed ending must
+                // survive a crash even when the insert itself is refused.
+                let mut ended = Written::Nothing;
                 if let Some(rate) = limits.creation_rate {
                     let (trimmed, retry) =
                         tx.rate_check(&record.subject, rate.max, rate.window, now)?;
@@ -611,17 +661,20 @@ impl Store for SledStore {
                                 Fail::NeedCandidates,
                             ));
                         };
+                        // Active sessions past their deadline do not count. No tombstones here:
+                        // the count is store-wide, and one caller whose clock glitched ahead
+                        // must not end every session in the store.
                         let mut expired = 0u64;
                         for id in due {
                             if let Some(r) = tx.session(id)?
-                                && r.state == leasehold::SessionState::Active
-                                && r.expires_at <= now
+                                && !r.is_tombstone()
+                                && r.is_due(now)
                             {
                                 expired += 1;
                             }
                         }
                         if active.saturating_sub(expired) >= max {
-                            return Ok((InsertOutcome::GlobalCapReached, Written::Nothing));
+                            return Ok((InsertOutcome::GlobalCapReached, ended));
                         }
                     }
                 }
@@ -629,18 +682,28 @@ impl Store for SledStore {
                 if let (Some(cap), Some(snap)) = (limits.subject_cap, &snap) {
                     tx.check(snap)?;
                     let mut live = Vec::new();
-                    for m in &snap.members {
-                        if let Some(r) = tx.session(&SessionId::from_bytes(*m))?
-                            && r.is_live(now)
-                            && r.subject == record.subject
-                        {
+                    self.counted
+                        .fetch_add(snap.open.len() as u64, Ordering::Relaxed);
+                    for m in &snap.open {
+                        let Some(r) = tx.session(&SessionId::from_bytes(*m))? else {
+                            continue;
+                        };
+                        if r.subject != record.subject || r.is_tombstone() {
+                            continue;
+                        }
+                        if r.is_live(now) {
                             live.push(r);
+                        } else {
+                            // Counted as ended: write it down, so a caller whose clock lags
+                            // cannot see more than the cap live.
+                            tx.write_session(Some(&r), &r.tombstone(now, RevokeReason::Expired))?;
+                            ended = Written::Security;
                         }
                     }
                     let excess = (live.len() + 1).saturating_sub(cap.max as usize);
                     if excess > 0 {
                         if cap.on_full == CapPolicy::Reject {
-                            return Ok((InsertOutcome::SubjectCapReached, Written::Nothing));
+                            return Ok((InsertOutcome::SubjectCapReached, ended));
                         }
                         live.sort_by_key(|r| (r.created_at, r.id));
                         for r in live.iter().take(excess) {
@@ -665,26 +728,17 @@ impl Store for SledStore {
         now: Timestamp,
     ) -> Result<(), StoreError> {
         self.write_once(|tx| {
-            let Some(current) = tx.session(&new.id)? else {
+            let current = tx.session(&new.id)?;
+            if let Err(e) = check_swap(current.as_ref(), new, expected_version, now) {
+                return fail(e);
+            }
+            let Some(current) = current else {
                 return fail(StoreError::NotFound);
             };
-            if now >= current.expires_at {
-                return fail(StoreError::NotFound);
-            }
-            if current.version != expected_version {
-                return fail(StoreError::Conflict);
-            }
-            if current.state != leasehold::SessionState::Active
-                && new.state == leasehold::SessionState::Active
-            {
-                // A tombstone is final, whatever the writer believes.
-                return fail(StoreError::NotFound);
-            }
             tx.write_session(Some(&current), new)?;
-            let written = if tx::is_touch(&current, new) {
-                Written::Routine
-            } else {
-                Written::Security
+            let written = match WriteClass::of_swap(&current, new) {
+                WriteClass::Routine => Written::Routine,
+                WriteClass::Security => Written::Security,
             };
             Ok(((), written))
         })
@@ -715,11 +769,11 @@ impl Store for SledStore {
     }
 
     async fn list_subject(&self, subject: &Subject) -> Result<Vec<SessionRecord>, StoreError> {
-        // A read-only transaction: one consistent view of the whole group.
+        // A read-only transaction over the members the scan found: every session that existed
+        // when the call began (no stamp check, so concurrent creations cannot starve it).
         self.optimistic(|_| {
             let snap = self.snapshot(GroupKind::Subject, subject.as_str().as_bytes())?;
             self.transact(|tx| {
-                tx.check(&snap)?;
                 let mut out = Vec::with_capacity(snap.members.len());
                 for m in &snap.members {
                     if let Some(r) = tx.session(&SessionId::from_bytes(*m))?
@@ -776,6 +830,14 @@ impl Store for SledStore {
             (Some(max), Some(res)) => Some((max, res)),
             _ => None,
         };
+        let mut counted: Vec<(GroupKind, &[u8])> = Vec::new();
+        if caps.per_session.is_some() {
+            counted.push((GroupKind::SessionSlots, &slot.session.as_bytes()[..]));
+        }
+        if let Some((_, res)) = by_resource {
+            counted.push((GroupKind::ResourceSlots, res.as_str().as_bytes()));
+        }
+        let _held = self.locks.lock(&counted);
         self.optimistic(|_| {
             let session_snap = match caps.per_session {
                 Some(max) => Some((
@@ -857,7 +919,12 @@ impl Store for SledStore {
     async fn reap(&self, now: Timestamp, limit: usize) -> Result<ReapOutcome, StoreError> {
         let mut total = ReapOutcome::default();
         let mut left = limit;
-        while left > 0 {
+        // Every pass takes its entries out of the expiry index (removed, quarantined, or moved
+        // to the record's real deadline), so passes make progress even when they remove no
+        // record (a pass of rate logs only); the bound is a safety net.
+        let mut passes = limit.saturating_add(1);
+        while left > 0 && passes > 0 {
+            passes -= 1;
             let (entries, truncated) = self.due_entries(now, left)?;
             if entries.is_empty() {
                 break;
@@ -869,39 +936,68 @@ impl Store for SledStore {
                     if !tx.has_due(key)? {
                         continue; // moved or removed since the scan
                     }
-                    let (at, due) = match keys::decode_expiry_key(key) {
-                        Ok(d) => d,
-                        Err(e) => return fail(e),
-                    };
                     wrote = true;
+                    let Ok((at, due)) = keys::decode_expiry_key(key) else {
+                        // An undecodable index entry: set it aside, never stall on it.
+                        tx.quarantine(tx::EXPIRY, key, &[])?;
+                        tx.drop_due(key)?;
+                        out.quarantined += 1;
+                        continue;
+                    };
+                    let is_due = |t: Timestamp| t == at && t <= now;
                     match &due {
-                        Due::Session(id) => match tx.session(id)? {
-                            Some(r) if r.expires_at == at && r.expires_at <= now => {
-                                tx.remove_session(&r)?;
-                                out.sessions += 1;
+                        Due::Session(id) => {
+                            match tx.read_or_quarantine(tx::SESSIONS, id.as_bytes(), key, |v| {
+                                tx::decode_session_at(id, v)
+                            })? {
+                                Read::Found(r) if is_due(r.expires_at) => {
+                                    tx.remove_session(&r)?;
+                                    out.sessions += 1;
+                                }
+                                Read::Found(r) => repair(tx, key, Some(r.expires_at), &due)?,
+                                Read::Missing => repair(tx, key, None, &due)?,
+                                Read::Quarantined => out.quarantined += 1,
                             }
-                            other => repair(tx, key, other.map(|r| r.expires_at), &due)?,
-                        },
-                        Due::Ticket(id) => match tx.ticket(id)? {
-                            Some(t) if t.expires_at == at && t.expires_at <= now => {
-                                tx.remove_ticket(&t)?;
-                                out.tickets += 1;
+                        }
+                        Due::Ticket(id) => {
+                            match tx.read_or_quarantine(tx::TICKETS, id.as_bytes(), key, |v| {
+                                tx::decode_ticket_at(id, v)
+                            })? {
+                                Read::Found(t) if is_due(t.expires_at) => {
+                                    tx.remove_ticket(&t)?;
+                                    out.tickets += 1;
+                                }
+                                Read::Found(t) => repair(tx, key, Some(t.expires_at), &due)?,
+                                Read::Missing => repair(tx, key, None, &due)?,
+                                Read::Quarantined => out.quarantined += 1,
                             }
-                            other => repair(tx, key, other.map(|t| t.expires_at), &due)?,
-                        },
-                        Due::Slot(id) => match tx.slot(id)? {
-                            Some(s) if s.expires_at == at && s.expires_at <= now => {
-                                tx.remove_slot(&s)?;
-                                out.slots += 1;
+                        }
+                        Due::Slot(id) => {
+                            match tx.read_or_quarantine(tx::SLOTS, id.as_bytes(), key, |v| {
+                                tx::decode_slot_at(id, v)
+                            })? {
+                                Read::Found(s) if is_due(s.expires_at) => {
+                                    tx.remove_slot(&s)?;
+                                    out.slots += 1;
+                                }
+                                Read::Found(s) => repair(tx, key, Some(s.expires_at), &due)?,
+                                Read::Missing => repair(tx, key, None, &due)?,
+                                Read::Quarantined => out.quarantined += 1,
                             }
-                            other => repair(tx, key, other.map(|s| s.expires_at), &due)?,
-                        },
-                        Due::Rate(subject) => match tx.rate_log(subject)? {
-                            Some(log) if log.due == at && log.due <= now => {
+                        }
+                        Due::Rate(subject) => match tx.read_or_quarantine(
+                            tx::RATES,
+                            subject.as_str().as_bytes(),
+                            key,
+                            keys::decode_rate,
+                        )? {
+                            Read::Found(log) if is_due(log.due) => {
                                 tx.remove_rate_log(subject)?;
                                 tx.drop_due(key)?;
                             }
-                            other => repair(tx, key, other.map(|l| l.due), &due)?,
+                            Read::Found(log) => repair(tx, key, Some(log.due), &due)?,
+                            Read::Missing => repair(tx, key, None, &due)?,
+                            Read::Quarantined => out.quarantined += 1,
                         },
                     }
                 }
@@ -912,12 +1008,13 @@ impl Store for SledStore {
                 };
                 Ok((out, written))
             })?;
-            let removed = pass.total();
+            let removed = pass.total() + pass.quarantined;
             total.sessions += pass.sessions;
             total.tickets += pass.tickets;
             total.slots += pass.slots;
+            total.quarantined += pass.quarantined;
             left = left.saturating_sub(usize::try_from(removed).unwrap_or(usize::MAX));
-            if !truncated || removed == 0 {
+            if !truncated {
                 break;
             }
         }

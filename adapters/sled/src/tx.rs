@@ -49,6 +49,44 @@ fn codec_err(what: &str, e: codec::CodecError) -> StoreError {
     StoreError::Corrupt(format!("{what}: {e}"))
 }
 
+/// Decodes a session read under `id`: undecodable bytes, or a record of another id, are
+/// `Corrupt`.
+pub(crate) fn decode_session_at(id: &SessionId, v: &[u8]) -> Result<SessionRecord, StoreError> {
+    codec::decode_session(v)
+        .map_err(|e| codec_err("session", e))
+        .and_then(|r| leasehold::store::check_loaded(id, &r).map(|()| r))
+}
+
+/// Decodes a ticket read under `id`.
+pub(crate) fn decode_ticket_at(id: &TicketId, v: &[u8]) -> Result<TicketRecord, StoreError> {
+    let t = codec::decode_ticket(v).map_err(|e| codec_err("ticket", e))?;
+    if t.id == *id {
+        Ok(t)
+    } else {
+        Err(StoreError::Corrupt("ticket stored under another id".into()))
+    }
+}
+
+/// Decodes a slot read under `id`.
+pub(crate) fn decode_slot_at(id: &SlotId, v: &[u8]) -> Result<SlotRecord, StoreError> {
+    let s = codec::decode_slot(v).map_err(|e| codec_err("slot", e))?;
+    if s.id == *id {
+        Ok(s)
+    } else {
+        Err(StoreError::Corrupt("slot stored under another id".into()))
+    }
+}
+
+/// What the reaper found under a due entry.
+pub(crate) enum Read<T> {
+    /// Nothing stored.
+    Missing,
+    /// A valid record.
+    Found(T),
+    /// Bytes that did not decode: moved to the quarantine tree.
+    Quarantined,
+}
+
 /// What a write needs from the durability policy.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
 pub(crate) enum Written {
@@ -68,6 +106,8 @@ pub(crate) struct Snapshot {
     pub name: Vec<u8>,
     pub stamp: Option<u64>,
     pub members: Vec<[u8; ID_LEN]>,
+    /// The members whose index entry is not marked [`keys::ENDED`].
+    pub open: Vec<[u8; ID_LEN]>,
 }
 
 /// Tree positions in the transaction slice (see `Trees::all`).
@@ -82,7 +122,8 @@ pub(crate) const SLOTS_BY_SESSION: usize = 7;
 pub(crate) const SLOTS_BY_RESOURCE: usize = 8;
 pub(crate) const RATES: usize = 9;
 pub(crate) const META: usize = 10;
-pub(crate) const TREE_COUNT: usize = 11;
+pub(crate) const QUARANTINE: usize = 11;
+pub(crate) const TREE_COUNT: usize = 12;
 
 /// Meta keys.
 pub(crate) const META_FORMAT: &[u8] = b"format";
@@ -275,21 +316,42 @@ impl<'a> Tx<'a> {
     pub(crate) fn session(&self, id: &SessionId) -> TxResult<Option<SessionRecord>> {
         match self.tree(SESSIONS).get(id.as_bytes())? {
             None => Ok(None),
-            Some(v) => lift(
-                codec::decode_session(&v)
-                    .map_err(|e| codec_err("session", e))
-                    .and_then(|r| {
-                        if r.id == *id {
-                            Ok(r)
-                        } else {
-                            Err(StoreError::Corrupt(
-                                "session stored under another id".into(),
-                            ))
-                        }
-                    }),
-            )
-            .map(Some),
+            Some(v) => lift(decode_session_at(id, &v)).map(Some),
         }
+    }
+
+    /// For the reaper: reads the record under `key` in `tree`. Bytes that do not decode are
+    /// moved, untouched, to the quarantine tree (key: tree number ‖ record key) with their
+    /// expiry entry dropped, so one corrupt record never stalls reaping; they stay there for
+    /// inspection.
+    pub(crate) fn read_or_quarantine<T>(
+        &self,
+        tree: usize,
+        key: &[u8],
+        due_key: &[u8],
+        decode: impl FnOnce(&[u8]) -> Result<T, StoreError>,
+    ) -> TxResult<Read<T>> {
+        let Some(v) = self.tree(tree).get(key)? else {
+            return Ok(Read::Missing);
+        };
+        match decode(&v) {
+            Ok(t) => Ok(Read::Found(t)),
+            Err(_) => {
+                self.quarantine(tree, key, &v)?;
+                self.tree(tree).remove(key)?;
+                self.drop_due(due_key)?;
+                Ok(Read::Quarantined)
+            }
+        }
+    }
+
+    /// Keeps `bytes`, found under `key` in `tree`, in the quarantine tree.
+    pub(crate) fn quarantine(&self, tree: usize, key: &[u8], bytes: &[u8]) -> TxResult<()> {
+        let mut qkey = Vec::with_capacity(key.len() + 1);
+        qkey.push(u8::try_from(tree).unwrap_or(u8::MAX));
+        qkey.extend_from_slice(key);
+        self.tree(QUARANTINE).insert(qkey, bytes)?;
+        Ok(())
     }
 
     /// Writes `new` over `old` (the record currently stored under `new.id`, if any), keeping
@@ -320,6 +382,15 @@ impl<'a> Tx<'a> {
             new.resource.as_ref().map(|r| r.as_str().as_bytes()),
             id,
         )?;
+        // Mark the session's group entries once it ends, so counts skip it without reading it.
+        if new.is_tombstone() && !old.is_some_and(SessionRecord::is_tombstone) {
+            self.tree(BY_SUBJECT)
+                .insert(member_key(new.subject.as_str().as_bytes(), id), keys::ENDED)?;
+            if let Some(r) = &new.resource {
+                self.tree(BY_RESOURCE)
+                    .insert(member_key(r.as_str().as_bytes(), id), keys::ENDED)?;
+            }
+        }
         self.adjust_active(old.is_some_and(active), active(new))
     }
 
@@ -348,18 +419,7 @@ impl<'a> Tx<'a> {
     pub(crate) fn ticket(&self, id: &TicketId) -> TxResult<Option<TicketRecord>> {
         match self.tree(TICKETS).get(id.as_bytes())? {
             None => Ok(None),
-            Some(v) => lift(
-                codec::decode_ticket(&v)
-                    .map_err(|e| codec_err("ticket", e))
-                    .and_then(|t| {
-                        if t.id == *id {
-                            Ok(t)
-                        } else {
-                            Err(StoreError::Corrupt("ticket stored under another id".into()))
-                        }
-                    }),
-            )
-            .map(Some),
+            Some(v) => lift(decode_ticket_at(id, &v)).map(Some),
         }
     }
 
@@ -379,18 +439,7 @@ impl<'a> Tx<'a> {
     pub(crate) fn slot(&self, id: &SlotId) -> TxResult<Option<SlotRecord>> {
         match self.tree(SLOTS).get(id.as_bytes())? {
             None => Ok(None),
-            Some(v) => lift(
-                codec::decode_slot(&v)
-                    .map_err(|e| codec_err("slot", e))
-                    .and_then(|s| {
-                        if s.id == *id {
-                            Ok(s)
-                        } else {
-                            Err(StoreError::Corrupt("slot stored under another id".into()))
-                        }
-                    }),
-            )
-            .map(Some),
+            Some(v) => lift(decode_slot_at(id, &v)).map(Some),
         }
     }
 
@@ -505,76 +554,5 @@ fn active(r: &SessionRecord) -> bool {
     r.state == SessionState::Active
 }
 
-/// Whether `new` differs from `old` only by a touch: `last_seen`, `expires_at` and the version.
-/// Anything else — state, credentials, data, binding — is a security write.
-pub(crate) fn is_touch(old: &SessionRecord, new: &SessionRecord) -> bool {
-    let mut normalized = old.clone();
-    normalized.version = new.version;
-    normalized.last_seen = new.last_seen;
-    normalized.expires_at = new.expires_at;
-    normalized == *new
-}
-
 /// The id at the end of a group index key (re-exported for the snapshot scan).
 pub(crate) use keys::member_of;
-
-#[cfg(test)]
-mod tests {
-    #![allow(clippy::unwrap_used, clippy::expect_used)]
-    use super::*;
-    use leasehold::crypto::Verifier;
-    use leasehold::record::Credential;
-    use leasehold::{RevokeReason, SessionId, Subject};
-
-    fn record() -> SessionRecord {
-        SessionRecord {
-            id: SessionId::from_bytes([1; ID_LEN]),
-            subject: Subject::new("alice").unwrap(),
-            resource: None,
-            version: 3,
-            created_at: Timestamp::from_millis(1_000),
-            last_seen: Timestamp::from_millis(2_000),
-            absolute_deadline: Timestamp::from_millis(100_000),
-            expires_at: Timestamp::from_millis(50_000),
-            state: SessionState::Active,
-            credential: Credential {
-                generation: 0,
-                current: Verifier([7; 32]),
-                rotated_at: Timestamp::from_millis(1_000),
-                previous: None,
-                retired: Vec::new(),
-            },
-            binding: None,
-            context_summary: None,
-            data: Vec::new(),
-            data_version: 0,
-        }
-    }
-
-    #[test]
-    fn only_last_seen_expires_at_and_version_make_a_touch() {
-        let old = record();
-        let mut touch = old.clone();
-        touch.version += 1;
-        touch.last_seen = Timestamp::from_millis(9_000);
-        touch.expires_at = Timestamp::from_millis(60_000);
-        assert!(is_touch(&old, &touch));
-
-        let revoked = old.tombstone(Timestamp::from_millis(3_000), RevokeReason::Revoked);
-        assert!(!is_touch(&old, &revoked));
-
-        let mut rotated = touch.clone();
-        rotated.credential.generation = 1;
-        rotated.credential.current = Verifier([8; 32]);
-        assert!(!is_touch(&old, &rotated));
-
-        let mut data = touch.clone();
-        data.data = vec![1];
-        data.data_version = 1;
-        assert!(!is_touch(&old, &data));
-
-        let mut moved = touch;
-        moved.subject = Subject::new("bob").unwrap();
-        assert!(!is_touch(&old, &moved));
-    }
-}

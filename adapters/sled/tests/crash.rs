@@ -73,7 +73,10 @@ fn crash_child() {
                     ack(format!("ROTATED {id} {}", r.token.expose_secret()));
                 }
                 1 => {
-                    assert!(s.revoke(&id).await.unwrap());
+                    assert_eq!(
+                        s.revoke(&id).await.unwrap(),
+                        leasehold::RevokeOutcome::Revoked
+                    );
                     ack(format!("REVOKED {id}"));
                 }
                 2 => {
@@ -87,7 +90,10 @@ fn crash_child() {
                         .await
                         .unwrap();
                     ack(format!("ROTATED {id} {}", r2.token.expose_secret()));
-                    assert!(s.revoke(&id).await.unwrap());
+                    assert_eq!(
+                        s.revoke(&id).await.unwrap(),
+                        leasehold::RevokeOutcome::Revoked
+                    );
                     ack(format!("REVOKED {id}"));
                 }
                 _ => {}
@@ -215,7 +221,7 @@ fn acknowledged_writes_survive_sigkill() {
             }
         }
         for (id, acked) in &sessions {
-            let rec = s.store().load_session(id).await.unwrap();
+            let rec = s.store().load_session(id).await.unwrap().record;
             let rec = rec.unwrap_or_else(|| panic!("acknowledged creation of {id} was lost"));
             if acked.revoked {
                 assert!(

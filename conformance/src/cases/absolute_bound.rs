@@ -32,7 +32,7 @@ async fn check_stored(
     bound: leasehold::Timestamp,
     step: &str,
 ) -> CaseResult {
-    let Some(rec) = env.store().load_session(id).await? else {
+    let Some(rec) = env.store().load_session(id).await?.record else {
         fail!("{step}: the session does not load");
     };
     ensure!(

@@ -4,7 +4,7 @@
 use leasehold::store::StoreError;
 use leasehold::{Context, Error, Policy};
 
-use super::{build, create, default_policy, text, validates};
+use super::{build, create, default_policy, revoke_live, text, validates};
 use crate::env::{CaseResult, Env, ensure, fail, mins, secs, subject};
 
 /// Expired sessions are all reaped; afterwards they neither load, list nor validate.
@@ -24,7 +24,11 @@ pub(crate) async fn reap_removes_expired(env: Env) -> CaseResult {
     );
     for c in &made {
         ensure!(
-            env.store().load_session(&c.session.id).await?.is_none(),
+            env.store()
+                .load_session(&c.session.id)
+                .await?
+                .record
+                .is_none(),
             "a reaped session still loads"
         );
         match s.validate(text(c), &Context::none()).await {
@@ -71,7 +75,11 @@ pub(crate) async fn reap_never_removes_live(env: Env) -> CaseResult {
     }
     for c in &old {
         ensure!(
-            env.store().load_session(&c.session.id).await?.is_none(),
+            env.store()
+                .load_session(&c.session.id)
+                .await?
+                .record
+                .is_none(),
             "an expired session survived the reap"
         );
     }
@@ -188,7 +196,7 @@ pub(crate) async fn reap_tombstones_after_deadline(env: Env) -> CaseResult {
         made.push(create(&s, &alice).await?);
     }
     for c in &made[..3] {
-        s.revoke(&c.session.id).await?;
+        revoke_live(&s, &c.session.id).await?;
     }
     let r = s.reap(1000).await?;
     ensure!(
@@ -216,11 +224,11 @@ pub(crate) async fn reap_tombstones_after_deadline(env: Env) -> CaseResult {
 pub(crate) async fn native_expiry_never_serves_expired(env: Env) -> CaseResult {
     let s = env.sessions(default_policy());
     let c = create(&s, &subject("alice")?).await?;
-    let Some(rec) = env.store().load_session(&c.session.id).await? else {
+    let Some(rec) = env.store().load_session(&c.session.id).await?.record else {
         fail!("a new session does not load");
     };
     env.set_time(c.session.expires_at);
-    if let Some(r) = env.store().load_session(&c.session.id).await? {
+    if let Some(r) = env.store().load_session(&c.session.id).await?.record {
         ensure!(
             !r.is_live(env.now()),
             "a record past its deadline loads as live"

@@ -4,7 +4,7 @@
 
 use leasehold::{CapPolicy, Context, Error, Limit, Policy, Rate, RevokeReason, SubjectCap};
 
-use super::{build, create, default_policy, text, validates};
+use super::{build, create, default_policy, ended_by, revoke_live, text, validates};
 use crate::env::{
     CaseResult, Env, count, describe, ensure, fail, mins, ms, race, resource, secs, subject,
 };
@@ -36,7 +36,7 @@ pub(crate) async fn subject_cap_reject(env: Env) -> CaseResult {
         "4th create under cap 3: expected LimitReached(SubjectSessions), got {r:?}"
     );
     create(&s, &subject("bob")?).await?;
-    s.revoke(&made[0].session.id).await?;
+    revoke_live(&s, &made[0].session.id).await?;
     create(&s, &alice).await?;
     let r = s.create(&alice, Default::default()).await;
     ensure!(
@@ -158,7 +158,7 @@ pub(crate) async fn dead_sessions_do_not_count(env: Env) -> CaseResult {
     let s = env.sessions(cap(1, CapPolicy::Reject)?);
     let alice = subject("alice")?;
     let a = create(&s, &alice).await?;
-    s.revoke(&a.session.id).await?;
+    revoke_live(&s, &a.session.id).await?;
     let b = create(&s, &alice).await?;
     env.set_time(b.session.expires_at);
     create(&s, &alice).await?;
@@ -182,7 +182,7 @@ pub(crate) async fn global_cap(env: Env) -> CaseResult {
         is_limit(&r, Limit::GlobalSessions),
         "4th session under global cap 3: expected LimitReached(GlobalSessions), got {r:?}"
     );
-    s.revoke(&made[1].session.id).await?;
+    revoke_live(&s, &made[1].session.id).await?;
     create(&s, &subject("user-3")?).await?;
     Ok(())
 }
@@ -374,23 +374,35 @@ pub(crate) async fn slot_on_dead_session_refused(env: Env) -> CaseResult {
     let alice = subject("alice")?;
     let a = create(&s, &alice).await?;
     let held = s.acquire_slot(&a.session.id, None).await?;
-    s.revoke(&a.session.id).await?;
+    revoke_live(&s, &a.session.id).await?;
     match s.heartbeat_slot(&held.id).await {
         Err(Error::SlotLost) => {}
         other => fail!("heartbeat after the session was revoked: expected SlotLost, got {other:?}"),
     }
     let r = s.acquire_slot(&a.session.id, None).await;
     ensure!(
-        matches!(r, Err(Error::NotAuthenticated)),
-        "slot on a revoked session: got {r:?}"
+        matches!(
+            r,
+            Err(Error::Revoked {
+                reason: RevokeReason::Revoked
+            })
+        ),
+        "slot on a revoked session: expected Revoked(Revoked), got {r:?}"
     );
     let b = create(&s, &alice).await?;
     env.set_time(b.session.expires_at);
     let r = s.acquire_slot(&b.session.id, None).await;
     ensure!(
-        matches!(r, Err(Error::NotAuthenticated)),
-        "slot on an expired session: got {r:?}"
+        matches!(r, Err(Error::Expired)),
+        "slot on an expired session: expected Expired, got {r:?}"
     );
+    // Being told `Expired` means the ending is durable: the store holds its tombstone.
+    match env.store().load_session(&b.session.id).await?.record {
+        Some(rec) if ended_by(&rec) == Some(RevokeReason::Expired) => {}
+        other => fail!(
+            "after acquire_slot answered Expired: expected an Expired tombstone, got {other:?}"
+        ),
+    }
     let ghost = leasehold::SessionId::from_bytes([7; leasehold::ID_TEXT_LEN / 2]);
     let r = s.acquire_slot(&ghost, None).await;
     ensure!(
@@ -417,7 +429,7 @@ pub(crate) async fn revoked_session_frees_slot_capacity(env: Env) -> CaseResult 
         is_limit(&blocked, Limit::ResourceSlots),
         "second slot on a resource capped at 1: got {blocked:?}"
     );
-    ensure!(s.revoke(&a.session.id).await?, "revoke did not revoke");
+    revoke_live(&s, &a.session.id).await?;
     let freed = s.acquire_slot(&b.session.id, Some(&r)).await;
     ensure!(
         freed.is_ok(),

@@ -13,7 +13,7 @@ use leasehold::{
     TicketId,
 };
 
-use super::{S, build, create, default_policy, text};
+use super::{S, build, create, default_policy, revoke_live, text};
 use crate::env::{
     CaseError, CaseResult, Env, count, describe, ensure, fail, mins, ms, race, resource, secs,
     subject,
@@ -25,7 +25,7 @@ fn fresh_id(env: &Env, who: &Subject) -> Result<SessionId, CaseError> {
 }
 
 async fn stored(env: &Env, id: &SessionId) -> Result<SessionRecord, CaseError> {
-    match env.store().load_session(id).await? {
+    match env.store().load_session(id).await?.record {
         Some(r) => Ok(r),
         None => fail!("session {id} does not load"),
     }
@@ -102,6 +102,83 @@ pub(crate) async fn insert_if_absent(env: Env) -> CaseResult {
     Ok(())
 }
 
+/// A retry after a lost reply: inserting the very record that is already stored answers
+/// `Inserted` (no eviction, nothing written twice), so the client gets its working token and
+/// no orphan session holds a place under the cap. Any difference is still `AlreadyExists`.
+pub(crate) async fn insert_replay_is_idempotent(env: Env) -> CaseResult {
+    let s = env.sessions(build(leasehold::Policy::builder().subject_cap(Some(
+        leasehold::SubjectCap {
+            max: 1,
+            on_full: leasehold::CapPolicy::Reject,
+        },
+    )))?);
+    let c = create(&s, &subject("alice")?).await?;
+    let before = stored(&env, &c.session.id).await?;
+    let limits = leasehold::decide::create::limits(s.policy());
+    match env
+        .store()
+        .insert_session(&before, &limits, env.now())
+        .await?
+    {
+        InsertOutcome::Inserted { evicted } if evicted.is_empty() => {}
+        other => fail!("replay of the stored record: expected Inserted, got {other:?}"),
+    }
+    ensure!(
+        stored(&env, &c.session.id).await? == before,
+        "a replayed insert changed the stored record"
+    );
+    ensure!(
+        s.list(&subject("alice")?).await?.len() == 1,
+        "a replayed insert counted as a second session"
+    );
+    let mut touched = before.clone();
+    touched.version += 1;
+    match env
+        .store()
+        .insert_session(&touched, &limits, env.now())
+        .await
+    {
+        Err(StoreError::AlreadyExists) => Ok(()),
+        other => fail!(
+            "insert of a different record under a stored id: expected AlreadyExists, got {other:?}"
+        ),
+    }
+}
+
+/// A session id carries its subject's shard tag (so a sharded store can place it beside the
+/// subject's index from the id alone): an insert whose id was made for another subject is
+/// refused with `InvalidWrite` and writes nothing.
+pub(crate) async fn insert_refuses_foreign_shard_tag(env: Env) -> CaseResult {
+    let s = env.sessions(default_policy());
+    let c = create(&s, &subject("alice")?).await?;
+    let mut foreign = stored(&env, &c.session.id).await?;
+    let bob = subject("bob")?;
+    ensure!(
+        ShardTag::of(&bob) != ShardTag::of(&foreign.subject),
+        "test subjects share a shard tag"
+    );
+    foreign.id = fresh_id(&env, &bob)?;
+    match env
+        .store()
+        .insert_session(&foreign, &CreateLimits::default(), env.now())
+        .await
+    {
+        Err(StoreError::InvalidWrite(_)) => {}
+        other => fail!(
+            "insert of an id tagged for another subject: expected InvalidWrite, got {other:?}"
+        ),
+    }
+    ensure!(
+        env.store()
+            .load_session(&foreign.id)
+            .await?
+            .record
+            .is_none(),
+        "a refused insert was stored"
+    );
+    Ok(())
+}
+
 /// CAS succeeds on the expected version and refuses a stale one (`Conflict`), leaving the
 /// first write in place.
 pub(crate) async fn cas_stale_version_conflicts(env: Env) -> CaseResult {
@@ -148,7 +225,7 @@ pub(crate) async fn cas_missing_record_not_found(env: Env) -> CaseResult {
         other => fail!("CAS on a missing record: expected NotFound, got {other:?}"),
     }
     ensure!(
-        env.store().load_session(&ghost.id).await?.is_none(),
+        env.store().load_session(&ghost.id).await?.record.is_none(),
         "a CAS on a missing record created it"
     );
     Ok(())
@@ -161,7 +238,7 @@ pub(crate) async fn load_missing_is_none(env: Env) -> CaseResult {
     let c = create(&s, &alice).await?;
     let ghost = fresh_id(&env, &alice)?;
     ensure!(
-        env.store().load_session(&ghost).await?.is_none(),
+        env.store().load_session(&ghost).await?.record.is_none(),
         "an id never inserted loads"
     );
     let t = text(&c);
@@ -174,10 +251,10 @@ pub(crate) async fn load_missing_is_none(env: Env) -> CaseResult {
         Err(Error::NotAuthenticated) => {}
         other => fail!("a token for a missing id: expected NotAuthenticated, got {other:?}"),
     }
-    ensure!(
-        !s.revoke(&ghost).await?,
-        "revoking a missing id returned true"
-    );
+    match s.revoke(&ghost).await? {
+        leasehold::RevokeOutcome::Unknown => {}
+        other => fail!("revoking a missing id: expected Unknown, got {other:?}"),
+    }
     match s.update_data(&ghost, 0, b"x").await {
         Err(Error::NotAuthenticated) => {}
         other => fail!("update_data on a missing id: expected NotAuthenticated, got {other:?}"),
@@ -226,7 +303,7 @@ pub(crate) async fn list_subject_returns_every_record(env: Env) -> CaseResult {
     let expired = create(&s, &alice).await?;
     env.advance(mins(31));
     let revoked = create(&s, &alice).await?;
-    s.revoke(&revoked.session.id).await?;
+    revoke_live(&s, &revoked.session.id).await?;
     let live1 = create(&s, &alice).await?;
     env.advance(ms(1));
     let live2 = create(&s, &alice).await?;
@@ -410,15 +487,22 @@ pub(crate) async fn concurrent_cas_one_winner(env: Env) -> CaseResult {
     Ok(())
 }
 
-/// 32 racing inserts of one new id: exactly one `Inserted`, 31 `AlreadyExists`.
+/// 32 racing inserts of one new id, each a different record: exactly one `Inserted`, 31
+/// `AlreadyExists`, and the winner's record is the one stored. (The records differ so that no
+/// loser is a byte-identical replay of the winner, which a store may answer `Inserted`.)
 pub(crate) async fn concurrent_insert_one_winner(env: Env) -> CaseResult {
     let s = env.sessions(default_policy());
     let c = create(&s, &subject("alice")?).await?;
     let mut rec = stored(&env, &c.session.id).await?;
     rec.id = fresh_id(&env, &rec.subject)?;
     let now = env.now();
-    let results = race(32, |_| {
-        let (st, rec) = (env.store().clone(), rec.clone());
+    let variant = |i: usize| {
+        let mut r = rec.clone();
+        r.data = format!("racer-{i}").into_bytes();
+        r
+    };
+    let results = race(32, |i| {
+        let (st, rec) = (env.store().clone(), variant(i));
         async move { st.insert_session(&rec, &CreateLimits::default(), now).await }
     })
     .await?;
@@ -433,5 +517,13 @@ pub(crate) async fn concurrent_insert_one_winner(env: Env) -> CaseResult {
     );
     let n = env.store().list_subject(&rec.subject).await?.len();
     ensure!(n == 2, "the subject has {n} records, expected 2");
+    let winner = results
+        .iter()
+        .position(|r| matches!(r, Ok(InsertOutcome::Inserted { .. })));
+    let kept = stored(&env, &rec.id).await?;
+    ensure!(
+        winner.map(variant).as_ref() == Some(&kept),
+        "the stored record is not the one whose insert answered Inserted"
+    );
     Ok(())
 }

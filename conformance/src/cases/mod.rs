@@ -10,6 +10,7 @@ pub(crate) mod no_resurrection;
 pub(crate) mod one_shot;
 pub(crate) mod revoke_all;
 pub(crate) mod single_successor;
+pub(crate) mod store_time;
 
 use leasehold::{Context, CreateOptions, Created, Policy, Subject};
 
@@ -28,6 +29,9 @@ macro_rules! requirement {
     };
     (multi_process) => {
         Some(Capability::MultiProcess)
+    };
+    (server_clock) => {
+        Some(Capability::ServerClock)
     };
 }
 
@@ -75,4 +79,23 @@ pub(crate) fn text(c: &Created) -> String {
 /// Whether `token` validates right now.
 pub(crate) async fn validates(s: &S, token: &str) -> bool {
     s.validate(token, &Context::none()).await.is_ok()
+}
+
+/// Revokes a live session by id; fails the case unless this call wrote its tombstone
+/// ([`RevokeOutcome::Revoked`](leasehold::RevokeOutcome::Revoked)).
+pub(crate) async fn revoke_live(s: &S, id: &leasehold::SessionId) -> crate::env::CaseResult {
+    match s.revoke(id).await? {
+        leasehold::RevokeOutcome::Revoked => Ok(()),
+        other => Err(CaseError(format!(
+            "revoke of a live session: expected Revoked, got {other:?}"
+        ))),
+    }
+}
+
+/// Why a stored record ended, if it is a tombstone.
+pub(crate) fn ended_by(rec: &leasehold::SessionRecord) -> Option<leasehold::RevokeReason> {
+    match rec.state {
+        leasehold::SessionState::Revoked { reason, .. } => Some(reason),
+        leasehold::SessionState::Active => None,
+    }
 }

@@ -4,9 +4,9 @@
 use std::collections::HashSet;
 
 use leasehold::store::{CreateLimits, StoreError};
-use leasehold::{Context, Error, RevokeReason};
+use leasehold::{Context, Error, RevokeOutcome, RevokeReason};
 
-use super::{S, build, create, default_policy, text, validates};
+use super::{S, build, create, default_policy, revoke_live, text, validates};
 use crate::env::{CaseResult, Env, count, describe, ensure, fail, mins, ms, race, secs, subject};
 
 fn revoked_by(e: &Error, want: RevokeReason) -> bool {
@@ -18,10 +18,7 @@ pub(crate) async fn revoke_then_validate(env: Env) -> CaseResult {
     let s = env.sessions(default_policy());
     let c = create(&s, &subject("alice")?).await?;
     let t = text(&c);
-    ensure!(
-        s.revoke(&c.session.id).await?,
-        "revoke of a live session returned false"
-    );
+    revoke_live(&s, &c.session.id).await?;
     for step in ["at once", "10 min later"] {
         match s.validate(&t, &Context::none()).await {
             Err(e) if revoked_by(&e, RevokeReason::Revoked) => {}
@@ -43,10 +40,14 @@ pub(crate) async fn revoke_then_validate(env: Env) -> CaseResult {
             s.update_data(&c.session.id, 0, b"x").await.is_err(),
             "data was updated {step} after revoke"
         );
-        ensure!(
-            !s.revoke(&c.session.id).await?,
-            "a second revoke {step} returned true"
-        );
+        match s.revoke(&c.session.id).await? {
+            RevokeOutcome::AlreadyRevoked {
+                reason: RevokeReason::Revoked,
+            } => {}
+            other => {
+                fail!("a second revoke {step}: expected AlreadyRevoked(Revoked), got {other:?}")
+            }
+        }
         env.advance(mins(10));
     }
     ensure!(
@@ -129,27 +130,38 @@ pub(crate) async fn absolute_expiry_is_final(env: Env) -> CaseResult {
 }
 
 /// A compare-and-swap based on the record as it was before a revoke must not overwrite the
-/// tombstone (`Conflict`), so a slow writer cannot revive the session.
+/// tombstone, so a slow writer cannot revive the session. The contract answers `NotFound` (a
+/// tombstone is final whatever the version); `Conflict` (the stale version) is accepted too —
+/// either way nothing is written, and the tombstone stays exactly as it was.
 pub(crate) async fn stale_cas_after_revoke_conflicts(env: Env) -> CaseResult {
     let s = env.sessions(default_policy());
     let c = create(&s, &subject("alice")?).await?;
-    let Some(before) = env.store().load_session(&c.session.id).await? else {
+    let Some(before) = env.store().load_session(&c.session.id).await?.record else {
         fail!("a created session does not load");
     };
     env.advance(secs(5));
-    ensure!(s.revoke(&c.session.id).await?, "revoke returned false");
+    revoke_live(&s, &c.session.id).await?;
+    let Some(tomb) = env.store().load_session(&c.session.id).await?.record else {
+        fail!("a revoked session's tombstone does not load");
+    };
     let mut stale = before.clone();
     stale.version = before.version.wrapping_add(1);
     stale.last_seen = env.now();
+    stale.expires_at = env.now().saturating_add(mins(30));
     match env
         .store()
         .compare_and_swap(&stale, before.version, env.now())
         .await
     {
-        Err(StoreError::Conflict) => {}
+        Err(StoreError::NotFound | StoreError::Conflict) => {}
         other => fail!(
-            "CAS with the pre-revoke version over a tombstone: expected Conflict, got {other:?}"
+            "CAS with the pre-revoke version over a tombstone: expected NotFound (or Conflict), \
+             got {other:?}"
         ),
+    }
+    match env.store().load_session(&c.session.id).await?.record {
+        Some(after) if after == tomb => {}
+        other => fail!("the stale CAS changed the tombstone:\n before {tomb:?}\n after  {other:?}"),
     }
     match s.validate(text(&c), &Context::none()).await {
         Err(e) if revoked_by(&e, RevokeReason::Revoked) => Ok(()),
@@ -162,7 +174,7 @@ pub(crate) async fn stale_cas_after_revoke_conflicts(env: Env) -> CaseResult {
 pub(crate) async fn cas_after_expiry_is_not_found(env: Env) -> CaseResult {
     let s = env.sessions(default_policy());
     let c = create(&s, &subject("alice")?).await?;
-    let Some(rec) = env.store().load_session(&c.session.id).await? else {
+    let Some(rec) = env.store().load_session(&c.session.id).await?.record else {
         fail!("a created session does not load");
     };
     env.set_time(rec.expires_at);
@@ -178,7 +190,7 @@ pub(crate) async fn cas_after_expiry_is_not_found(env: Env) -> CaseResult {
         Err(StoreError::NotFound) => {}
         other => fail!("CAS on an expired record: expected NotFound, got {other:?}"),
     }
-    if let Some(after) = env.store().load_session(&c.session.id).await? {
+    if let Some(after) = env.store().load_session(&c.session.id).await?.record {
         ensure!(
             after.expires_at == rec.expires_at && after.version == rec.version,
             "the expired record changed: expires_at {:?} → {:?}, version {} → {}",
@@ -200,8 +212,8 @@ pub(crate) async fn cas_after_expiry_is_not_found(env: Env) -> CaseResult {
 pub(crate) async fn cas_cannot_revive_tombstone(env: Env) -> CaseResult {
     let s = env.sessions(default_policy());
     let c = create(&s, &subject("alice")?).await?;
-    ensure!(s.revoke(&c.session.id).await?, "revoke did not revoke");
-    let Some(tomb) = env.store().load_session(&c.session.id).await? else {
+    revoke_live(&s, &c.session.id).await?;
+    let Some(tomb) = env.store().load_session(&c.session.id).await?.record else {
         fail!("a revoked session's tombstone does not load");
     };
     let mut revived = tomb.clone();
@@ -227,10 +239,10 @@ pub(crate) async fn cas_cannot_revive_tombstone(env: Env) -> CaseResult {
 pub(crate) async fn insert_over_tombstone_refused(env: Env) -> CaseResult {
     let s = env.sessions(default_policy());
     let c = create(&s, &subject("alice")?).await?;
-    let Some(rec) = env.store().load_session(&c.session.id).await? else {
+    let Some(rec) = env.store().load_session(&c.session.id).await?.record else {
         fail!("a created session does not load");
     };
-    s.revoke(&c.session.id).await?;
+    revoke_live(&s, &c.session.id).await?;
     match env
         .store()
         .insert_session(&rec, &CreateLimits::default(), env.now())
@@ -250,7 +262,7 @@ pub(crate) async fn insert_over_tombstone_refused(env: Env) -> CaseResult {
 pub(crate) async fn tombstone_outlives_early_reap(env: Env) -> CaseResult {
     let s = env.sessions(default_policy());
     let c = create(&s, &subject("alice")?).await?;
-    ensure!(s.revoke(&c.session.id).await?, "revoke returned false");
+    revoke_live(&s, &c.session.id).await?;
     for _ in 0..3 {
         let r = s.reap(1000).await?;
         ensure!(
@@ -258,7 +270,7 @@ pub(crate) async fn tombstone_outlives_early_reap(env: Env) -> CaseResult {
             "reap removed {} sessions before the tombstone's deadline",
             r.sessions
         );
-        let Some(t) = env.store().load_session(&c.session.id).await? else {
+        let Some(t) = env.store().load_session(&c.session.id).await?.record else {
             fail!("the tombstone vanished before its deadline");
         };
         ensure!(!t.is_live(env.now()), "the tombstone is live again");
@@ -290,7 +302,7 @@ pub(crate) async fn refresh_vs_revoke_race(env: Env) -> CaseResult {
     let id = c.session.id;
     enum R {
         Refresh(Result<String, Error>),
-        Revoke(Result<bool, Error>),
+        Revoke(Result<RevokeOutcome, Error>),
     }
     let results = race(40, |i| {
         let (s, t) = (s.clone(), t.clone());
@@ -312,8 +324,11 @@ pub(crate) async fn refresh_vs_revoke_race(env: Env) -> CaseResult {
     let mut odd = Vec::new();
     for r in results {
         match r {
-            R::Revoke(Ok(true)) => revoked += 1,
-            R::Revoke(Ok(false)) => {}
+            R::Revoke(Ok(RevokeOutcome::Revoked)) => revoked += 1,
+            R::Revoke(Ok(RevokeOutcome::AlreadyRevoked {
+                reason: RevokeReason::Revoked,
+            })) => {}
+            R::Revoke(Ok(o)) => odd.push(format!("revoke: {o:?}")),
             R::Refresh(Ok(tok)) => {
                 successors.insert(tok);
             }
@@ -324,7 +339,7 @@ pub(crate) async fn refresh_vs_revoke_race(env: Env) -> CaseResult {
     ensure!(odd.is_empty(), "unexpected outcomes: {}", describe(&odd));
     ensure!(
         revoked == 1,
-        "{revoked} revokes returned true, expected exactly 1"
+        "{revoked} revokes answered Revoked, expected exactly 1 (the others AlreadyRevoked)"
     );
     ensure!(
         successors.len() <= 1,
@@ -352,29 +367,40 @@ pub(crate) async fn touch_vs_revoke_race(env: Env) -> CaseResult {
         let (s, t) = (s.clone(), t.clone());
         async move {
             if i % 5 == 0 {
-                s.revoke(&id).await.map(|b| if b { 1 } else { 0 })
+                s.revoke(&id).await.map(Some)
             } else {
-                s.validate(&t, &Context::none()).await.map(|_| 2)
+                s.validate(&t, &Context::none()).await.map(|_| None)
             }
         }
     })
     .await?;
-    let revoked = count(&results, |r| matches!(r, Ok(1)));
+    let revoked = count(&results, |r| matches!(r, Ok(Some(RevokeOutcome::Revoked))));
     let odd: Vec<_> = results
         .iter()
-        .filter(|r| r.is_err())
+        .filter(|r| {
+            !matches!(
+                r,
+                Ok(None
+                    | Some(
+                        RevokeOutcome::Revoked
+                            | RevokeOutcome::AlreadyRevoked {
+                                reason: RevokeReason::Revoked
+                            }
+                    ))
+            )
+        })
         .filter(|r| !matches!(r, Err(e) if revoked_by(e, RevokeReason::Revoked)))
         .collect();
     ensure!(odd.is_empty(), "unexpected outcomes: {}", describe(&odd));
     ensure!(
         revoked == 1,
-        "{revoked} revokes returned true, expected exactly 1"
+        "{revoked} revokes answered Revoked, expected exactly 1 (the others AlreadyRevoked)"
     );
     match s.validate(&t, &Context::none()).await {
         Err(e) if revoked_by(&e, RevokeReason::Revoked) => {}
         other => fail!("after the race: expected Revoked, got {other:?}"),
     }
-    let Some(rec) = env.store().load_session(&id).await? else {
+    let Some(rec) = env.store().load_session(&id).await?.record else {
         fail!("the tombstone is gone");
     };
     ensure!(!rec.is_live(env.now()), "the stored record is live");
@@ -446,7 +472,11 @@ async fn reap_vs_refresh(env: Env, at_deadline: bool) -> CaseResult {
         ensure!(denied == 16, "{denied} of 16 refreshes were denied");
         ensure!(reaped == 1, "reapers removed {reaped} sessions, expected 1");
         ensure!(
-            env.store().load_session(&c.session.id).await?.is_none(),
+            env.store()
+                .load_session(&c.session.id)
+                .await?
+                .record
+                .is_none(),
             "the reaped session still loads"
         );
         ensure!(!validates(&s, &t).await, "the reaped session validates");

@@ -4,7 +4,7 @@
 use leasehold::token::SECRET_TEXT_LEN;
 use leasehold::{Context, Error, Policy, RevokeReason};
 
-use super::{S, build, create, default_policy, text};
+use super::{S, build, create, default_policy, revoke_live, text};
 use crate::env::{CaseResult, Env, count, describe, ensure, fail, ms, race, secs, subject};
 
 async fn mint(s: &S, token: &str) -> Result<String, crate::env::CaseError> {
@@ -131,7 +131,7 @@ pub(crate) async fn ticket_of_revoked_session_refused(env: Env) -> CaseResult {
     let s = env.sessions(default_policy());
     let c = create(&s, &subject("alice")?).await?;
     let ticket = mint(&s, &text(&c)).await?;
-    s.revoke(&c.session.id).await?;
+    revoke_live(&s, &c.session.id).await?;
     match s.redeem_ticket(&ticket).await {
         Err(Error::Revoked {
             reason: RevokeReason::Revoked,

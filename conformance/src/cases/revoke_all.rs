@@ -3,7 +3,7 @@
 
 use leasehold::{Context, CreateOptions, Error, Policy, RevokeReason};
 
-use super::{S, build, create, default_policy, text, validates};
+use super::{S, build, create, default_policy, ended_by, revoke_live, text, validates};
 use crate::env::{CaseResult, Env, describe, ensure, fail, mins, race, resource, secs, subject};
 
 async fn expect_revoked(s: &S, token: &str, want: RevokeReason, what: &str) -> CaseResult {
@@ -211,8 +211,10 @@ pub(crate) async fn revoke_resource_vs_touch_race(env: Env) -> CaseResult {
     Ok(())
 }
 
-/// Group revocation counts (and re-tombstones) only live sessions: an expired one stays
-/// expired, an already revoked one keeps its reason.
+/// Group revocation counts only live sessions, but ends every session of the group that has
+/// not ended yet: one past its idle deadline (not reaped, never observed expired) gets the
+/// group's tombstone too — a revocation never depends on a clock, so a caller whose clock lags
+/// cannot find it live afterwards. An already revoked one keeps its reason.
 pub(crate) async fn group_revoke_counts_only_live(env: Env) -> CaseResult {
     let s = env.sessions(build(Policy::builder().renewal_interval(None))?);
     let alice = subject("alice")?;
@@ -221,16 +223,26 @@ pub(crate) async fn group_revoke_counts_only_live(env: Env) -> CaseResult {
     let revoked = create(&s, &alice).await?;
     let live = [create(&s, &alice).await?, create(&s, &alice).await?];
     env.advance(mins(15)); // `old` is now past its idle deadline
-    s.revoke(&revoked.session.id).await?;
+    revoke_live(&s, &revoked.session.id).await?;
     let n = s.revoke_subject(&alice).await?;
     ensure!(
         n == 2,
         "revoke_subject counted {n}, expected the 2 live sessions"
     );
-    match s.validate(text(&old), &Context::none()).await {
-        Err(Error::Expired | Error::NotAuthenticated) => {}
-        other => fail!("the expired session: expected Expired, got {other:?}"),
+    match env.store().load_session(&old.session.id).await?.record {
+        Some(rec) if ended_by(&rec) == Some(RevokeReason::Subject) => {}
+        other => fail!(
+            "the expired, unreaped session after revoke_subject: expected a Subject tombstone, \
+             got {other:?}"
+        ),
     }
+    expect_revoked(
+        &s,
+        &text(&old),
+        RevokeReason::Subject,
+        "the expired, unreaped session",
+    )
+    .await?;
     expect_revoked(
         &s,
         &text(&revoked),
@@ -266,5 +278,76 @@ pub(crate) async fn tickets_and_slots_die_with_subject(env: Env) -> CaseResult {
         s.acquire_slot(&c.session.id, None).await.is_err(),
         "a slot was acquired after revoke_subject"
     );
+    Ok(())
+}
+
+/// Group operations finish while their group keeps changing (a "log out everywhere" that an
+/// attacker holding the account could hold off by creating sessions is no logout):
+/// `revoke_subject`, `revoke_resource`, a capped create that evicts, `list` and `reap` each run
+/// under a flood of creations for the same subject and resource, and each must return while
+/// the flood goes on. The flood stops only after; the bound (30 s) is on starvation, not speed.
+pub(crate) async fn group_ops_finish_under_a_flood(env: Env) -> CaseResult {
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+
+    let s = env.sessions(default_policy());
+    let capped = env.sessions(build(Policy::builder().subject_cap(Some(
+        leasehold::SubjectCap {
+            max: 3,
+            on_full: leasehold::CapPolicy::EvictOldest,
+        },
+    )))?);
+    let (alice, r) = (subject("alice")?, resource("r")?);
+    let stop = Arc::new(AtomicBool::new(false));
+    let created = Arc::new(AtomicU64::new(0));
+    let mut flood = Vec::new();
+    for _ in 0..3 {
+        let (s, stop, created, alice) = (s.clone(), stop.clone(), created.clone(), alice.clone());
+        let opts = on("r")?;
+        flood.push(tokio::spawn(async move {
+            while !stop.load(Ordering::SeqCst) {
+                if s.create(&alice, opts.clone()).await.is_ok() {
+                    created.fetch_add(1, Ordering::SeqCst);
+                }
+                tokio::task::yield_now().await;
+            }
+        }));
+    }
+    while created.load(Ordering::SeqCst) < 10 {
+        tokio::task::yield_now().await;
+    }
+    let bound = secs(30);
+    let mut stuck = Vec::new();
+    let mut odd = Vec::new();
+    macro_rules! finishes {
+        ($what:literal, $op:expr) => {
+            match tokio::time::timeout(bound, $op).await {
+                Err(_) => stuck.push($what),
+                Ok(Err(e)) => odd.push(format!("{}: {e:?}", $what)),
+                Ok(Ok(_)) => {}
+            }
+        };
+    }
+    finishes!("revoke_subject", s.revoke_subject(&alice));
+    finishes!("revoke_resource", s.revoke_resource(&r));
+    finishes!(
+        "capped create (evict-oldest)",
+        capped.create(&alice, on("r")?)
+    );
+    finishes!("list", s.list(&alice));
+    env.advance(mins(24 * 60 + 1));
+    finishes!("reap", s.reap(10_000));
+    stop.store(true, Ordering::SeqCst);
+    for f in flood {
+        if let Err(e) = f.await {
+            odd.push(format!("flooding task: {e}"));
+        }
+    }
+    ensure!(
+        stuck.is_empty(),
+        "did not finish within {bound:?} while its group kept changing: {}",
+        describe(&stuck)
+    );
+    ensure!(odd.is_empty(), "unexpected outcomes: {}", describe(&odd));
     Ok(())
 }

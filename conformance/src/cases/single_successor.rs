@@ -11,7 +11,7 @@ use crate::env::{
 };
 
 async fn generation(env: &Env, id: &SessionId) -> Result<u64, CaseError> {
-    match env.store().load_session(id).await? {
+    match env.store().load_session(id).await?.record {
         Some(r) => Ok(r.credential.generation),
         None => fail!("the session does not load"),
     }

@@ -24,7 +24,7 @@ use std::fmt;
 use crate::error::Error;
 use crate::event::Event;
 use crate::ids::{Resource, SessionId, Subject};
-use crate::record::SessionRecord;
+use crate::record::{RevokeReason, SessionRecord, SessionState};
 use crate::time::Timestamp;
 use crate::token::SessionToken;
 
@@ -148,6 +148,40 @@ impl<T> Decision<T> {
             outcome: Err(error),
             events: Vec::new(),
         }
+    }
+}
+
+/// The denial for a session that has ended, by cause: an `Expired` tombstone is reported as
+/// [`Error::Expired`], any other as [`Error::Revoked`].
+pub fn ended_error(reason: RevokeReason) -> Error {
+    match reason {
+        RevokeReason::Expired => Error::Expired,
+        reason => Error::Revoked { reason },
+    }
+}
+
+/// If the session is not live at `at`, the decision that says so — and, for a session past its
+/// deadline that is not a tombstone yet, the write that makes that ending durable *before*
+/// anyone is told (INV-store-time): its tombstone with reason `Expired`. A write decided
+/// earlier (a slower request, a lagging clock) then fails its compare-and-swap, and if this
+/// write loses to a touch that landed first the driver re-decides: it was never expired.
+/// `None` if the session is live.
+pub fn ending<T>(record: Option<&SessionRecord>, at: Timestamp) -> Option<Decision<T>> {
+    let Some(rec) = record else {
+        return Some(Decision::deny(Error::NotAuthenticated));
+    };
+    match rec.state {
+        SessionState::Revoked { reason, .. } => Some(Decision::deny(ended_error(reason))),
+        // Planted bug for the loom twin tests (the rule before INV-store-time): tell the caller
+        // `Expired` without writing the ending down.
+        #[cfg(leasehold_planted_bug)]
+        SessionState::Active if rec.is_due(at) => Some(Decision::deny(Error::Expired)),
+        SessionState::Active if rec.is_due(at) => Some(Decision {
+            write: Some(rec.tombstone(at, RevokeReason::Expired)),
+            outcome: Err(Error::Expired),
+            events: vec![Event::ExpiredOnRead { id: rec.id }],
+        }),
+        SessionState::Active => None,
     }
 }
 

@@ -1,38 +1,62 @@
 //! Revocation by id and application-data updates.
 
-use crate::decide::{Decision, bump};
+use crate::decide::{Decision, bump, ending};
 use crate::error::{Error, InputError};
 use crate::event::Event;
 use crate::policy::Policy;
 use crate::record::{RevokeReason, SessionRecord, SessionState};
 use crate::time::Timestamp;
 
-/// Revoking by id: a live session becomes a tombstone (`true`); anything else is left as it is
-/// (`false`): revoking is idempotent, and an expired session needs no tombstone.
-pub fn revoke(record: Option<&SessionRecord>, now: Timestamp) -> Decision<bool> {
-    match record {
-        Some(rec) if rec.is_live(now) => Decision {
-            write: Some(rec.tombstone(now, RevokeReason::Revoked)),
-            outcome: Ok(true),
+/// What [`revoke`](crate::Sessions::revoke) did.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum RevokeOutcome {
+    /// This call wrote the session's tombstone (it was live, or past its deadline but not yet
+    /// ended: a revocation never depends on a clock).
+    Revoked,
+    /// The session had already ended (revoked, evicted, reuse, or an observed expiry).
+    AlreadyRevoked {
+        /// Why it ended.
+        reason: RevokeReason,
+    },
+    /// No such session: never issued, or already reaped.
+    Unknown,
+}
+
+/// Revoking by id: any session that is not a tombstone yet becomes one — live or past its
+/// deadline, whatever the clock says — so a logout is never lost to a stepped clock or to a
+/// write decided before it. Idempotent: an existing tombstone is left as it is.
+pub fn revoke(record: Option<&SessionRecord>, at: Timestamp) -> Decision<RevokeOutcome> {
+    let Some(rec) = record else {
+        return Decision {
+            write: None,
+            outcome: Ok(RevokeOutcome::Unknown),
+            events: Vec::new(),
+        };
+    };
+    match rec.state {
+        SessionState::Revoked { reason, .. } => Decision {
+            write: None,
+            outcome: Ok(RevokeOutcome::AlreadyRevoked { reason }),
+            events: Vec::new(),
+        },
+        // Planted bug for the loom twin tests (the rule before INV-store-time): a session past
+        // its deadline at the revoker's clock counts as ended, and no tombstone is written.
+        #[cfg(leasehold_planted_bug)]
+        SessionState::Active if rec.is_due(at) => Decision {
+            write: None,
+            outcome: Ok(RevokeOutcome::AlreadyRevoked {
+                reason: RevokeReason::Expired,
+            }),
+            events: Vec::new(),
+        },
+        SessionState::Active => Decision {
+            write: Some(rec.tombstone(at, RevokeReason::Revoked)),
+            outcome: Ok(RevokeOutcome::Revoked),
             events: vec![Event::Revoked {
                 id: rec.id,
                 reason: RevokeReason::Revoked,
             }],
         },
-        _ => Decision {
-            write: None,
-            outcome: Ok(false),
-            events: Vec::new(),
-        },
-    }
-}
-
-/// Denial for a record that is not live (missing, revoked or expired), by cause.
-pub fn not_live(record: Option<&SessionRecord>) -> Error {
-    match record.map(|r| r.state) {
-        None => Error::NotAuthenticated,
-        Some(SessionState::Revoked { reason, .. }) => Error::Revoked { reason },
-        Some(SessionState::Active) => Error::Expired,
     }
 }
 
@@ -52,15 +76,17 @@ pub fn update_data(
     record: Option<&SessionRecord>,
     expected: u64,
     data: &[u8],
-    now: Timestamp,
+    at: Timestamp,
     policy: &Policy,
 ) -> Decision<SessionRecord> {
     if let Err(e) = check_data(data, policy) {
         return Decision::deny(e.into());
     }
-    let rec = match record {
-        Some(r) if r.is_live(now) => r,
-        other => return Decision::deny(not_live(other)),
+    if let Some(d) = ending(record, at) {
+        return d;
+    }
+    let Some(rec) = record else {
+        return Decision::deny(Error::NotAuthenticated);
     };
     if rec.data_version != expected {
         return Decision::deny(Error::VersionConflict);

@@ -3,7 +3,9 @@
 //! Order of checks, each a denial without a write unless stated:
 //! 1. no record, or a secret that is none of the chain's → `NotAuthenticated` (a non-secret id
 //!    alone learns nothing, and cannot revoke anything);
-//! 2. revoked → `Revoked`; 3. `now ≥ expires_at` → `Expired`;
+//! 2. a tombstone → `Revoked` (or `Expired` for an ending observed on expiry);
+//! 3. past its deadline → `Expired`, *after* writing its tombstone (see [`ending`]); likewise a
+//!    record last written more than `future_tolerance` ahead of `now` (a clock glitch wrote it);
 //! 4. by which secret was presented: current → grant (with touch / renewal / rotation writes as
 //!    due), predecessor → rotation rules, retired → reuse (writes a tombstone). A binding
 //!    mismatch refuses a grant (`BindingMismatch`) but never hides reuse: a rotated-out secret
@@ -12,12 +14,12 @@
 use crate::crypto::{BindingHash, SecretKind, Verifier};
 use crate::decide::create::expiry;
 use crate::decide::rotation::{self, PredecessorVerdict, Presented};
-use crate::decide::{Context, Decision, Grant, bump};
+use crate::decide::{Context, Decision, Grant, bump, ending};
 use crate::entropy::Entropy;
 use crate::error::Error;
 use crate::event::Event;
 use crate::policy::Policy;
-use crate::record::{RevokeReason, SessionRecord, SessionState};
+use crate::record::{RevokeReason, SessionRecord};
 use crate::time::Timestamp;
 use crate::token::Presented as PresentedToken;
 
@@ -53,13 +55,21 @@ pub fn read(
     if presented == Presented::Unknown {
         return Decision::deny(Error::NotAuthenticated);
     }
-    if let SessionState::Revoked { reason, .. } = rec.state {
-        return Decision::deny(Error::Revoked { reason });
+    if rec.expires_at > rec.absolute_deadline {
+        return Decision::deny(Error::CorruptRecord(
+            "idle deadline past the absolute deadline".into(),
+        ));
     }
-    if now >= rec.expires_at {
-        let mut d = Decision::deny(Error::Expired);
-        d.events.push(Event::ExpiredOnRead { id: rec.id });
+    if let Some(d) = ending(Some(rec), now) {
         return d;
+    }
+    // Last written by a clock far ahead of this one (a glitch): fail closed, for good.
+    if rec.last_seen > now.saturating_add(policy.future_tolerance) {
+        return Decision {
+            write: Some(rec.tombstone(now, RevokeReason::Expired)),
+            outcome: Err(Error::Expired),
+            events: vec![Event::ExpiredOnRead { id: rec.id }],
+        };
     }
     // Binding gates grants only: a rotated-out secret is a theft signal from any device.
     let bound = !policy.enforce_binding || binding_matches(rec, ctx);
@@ -167,6 +177,7 @@ fn current(
     // Any write also records the touch; otherwise write only when the touch is due.
     if changed || touch_due(rec, now, policy) {
         touch(&mut next, now, policy);
+        rotation::drop_sealed_if_closed(&mut next.credential, now, policy);
         let next = bump(next);
         return Decision {
             write: Some(next.clone()),

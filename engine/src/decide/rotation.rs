@@ -68,7 +68,7 @@ pub fn rotate(
         rotated_at: now,
         previous: Some(Predecessor {
             verifier: c.current,
-            sealed_successor: seal(id.as_bytes(), generation, current, &successor),
+            sealed_successor: Some(seal(id.as_bytes(), generation, current, &successor)),
             successor_seen: false,
         }),
         retired,
@@ -94,6 +94,31 @@ pub enum PredecessorVerdict {
     Reuse,
 }
 
+/// Whether the grace window and the orphan window are open at `now`.
+fn windows(c: &Credential, p: &Predecessor, now: Timestamp, policy: &Policy) -> (bool, bool) {
+    let age = now.since(c.rotated_at);
+    let in_grace = age < policy.grace_window;
+    let orphan = !p.successor_seen && age < policy.orphan_window;
+    (in_grace, orphan)
+}
+
+/// Drops the sealed successor once no predecessor window can use it any more (both closed at
+/// `now`): a write that happens anyway (a touch, a renewal) then stops keeping the current
+/// secret recoverable from an old token. Returns whether anything changed.
+pub fn drop_sealed_if_closed(c: &mut Credential, now: Timestamp, policy: &Policy) -> bool {
+    let Some(p) = c.previous.as_ref() else {
+        return false;
+    };
+    let (in_grace, orphan) = windows(c, p, now, policy);
+    match c.previous.as_mut() {
+        Some(p) if !(in_grace || orphan) && p.sealed_successor.is_some() => {
+            p.sealed_successor = None;
+            true
+        }
+        _ => false,
+    }
+}
+
 /// Applies the predecessor rules of DESIGN §8 (grace window, orphan window).
 pub fn predecessor(
     record: &SessionRecord,
@@ -105,14 +130,13 @@ pub fn predecessor(
     let Some(p) = &c.previous else {
         return Ok(PredecessorVerdict::Reuse);
     };
-    let age = now.since(c.rotated_at);
-    let in_grace = age < policy.grace_window;
-    let orphan = !p.successor_seen && age < policy.orphan_window;
-    if !(in_grace || orphan) {
+    let (in_grace, orphan) = windows(c, p, now, policy);
+    // A dropped sealed successor means the windows closed by the clock of an earlier write.
+    let Some(sealed) = p.sealed_successor.as_ref().filter(|_| in_grace || orphan) else {
         return Ok(PredecessorVerdict::Reuse);
-    }
+    };
     let id: SessionId = record.id;
-    let successor = unseal(id.as_bytes(), c.generation, presented, &p.sealed_successor);
+    let successor = unseal(id.as_bytes(), c.generation, presented, sealed);
     let check = Verifier::derive(SecretKind::Session, id.as_bytes(), &successor);
     if !check.ct_eq(&c.current) {
         // The sealed successor does not open to the current secret: the record is damaged.

@@ -2,7 +2,7 @@
 //! is the single point of truth), never outliving their session.
 
 use crate::crypto::{Secret, SecretKind, Verifier};
-use crate::decide::mutate::not_live;
+use crate::decide::{Decision, ending};
 use crate::entropy::Entropy;
 use crate::entropy::EntropyError;
 use crate::error::Error;
@@ -36,10 +36,18 @@ pub fn verifier(id: &TicketId, secret: &Secret) -> Verifier {
     Verifier::derive(SecretKind::Ticket, id.as_bytes(), secret)
 }
 
-/// After a successful take: the ticket's session must still be live.
-pub fn redeem(session: Option<&SessionRecord>, now: Timestamp) -> Result<&SessionRecord, Error> {
+/// After a successful take: the ticket's session must still be live at `at` (and if it is past
+/// its deadline, that ending is written down before the redeemer is told).
+pub fn redeem(session: Option<&SessionRecord>, at: Timestamp) -> Decision<SessionRecord> {
+    if let Some(d) = ending(session, at) {
+        return d;
+    }
     match session {
-        Some(r) if r.is_live(now) => Ok(r),
-        other => Err(not_live(other)),
+        Some(r) => Decision {
+            write: None,
+            outcome: Ok(r.clone()),
+            events: Vec::new(),
+        },
+        None => Decision::deny(Error::NotAuthenticated),
     }
 }

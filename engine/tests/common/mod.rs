@@ -12,7 +12,8 @@ use async_trait::async_trait;
 use leasehold::crypto::Verifier;
 use leasehold::record::{SlotRecord, TicketRecord};
 use leasehold::store::{
-    CreateLimits, HeartbeatOutcome, InsertOutcome, ReapOutcome, SlotCaps, SlotOutcome, TakeOutcome,
+    CreateLimits, HeartbeatOutcome, InsertOutcome, Loaded, ReapOutcome, SlotCaps, SlotOutcome,
+    TakeOutcome,
 };
 use leasehold::token::SECRET_TEXT_LEN;
 use leasehold::{
@@ -207,7 +208,10 @@ impl Store for Counting {
     fn capabilities(&self) -> Capabilities {
         self.inner.capabilities()
     }
-    async fn load_session(&self, id: &SessionId) -> Result<Option<SessionRecord>, StoreError> {
+    fn set_clock_offset(&self, offset_ms: i64) -> bool {
+        self.inner.set_clock_offset(offset_ms)
+    }
+    async fn load_session(&self, id: &SessionId) -> Result<Loaded, StoreError> {
         bump(&self.counters.load);
         let r = self.inner.load_session(id).await;
         self.pause().await;

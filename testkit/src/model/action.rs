@@ -5,8 +5,8 @@ use std::time::Duration;
 
 use leasehold::store::ReapOutcome;
 use leasehold::{
-    Context, CreateOptions, Error, Limit, Resource, RevokeReason, Session, SessionId, Sessions,
-    SlotId, Store, Subject, TicketId, Timestamp,
+    Context, CreateOptions, Error, Limit, Resource, RevokeOutcome, RevokeReason, Session,
+    SessionId, Sessions, SlotId, Store, Subject, TicketId, Timestamp,
 };
 
 /// What the test knows about a presented session token.
@@ -171,16 +171,6 @@ pub enum Action {
 }
 
 impl Action {
-    /// The session a token-presenting action names, if its token carries a known id.
-    pub fn token(&self) -> Option<&TokenInput> {
-        match self {
-            Action::Validate { token, .. }
-            | Action::Refresh { token, .. }
-            | Action::MintTicket { token, .. } => Some(token),
-            _ => None,
-        }
-    }
-
     /// Short name of the operation.
     pub fn name(&self) -> &'static str {
         match self {
@@ -286,7 +276,7 @@ pub enum Observed {
         token: Option<String>,
     },
     /// `revoke` answered.
-    Revoked(bool),
+    Revoked(RevokeOutcome),
     /// `revoke_subject` / `revoke_resource` answered.
     Count(u64),
     /// `list` answered.
@@ -341,7 +331,8 @@ impl Observed {
             | Observed::Minted {
                 renewed: Some(_), ..
             } => "ok+token".into(),
-            Observed::Revoked(b) | Observed::Released(b) => b.to_string(),
+            Observed::Revoked(o) => revoke_kind(o),
+            Observed::Released(b) => b.to_string(),
             Observed::Count(n) => format!("count {}", (*n).min(3)),
             Observed::Listed(v) => format!("{} listed", v.len().min(3)),
             Observed::Reaped(o) => format!("{} reaped", o.total().min(3)),
@@ -361,7 +352,7 @@ impl Observed {
                 s(session),
                 if token.is_some() { "+token" } else { "" }
             ),
-            Observed::Revoked(b) => format!("revoked={b}"),
+            Observed::Revoked(o) => format!("revoke: {}", revoke_kind(o)),
             Observed::Count(n) => format!("count={n}"),
             Observed::Listed(v) => format!("listed {}", v.len()),
             Observed::Updated(x) => format!("updated {} dv{}", s(x), x.data_version),
@@ -372,6 +363,14 @@ impl Observed {
             Observed::Reaped(o) => format!("reaped s{} t{} l{}", o.sessions, o.tickets, o.slots),
             Observed::Denied(d) => format!("denied {d:?}"),
         }
+    }
+}
+
+fn revoke_kind(o: &RevokeOutcome) -> String {
+    match o {
+        RevokeOutcome::Revoked => "revoked".into(),
+        RevokeOutcome::AlreadyRevoked { reason } => format!("already {reason:?}"),
+        RevokeOutcome::Unknown => "unknown".into(),
     }
 }
 
@@ -429,7 +428,7 @@ pub async fn perform<S: Store>(sessions: &Sessions<S>, action: &Action) -> Obser
             }
         }
         Action::Revoke { id } => match sessions.revoke(id).await {
-            Ok(b) => Observed::Revoked(b),
+            Ok(o) => Observed::Revoked(o),
             Err(e) => denied(e),
         },
         Action::RevokeSubject { subject } => match sessions.revoke_subject(subject).await {

@@ -10,7 +10,7 @@ use base64::engine::general_purpose::{STANDARD, STANDARD_NO_PAD, URL_SAFE, URL_S
 use leasehold::codec;
 use leasehold::record::{SessionRecord, SlotRecord, TicketRecord};
 use leasehold::token::SECRET_TEXT_LEN;
-use leasehold::{Policy, Resource, Session, SessionId, SessionState, Subject, Timestamp};
+use leasehold::{Policy, Resource, RevokeOutcome, Session, SessionId, SlotId, Subject, Timestamp};
 
 use super::action::{Action, Denial, Observed, TokenKind};
 
@@ -179,7 +179,10 @@ pub struct Checker {
     successors: BTreeMap<(SessionId, u64), String>,
     /// Successful redemptions per ticket text.
     redeemed: BTreeMap<String, u32>,
-    /// Sessions known to be revoked or expired for good, with their frozen record once seen.
+    /// The session of each slot seen handed out.
+    slots: BTreeMap<SlotId, SessionId>,
+    /// Sessions that ended for good (a caller was told so, or the store holds its tombstone),
+    /// with their tombstone once seen: a tombstone is final (only the reaper removes it).
     dead: BTreeMap<SessionId, Option<SessionRecord>>,
     needles: Needles,
 }
@@ -187,6 +190,22 @@ pub struct Checker {
 fn id_of_token(text: &str) -> Option<SessionId> {
     let parts: Vec<&str> = text.rsplitn(3, '_').collect();
     parts.get(1).and_then(|sel| SessionId::parse(sel))
+}
+
+/// The session an action names, when a denial of it can only be about that session's ending
+/// (a redemption's `Expired` may be the ticket's own).
+fn session_of(action: &Action) -> Option<SessionId> {
+    match action {
+        Action::Validate { token, .. }
+        | Action::Refresh { token, .. }
+        | Action::MintTicket { token, .. } => match token.kind {
+            TokenKind::Issued => id_of_token(&token.text),
+            _ => None,
+        },
+        Action::Revoke { id } | Action::UpdateData { id, .. } => Some(*id),
+        Action::AcquireSlot { session, .. } => Some(*session),
+        _ => None,
+    }
 }
 
 impl Checker {
@@ -200,6 +219,7 @@ impl Checker {
             slots_per_resource: policy.max_slots_per_resource(),
             successors: BTreeMap::new(),
             redeemed: BTreeMap::new(),
+            slots: BTreeMap::new(),
             dead: BTreeMap::new(),
             needles: Needles::default(),
         }
@@ -210,21 +230,18 @@ impl Checker {
         self.needles.seen.len()
     }
 
-    /// Whether `id` is known to be revoked or expired for good.
-    pub fn is_dead(&self, id: &SessionId) -> bool {
-        self.dead.contains_key(id)
+    fn alive(&self, now: Timestamp, id: &SessionId, what: &str) -> Result<(), Violation> {
+        match self.dead.get(id) {
+            Some(_) => Err(Violation::new(
+                "INV-store-time",
+                format!("session {id} ended for good, and {what} at {now}"),
+            )),
+            None => Ok(()),
+        }
     }
 
     fn granted(&self, now: Timestamp, s: &Session) -> Result<(), Violation> {
-        if self.dead.contains_key(&s.id) {
-            return Err(Violation::new(
-                "INV-no-resurrection",
-                format!(
-                    "session {} was revoked or expired, and is valid again at {now}",
-                    s.id
-                ),
-            ));
-        }
+        self.alive(now, &s.id, "is valid again")?;
         if s.absolute_deadline != s.created_at.saturating_add(self.absolute)
             || s.expires_at > s.absolute_deadline
             || now >= s.absolute_deadline
@@ -266,37 +283,33 @@ impl Checker {
     }
 
     /// Checks one operation's outcome at its caller's clock `now`, before the model sees it.
-    /// `slot_session` names the session of a heartbeated slot, when known.
     pub fn outcome(
         &mut self,
         now: Timestamp,
         action: &Action,
         obs: &Observed,
-        slot_session: Option<SessionId>,
     ) -> Result<(), Violation> {
-        self.outcomes(&[(now, action, obs, slot_session)])
+        self.outcomes(&[(now, action, obs)])
     }
 
     /// Checks the outcomes of operations that ran concurrently (each at its caller's clock):
-    /// grants are checked against what was known dead *before* any of them, then the deaths
-    /// they observed are recorded.
-    pub fn outcomes(
-        &mut self,
-        ops: &[(Timestamp, &Action, &Observed, Option<SessionId>)],
-    ) -> Result<(), Violation> {
-        for (now, action, obs, slot_session) in ops {
-            self.check_one(*now, action, obs, *slot_session)?;
+    /// grants are checked against what was known dead *before* any of them, then the endings
+    /// they were told of are recorded. INV-store-time: once any caller was told a session
+    /// expired or was revoked, nothing grants it again — on any node, at any clock.
+    pub fn outcomes(&mut self, ops: &[(Timestamp, &Action, &Observed)]) -> Result<(), Violation> {
+        for (now, action, obs) in ops {
+            self.check_one(*now, action, obs)?;
         }
-        for (_, action, obs, _) in ops {
-            if let Observed::Denied(Denial::Revoked(_) | Denial::ReuseDetected) = obs {
-                let id = action.token().and_then(|t| match t.kind {
-                    TokenKind::Issued => id_of_token(&t.text),
-                    TokenKind::Forged(id) => Some(id),
-                    _ => None,
-                });
-                if let Some(id) = id {
-                    self.dead.entry(id).or_insert(None);
-                }
+        for (_, action, obs) in ops {
+            let told = matches!(
+                obs,
+                Observed::Denied(Denial::Expired | Denial::Revoked(_) | Denial::ReuseDetected)
+                    | Observed::Revoked(
+                        RevokeOutcome::Revoked | RevokeOutcome::AlreadyRevoked { .. }
+                    )
+            );
+            if let (true, Some(id)) = (told, session_of(action)) {
+                self.dead.entry(id).or_insert(None);
             }
         }
         Ok(())
@@ -307,7 +320,6 @@ impl Checker {
         now: Timestamp,
         action: &Action,
         obs: &Observed,
-        slot_session: Option<SessionId>,
     ) -> Result<(), Violation> {
         match obs {
             Observed::Created { session, token, .. } => {
@@ -345,18 +357,12 @@ impl Checker {
                 }
                 self.needles.add(ticket, &format!("ticket {ticket_id}"));
             }
-            Observed::Slot { .. } => {
-                let id = match action {
-                    Action::AcquireSlot { session, .. } => Some(*session),
-                    _ => slot_session,
-                };
-                if let Some(id) = id
-                    && self.dead.contains_key(&id)
-                {
-                    return Err(Violation::new(
-                        "INV-no-resurrection",
-                        format!("a slot was granted on dead session {id}"),
-                    ));
+            Observed::Slot { id, .. } => {
+                if let Action::AcquireSlot { session, .. } = action {
+                    self.slots.insert(*id, *session);
+                }
+                if let Some(session) = self.slots.get(id) {
+                    self.alive(now, session, &format!("slot {id} was granted on it"))?;
                 }
             }
             _ => {}
@@ -374,13 +380,9 @@ impl Checker {
         Ok(())
     }
 
-    /// Checks every stored session record. `settled` is the earliest clock any caller may use
-    /// from now on: a record expired at `settled` is expired for every caller.
-    pub fn records(
-        &mut self,
-        records: &[SessionRecord],
-        settled: Timestamp,
-    ) -> Result<(), Violation> {
+    /// Checks every stored session record (every clock at once: none is assumed). A session
+    /// that ended for good is a tombstone or gone; a tombstone never changes.
+    pub fn records(&mut self, records: &[SessionRecord]) -> Result<(), Violation> {
         for r in records {
             if r.absolute_deadline != r.created_at.saturating_add(self.absolute)
                 || r.expires_at > r.absolute_deadline
@@ -393,80 +395,73 @@ impl Checker {
                     ),
                 ));
             }
-            let revoked = matches!(r.state, SessionState::Revoked { .. });
-            match self.dead.get(&r.id) {
-                Some(Some(frozen)) => {
-                    if frozen != r {
-                        return Err(Violation::new(
-                            "INV-no-resurrection",
-                            format!(
-                                "session {} was dead ({:?}, expires {}) and its record changed to \
-                                 {:?}, expires {}",
-                                r.id, frozen.state, frozen.expires_at, r.state, r.expires_at
-                            ),
-                        ));
-                    }
+            match (self.dead.get(&r.id), r.is_tombstone()) {
+                (None, false) => {}
+                (Some(_), false) => {
+                    return Err(Violation::new(
+                        "INV-store-time",
+                        format!(
+                            "session {} ended for good and its record is active ({:?}, expires {})",
+                            r.id, r.state, r.expires_at
+                        ),
+                    ));
                 }
-                Some(None) => {
-                    if !revoked && r.expires_at > settled {
-                        return Err(Violation::new(
-                            "INV-no-resurrection",
-                            format!("session {} was seen revoked and is active again", r.id),
-                        ));
-                    }
+                (Some(Some(t)), true) if t != r => {
+                    return Err(Violation::new(
+                        "INV-no-resurrection",
+                        format!(
+                            "the tombstone of {} ({:?}, v{}) was replaced by {:?}, v{}",
+                            r.id, t.state, t.version, r.state, r.version
+                        ),
+                    ));
+                }
+                (_, true) => {
                     self.dead.insert(r.id, Some(r.clone()));
-                }
-                None => {
-                    if revoked || r.expires_at <= settled {
-                        self.dead.insert(r.id, Some(r.clone()));
-                    }
                 }
             }
         }
         Ok(())
     }
 
-    /// INV-caps at one clock: live sessions per subject and in total, live slots per session
-    /// and per resource (a slot is live while unexpired and held by a live session).
+    /// INV-caps at the clock `now` (one caller's clock, right after its insert): the subject
+    /// cap holds at every clock at once — a capped insert writes down the endings it counts,
+    /// so at most the cap of a subject's sessions are not tombstones; the global cap and slot
+    /// caps hold at `now` (a store may leave the endings its global count finds unwritten, and
+    /// slot leases self-expire by each caller's clock on a store without one).
     pub fn caps(
         &self,
         records: &[SessionRecord],
         slots: Option<&[SlotRecord]>,
         now: Timestamp,
     ) -> Result<(), Violation> {
-        self.session_caps(records, None, now)?;
+        self.session_caps(records, Some(now))?;
         match slots {
             Some(slots) => self.slot_caps(records, slots, None, now),
             None => Ok(()),
         }
     }
 
-    /// INV-caps for sessions at one clock: live sessions per subject (only `only`, if given)
-    /// and in total.
+    /// INV-caps for sessions (see [`caps`](Self::caps)); the global cap only if `now` is given.
     pub fn session_caps(
         &self,
         records: &[SessionRecord],
-        only: Option<&Subject>,
-        now: Timestamp,
+        now: Option<Timestamp>,
     ) -> Result<(), Violation> {
         let mut per_subject: BTreeMap<&Subject, u32> = BTreeMap::new();
-        let mut total = 0u64;
-        for r in records.iter().filter(|r| r.is_live(now)) {
-            if only.is_none_or(|s| s == &r.subject) {
-                *per_subject.entry(&r.subject).or_default() += 1;
-            }
-            total += 1;
+        for r in records.iter().filter(|r| !r.is_tombstone()) {
+            *per_subject.entry(&r.subject).or_default() += 1;
         }
         if let Some(max) = self.subject_max
             && let Some((s, n)) = per_subject.iter().find(|(_, n)| **n > max)
         {
             return Err(Violation::new(
                 "INV-caps",
-                format!("{s} holds {n} live sessions, cap {max}"),
+                format!("{s} holds {n} sessions that are not tombstones, cap {max}"),
             ));
         }
+        let total = now.map_or(0, |now| records.iter().filter(|r| r.is_live(now)).count());
         if let Some(max) = self.global_max
-            && total > max
+            && total as u64 > max
         {
             return Err(Violation::new(
                 "INV-caps",
@@ -476,9 +471,10 @@ impl Checker {
         Ok(())
     }
 
-    /// INV-caps for slots at one clock: live slots per session and per resource (a slot is
-    /// live while unexpired and held by a live session); only of `only` (a session and a
-    /// resource), if given.
+    /// INV-caps for slots at the clock `now`: live slots per session and per resource (a slot
+    /// is live while unexpired and held by a live session); only of `only` (a session and a
+    /// resource), if given. At one clock only: on a store without a clock a slot lease
+    /// self-expires by each caller's clock, which the contract leaves to them.
     pub fn slot_caps(
         &self,
         records: &[SessionRecord],
@@ -525,24 +521,26 @@ impl Checker {
         Ok(())
     }
 
-    /// INV-revoke-all: after revoking a subject or a resource at `now`, none of its sessions
-    /// is live at `now`.
+    /// INV-revoke-all: right after revoking a subject or a resource, every session of it is a
+    /// tombstone (a revocation never depends on a clock).
     pub fn revoked_all(
         &self,
         records: &[SessionRecord],
         subject: Option<&Subject>,
         resource: Option<&Resource>,
-        now: Timestamp,
     ) -> Result<(), Violation> {
         let hit = records.iter().find(|r| {
-            r.is_live(now)
+            !r.is_tombstone()
                 && (subject.is_some_and(|s| &r.subject == s)
                     || resource.is_some_and(|x| r.resource.as_ref() == Some(x)))
         });
         match hit {
             Some(r) => Err(Violation::new(
                 "INV-revoke-all",
-                format!("session {} is still live after its group was revoked", r.id),
+                format!(
+                    "session {} is not a tombstone after its group was revoked",
+                    r.id
+                ),
             )),
             None => Ok(()),
         }

@@ -633,7 +633,7 @@ fn holders(model: &Model) -> Vec<&MSession> {
 }
 
 fn token_input(model: &Model, pick: TokenPick) -> TokenInput {
-    let prefix = model.token_prefix().to_owned();
+    let prefix = model.policy().token_prefix();
     let unknown = |n: u8| TokenInput {
         text: format!(
             "{prefix}_{}_{FAKE_SECRET}",
@@ -716,7 +716,7 @@ fn ctx_for(model: &Model, token: &TokenInput, pick: CtxPick) -> Option<String> {
 }
 
 fn ticket_input(model: &Model, pick: TicketPick) -> TicketInput {
-    let prefix = model.ticket_prefix().to_owned();
+    let prefix = model.policy().ticket_prefix();
     let unknown = |n: u8| TicketInput {
         text: format!(
             "{prefix}_{}_{FAKE_SECRET}",

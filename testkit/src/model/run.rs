@@ -73,7 +73,6 @@ impl<S: Store> Harness<S> {
         let events = EventLog::default();
         let settings = ModelSettings {
             native_expiry: store.capabilities().native_expiry,
-            clock_tolerance: Duration::ZERO,
         };
         let sessions = Sessions::new(store, policy.clone())
             .with_clock(clock.clone())
@@ -159,17 +158,8 @@ impl<S: Store> Harness<S> {
             .coverage
             .entry(format!("{} → {kind}", action.name()))
             .or_default() += 1;
-        let slot_session = match &action {
-            Action::HeartbeatSlot { slot } => self
-                .model
-                .slots()
-                .iter()
-                .find(|s| s.id.as_ref() == Some(slot))
-                .map(|s| s.session),
-            _ => None,
-        };
         self.checker
-            .outcome(now, &action, &obs, slot_session)
+            .outcome(now, &action, &obs)
             .map_err(|v| self.fail(v))?;
         // On a divergence, the stored state is still checked first: a broken named invariant
         // says more than "the model disagrees".
@@ -197,7 +187,7 @@ impl<S: Store> Harness<S> {
                 let ids: Vec<SessionId> = self.model.sessions().map(|s| s.id).collect();
                 let mut r = Vec::new();
                 for id in ids {
-                    match block_on(store.load_session(&id)) {
+                    match block_on(store.load_session(&id)).map(|l| l.record) {
                         Ok(Some(rec)) => r.push(rec),
                         Ok(None) => {}
                         Err(e) => {
@@ -212,15 +202,15 @@ impl<S: Store> Harness<S> {
         };
         let checks = self
             .checker
-            .records(&records, now)
+            .records(&records)
             .and_then(|()| self.checker.caps(&records, slots.as_deref(), now))
             .and_then(|()| match last {
                 Some((Action::RevokeSubject { subject }, Observed::Count(_))) => {
-                    self.checker.revoked_all(&records, Some(subject), None, now)
+                    self.checker.revoked_all(&records, Some(subject), None)
                 }
-                Some((Action::RevokeResource { resource }, Observed::Count(_))) => self
-                    .checker
-                    .revoked_all(&records, None, Some(resource), now),
+                Some((Action::RevokeResource { resource }, Observed::Count(_))) => {
+                    self.checker.revoked_all(&records, None, Some(resource))
+                }
                 _ => Ok(()),
             })
             .and_then(|()| match (last, &tickets, &slots) {

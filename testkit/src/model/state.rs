@@ -3,6 +3,11 @@
 //!
 //! Every rule below is stated the way the brief states it:
 //! - a session is *live* at `now` when it is active and `now < expires_at`;
+//! - endings are final: a session ends by a tombstone (revoked, evicted, reuse, or an expiry
+//!   someone observed — a caller is told `Expired` only once its tombstone is written), and
+//!   every revocation writes one over any record that is not one yet, whatever the clock;
+//! - each operation is judged at its caller's clock (the stores modelled have none of their
+//!   own), and nothing else about time is assumed: callers' clocks may disagree or step back;
 //! - `expires_at = min(last touch + idle timeout, created_at + absolute lifetime)`;
 //! - validate writes the touch only when it moved forward, by at least the touch granularity;
 //! - the generations of a session's token form a chain: the current one, its immediate
@@ -11,6 +16,8 @@
 //! - the predecessor is answered with the *same* successor while the grace window is open, or
 //!   while the successor was never presented and the orphan window is open; otherwise reuse;
 //! - a context binding gates grants only: reuse is detected whatever binding comes with it;
+//! - the sealed successor is kept only while a predecessor window can use it: the first write
+//!   after both windows closed drops it, and then the predecessor is a reuse;
 //! - a slot counts against a cap while it is unexpired and its session is live.
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -21,8 +28,8 @@ use leasehold::record::{SessionRecord, SessionState, SlotRecord, TicketRecord};
 use leasehold::store::ReapOutcome;
 use leasehold::token::SECRET_TEXT_LEN;
 use leasehold::{
-    CapPolicy, Limit, Policy, Rate, Resource, RevokeReason, Session, SessionId, SlotId, Subject,
-    SubjectCap, TicketId, Timestamp,
+    CapPolicy, Limit, Policy, Rate, Resource, RevokeOutcome, RevokeReason, Session, SessionId,
+    SlotId, Subject, TicketId, Timestamp,
 };
 
 use super::action::{Action, Denial, Observed, TicketKind, TokenInput, TokenKind};
@@ -41,12 +48,13 @@ pub enum Presence {
     Gone,
 }
 
-/// A session's lifecycle state (expiry is not a state: it is `now ≥ expires_at`).
+/// A session's lifecycle state (an expiry nobody observed yet is not a state: it is
+/// `now ≥ expires_at`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum MState {
     /// Usable until `expires_at`.
     Active,
-    /// A tombstone.
+    /// A tombstone (reason `Expired` for an observed expiry).
     Revoked {
         /// When.
         at: Timestamp,
@@ -84,6 +92,8 @@ pub struct MSession {
     pub rotated_at: Timestamp,
     /// Whether the current generation was presented since its rotation.
     pub successor_seen: bool,
+    /// Whether the record still keeps the successor sealed for its predecessor.
+    pub sealed: bool,
     /// Application data.
     pub data: Vec<u8>,
     /// Data version.
@@ -97,6 +107,48 @@ pub struct MSession {
 }
 
 impl MSession {
+    /// What a stored record says (tokens, binding text and presence are the model's own).
+    fn of_record(rec: &SessionRecord) -> MSession {
+        let previous = rec.credential.previous.as_ref();
+        MSession {
+            id: rec.id,
+            subject: rec.subject.clone(),
+            resource: rec.resource.clone(),
+            bound: rec.binding.is_some(),
+            binding: None,
+            created_at: rec.created_at,
+            last_seen: rec.last_seen,
+            expires_at: rec.expires_at,
+            absolute_deadline: rec.absolute_deadline,
+            state: match rec.state {
+                SessionState::Active => MState::Active,
+                SessionState::Revoked { at, reason } => MState::Revoked { at, reason },
+            },
+            generation: rec.credential.generation,
+            rotated_at: rec.credential.rotated_at,
+            successor_seen: previous.is_none_or(|p| p.successor_seen),
+            sealed: previous.is_some_and(|p| p.sealed_successor.is_some()),
+            data: rec.data.clone(),
+            data_version: rec.data_version,
+            version: rec.version,
+            presence: Presence::Present,
+            tokens: BTreeMap::new(),
+        }
+    }
+
+    /// Writes the ending down: its tombstone, at `now`.
+    fn end(&mut self, now: Timestamp, reason: RevokeReason) {
+        self.state = MState::Revoked { at: now, reason };
+        self.version += 1;
+    }
+
+    /// Moves the idle deadline for a write at `now`.
+    fn touch(&mut self, now: Timestamp, p: &Policy) {
+        self.last_seen = now;
+        self.expires_at = expiry(p, now, self.absolute_deadline);
+        self.version += 1;
+    }
+
     /// The newest generation whose text is known, with its text.
     pub fn latest_token(&self) -> Option<(u64, &str)> {
         self.tokens
@@ -136,16 +188,90 @@ pub struct MSlot {
     pub presence: Presence,
 }
 
-/// How strict the model is about things a particular store or clock setup may legitimately
-/// vary.
+/// What a particular store may legitimately vary.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct ModelSettings {
     /// The store deletes expired records by itself: a due record may be absent at any time.
     pub native_expiry: bool,
-    /// Callers' clocks may disagree by up to this much (simulation with clock skew). The store
-    /// keeps a per-subject creation log pruned with its callers' clocks, so near the edge of the
-    /// rolling window either rate decision is accepted. Zero in single-clock tests.
-    pub clock_tolerance: Duration,
+}
+
+/// One creation in a subject's rate log.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct Creation {
+    /// When, by its creator's clock.
+    at: Timestamp,
+    /// The latest clock that checked or reaped the log since: a store without a clock prunes
+    /// by each caller's clock, so past `seen` it may already be gone.
+    seen: Timestamp,
+    /// Creations of one batch (between two reconciliations: concurrent ones) were logged in
+    /// an unknown order.
+    batch: u64,
+}
+
+/// A ticket's or slot's session, resource and expiry: what the store must hold for it.
+type LeaseKey = (SessionId, Option<Resource>, Timestamp);
+
+/// Reconciles the model's tickets or slots — `(id if known, key, presence)` each — with the
+/// stored `(id, key)`s: every known one is as the model says, every one whose reply was lost is
+/// found by its key, nothing else is stored. Returns each one's id and presence.
+fn reconcile_leases<K: Copy + Ord + fmt::Display>(
+    kind: &str,
+    model: Vec<(Option<K>, LeaseKey, Presence)>,
+    stored: Vec<(K, LeaseKey)>,
+    expired: impl Fn(Timestamp) -> bool,
+) -> Result<Vec<(Option<K>, Presence)>, String> {
+    let mut stored: BTreeMap<K, LeaseKey> = stored.into_iter().collect();
+    let mut out: Vec<(Option<K>, Presence)> = model.iter().map(|(id, _, p)| (*id, *p)).collect();
+    for ((id, key, _), (_, p)) in model.iter().zip(&mut out) {
+        let Some(id) = id else { continue };
+        match (stored.remove(id), *p) {
+            (Some(_), Presence::Gone) => {
+                return Err(format!("{kind} {id} is back after it was removed"));
+            }
+            (Some(r), _) if r != *key => {
+                return Err(format!("stored {kind} {id} is {r:?}, the model's {key:?}"));
+            }
+            (Some(_), _) => *p = Presence::Present,
+            (None, Presence::Present) if !expired(key.2) => {
+                return Err(format!("{kind} {id} vanished from the store"));
+            }
+            (None, _) => *p = Presence::Gone,
+        }
+    }
+    for ((id, key, _), found) in model.iter().zip(&mut out) {
+        if id.is_some() || found.1 == Presence::Gone {
+            continue;
+        }
+        match stored.iter().find(|(_, r)| *r == key).map(|(k, _)| *k) {
+            Some(k) => {
+                stored.remove(&k);
+                *found = (Some(k), Presence::Present);
+            }
+            None if found.1 == Presence::Present && !expired(key.2) => {
+                return Err(format!(
+                    "a {kind} of {} whose reply was lost is not stored",
+                    key.0
+                ));
+            }
+            None => found.1 = Presence::Gone,
+        }
+    }
+    match stored.keys().next() {
+        Some(k) => Err(format!("store holds {kind} {k} the model never saw made")),
+        None => Ok(out),
+    }
+}
+
+/// For each creation of `log`, the newest creation logged before it or possibly so: a store
+/// prunes its log oldest arrival first, so a creation stays while that one is in the window.
+fn blockers(log: &[Creation]) -> Vec<Timestamp> {
+    let mut out = Vec::with_capacity(log.len());
+    let mut newest = Timestamp::EPOCH;
+    for batch in log.chunk_by(|a, b| a.batch == b.batch) {
+        newest = batch.iter().map(|c| c.at).fold(newest, Timestamp::max);
+        out.extend(batch.iter().map(|_| newest));
+    }
+    out
 }
 
 /// The system did something the model says it must not.
@@ -170,61 +296,11 @@ impl fmt::Display for Divergence {
     }
 }
 
-/// The policy knobs the rules use, read once through the public getters.
-#[derive(Clone, Debug)]
-struct Knobs {
-    absolute: Duration,
-    idle: Option<Duration>,
-    touch: Duration,
-    renewal: Option<Duration>,
-    grace: Duration,
-    orphan: Duration,
-    reuse: bool,
-    history: u64,
-    ticket_ttl: Duration,
-    slot_ttl: Duration,
-    subject_cap: Option<SubjectCap>,
-    rate: Option<Rate>,
-    global_cap: Option<u64>,
-    slots_per_session: Option<u32>,
-    slots_per_resource: Option<u32>,
-    binding: bool,
-    max_data: usize,
-    token_prefix: String,
-    ticket_prefix: String,
-}
-
-impl Knobs {
-    fn of(p: &Policy) -> Knobs {
-        Knobs {
-            absolute: p.absolute_lifetime(),
-            idle: p.idle_timeout(),
-            touch: p.touch_granularity(),
-            renewal: p.renewal_interval(),
-            grace: p.grace_window(),
-            orphan: p.orphan_window(),
-            reuse: p.reuse_detection(),
-            history: p.reuse_history() as u64,
-            ticket_ttl: p.ticket_ttl(),
-            slot_ttl: p.slot_ttl(),
-            subject_cap: p.subject_cap(),
-            rate: p.creation_rate(),
-            global_cap: p.global_cap(),
-            slots_per_session: p.max_slots_per_session(),
-            slots_per_resource: p.max_slots_per_resource(),
-            binding: p.enforce_binding(),
-            max_data: p.max_data_len(),
-            token_prefix: p.token_prefix(),
-            ticket_prefix: p.ticket_prefix(),
-        }
-    }
-
-    /// The deadline a touch at `from` sets.
-    fn expiry(&self, from: Timestamp, absolute: Timestamp) -> Timestamp {
-        match self.idle {
-            Some(idle) => from.saturating_add(idle).min(absolute),
-            None => absolute,
-        }
+/// The deadline a touch at `from` sets: the idle timeout on, never past the absolute deadline.
+fn expiry(p: &Policy, from: Timestamp, absolute: Timestamp) -> Timestamp {
+    match p.idle_timeout() {
+        Some(idle) => from.saturating_add(idle).min(absolute),
+        None => absolute,
     }
 }
 
@@ -261,7 +337,7 @@ enum RateVerdict {
 /// The reference model.
 #[derive(Clone, Debug)]
 pub struct Model {
-    k: Knobs,
+    p: Policy,
     settings: ModelSettings,
     sessions: BTreeMap<SessionId, MSession>,
     order: Vec<SessionId>,
@@ -271,9 +347,19 @@ pub struct Model {
     ticket_ids: BTreeMap<TicketId, usize>,
     slots: Vec<MSlot>,
     slot_ids: BTreeMap<SlotId, usize>,
-    rate_log: BTreeMap<Subject, Vec<Timestamp>>,
+    rate_log: BTreeMap<Subject, Vec<Creation>>,
     unsure: BTreeSet<SessionId>,
     unsure_subjects: BTreeSet<Subject>,
+    /// The latest clock any operation ran at, and whether one ran at an earlier clock after it
+    /// (several clocks, or a clock stepped back): then a store's creation log may be out of
+    /// time order.
+    latest: Timestamp,
+    clocks_disagree: bool,
+    /// Reconciliations so far (see [`Creation::batch`]), and the latest clocks of this batch's
+    /// rate checks (by subject) and reaps.
+    batch: u64,
+    batch_checks: BTreeMap<Subject, Timestamp>,
+    batch_reaped: Option<Timestamp>,
 }
 
 fn deny(obs: &Observed, want: Denial) -> Result<(), String> {
@@ -317,7 +403,7 @@ impl Model {
     /// An empty model of a store used with `policy`.
     pub fn new(policy: &Policy, settings: ModelSettings) -> Model {
         Model {
-            k: Knobs::of(policy),
+            p: policy.clone(),
             settings,
             sessions: BTreeMap::new(),
             order: Vec::new(),
@@ -330,22 +416,17 @@ impl Model {
             rate_log: BTreeMap::new(),
             unsure: BTreeSet::new(),
             unsure_subjects: BTreeSet::new(),
+            latest: Timestamp::EPOCH,
+            clocks_disagree: false,
+            batch: 0,
+            batch_checks: BTreeMap::new(),
+            batch_reaped: None,
         }
     }
 
-    /// The settings.
-    pub fn settings(&self) -> ModelSettings {
-        self.settings
-    }
-
-    /// Session token prefix of the policy.
-    pub fn token_prefix(&self) -> &str {
-        &self.k.token_prefix
-    }
-
-    /// Ticket token prefix of the policy.
-    pub fn ticket_prefix(&self) -> &str {
-        &self.k.ticket_prefix
+    /// The policy it models.
+    pub fn policy(&self) -> &Policy {
+        &self.p
     }
 
     /// Every session the model knows, oldest first (including reaped ones).
@@ -355,23 +436,18 @@ impl Model {
 
     /// A policy duration (`None` when the policy disables it).
     pub fn knob(&self, knob: Knob) -> Option<Duration> {
-        let k = &self.k;
+        let p = &self.p;
         Some(match knob {
-            Knob::Touch => k.touch,
-            Knob::Grace => k.grace,
-            Knob::Orphan => k.orphan,
-            Knob::Renewal => return k.renewal,
-            Knob::Idle => return k.idle,
-            Knob::Absolute => k.absolute,
-            Knob::TicketTtl => k.ticket_ttl,
-            Knob::SlotTtl => k.slot_ttl,
-            Knob::RateWindow => return k.rate.map(|r| r.window),
+            Knob::Touch => p.touch_granularity(),
+            Knob::Grace => p.grace_window(),
+            Knob::Orphan => p.orphan_window(),
+            Knob::Renewal => return p.renewal_interval(),
+            Knob::Idle => return p.idle_timeout(),
+            Knob::Absolute => p.absolute_lifetime(),
+            Knob::TicketTtl => p.ticket_ttl(),
+            Knob::SlotTtl => p.slot_ttl(),
+            Knob::RateWindow => return p.creation_rate().map(|r| r.window),
         })
-    }
-
-    /// Number of sessions known.
-    pub fn session_count(&self) -> usize {
-        self.order.len()
     }
 
     /// The session with this id.
@@ -392,11 +468,6 @@ impl Model {
     /// The (session, generation) a token text was issued for.
     pub fn lookup_token(&self, text: &str) -> Option<(SessionId, u64)> {
         self.texts.get(text).copied()
-    }
-
-    /// The index (in [`tickets`](Self::tickets)) of a ticket text.
-    pub fn lookup_ticket(&self, text: &str) -> Option<usize> {
-        self.ticket_texts.get(text).copied()
     }
 
     /// Live at `now`: stored, active and not past its deadline.
@@ -439,9 +510,21 @@ impl Model {
                     session(id, &mut ents);
                 }
             }
-            Action::Revoke { id }
-            | Action::UpdateData { id, .. }
-            | Action::AcquireSlot { session: id, .. } => session(id, &mut ents),
+            Action::Revoke { id } | Action::UpdateData { id, .. } => session(id, &mut ents),
+            Action::AcquireSlot {
+                session: id,
+                resource,
+            } => {
+                session(id, &mut ents);
+                // Slots a bounded reap may have removed decide the caps.
+                for (i, sl) in self.slots.iter().enumerate() {
+                    if (sl.session == *id || resource.is_some() && sl.resource == *resource)
+                        && self.effective(sl.presence, sl.expires_at, now) == Presence::Maybe
+                    {
+                        ents.push(Ent::Slot(i));
+                    }
+                }
+            }
             Action::RedeemTicket { ticket } => {
                 if ticket.kind == TicketKind::Issued
                     && let Some(&i) = self.ticket_texts.get(&ticket.text)
@@ -469,68 +552,113 @@ impl Model {
         ents
     }
 
-    fn presence_of(&self, e: Ent) -> Presence {
+    fn presence(&mut self, e: Ent) -> Option<&mut Presence> {
         match e {
-            Ent::Session(id) => self
-                .sessions
-                .get(&id)
-                .map_or(Presence::Gone, |s| s.presence),
-            Ent::Ticket(i) => self.tickets.get(i).map_or(Presence::Gone, |t| t.presence),
-            Ent::Slot(i) => self.slots.get(i).map_or(Presence::Gone, |s| s.presence),
+            Ent::Session(id) => self.sessions.get_mut(&id).map(|s| &mut s.presence),
+            Ent::Ticket(i) => self.tickets.get_mut(i).map(|t| &mut t.presence),
+            Ent::Slot(i) => self.slots.get_mut(i).map(|s| &mut s.presence),
         }
     }
 
-    fn set_presence(&mut self, e: Ent, p: Presence) {
-        match e {
-            Ent::Session(id) => {
-                if let Some(s) = self.sessions.get_mut(&id) {
-                    s.presence = p;
-                }
-            }
-            Ent::Ticket(i) => {
-                if let Some(t) = self.tickets.get_mut(i) {
-                    t.presence = p;
-                }
-            }
-            Ent::Slot(i) => {
-                if let Some(s) = self.slots.get_mut(i) {
-                    s.presence = p;
-                }
-            }
-        }
-    }
-
+    /// The creation-rate verdict at `now`. A store without a clock prunes its log oldest
+    /// arrival first, by each caller's clock, so with several clocks either verdict may be
+    /// right near a window's edge; with one clock it is exact.
     fn rate_verdict(&self, subject: &Subject, now: Timestamp) -> RateVerdict {
-        let Some(rate) = self.k.rate else {
+        let Some(Rate { max, window: w }) = self.p.creation_rate() else {
             return RateVerdict::Allowed;
         };
-        let tol = self.settings.clock_tolerance;
         let log = self.rate_log.get(subject).map(Vec::as_slice).unwrap_or(&[]);
-        let w = rate.window;
-        let max = rate.max as usize;
-        let definitely: Vec<Timestamp> = log
+        // Certainly counted: inside the window, and no clock that could prune it came since.
+        let certain = log
             .iter()
-            .copied()
-            .filter(|t| t.saturating_add(w) > now.saturating_add(tol))
+            .filter(|c| c.at.saturating_add(w) > now.max(c.seen));
+        // Possibly counted: it, or a creation logged before it, is inside the window.
+        let possible: Vec<Timestamp> = log
+            .iter()
+            .zip(blockers(log))
+            .filter(|(_, b)| b.saturating_add(w) > now)
+            .map(|(c, _)| c.at)
             .collect();
-        let possibly = log
-            .iter()
-            .filter(|t| t.saturating_add(w) > now.saturating_sub(tol))
-            .count();
-        if definitely.len() >= max {
-            let retry = if tol.is_zero() {
-                definitely
-                    .iter()
-                    .min()
-                    .map(|t| t.saturating_add(w).since(now))
-            } else {
-                None
-            };
-            RateVerdict::Limited(retry)
-        } else if possibly < max {
+        let n = certain.count();
+        if n >= max as usize {
+            // The store answers from the first creation it holds: with one clock, the oldest.
+            let exact = n == possible.len() && !self.clocks_disagree;
+            let oldest = possible.iter().min().filter(|_| exact);
+            RateVerdict::Limited(oldest.map(|t| t.saturating_add(w).since(now)))
+        } else if possible.len() < max as usize {
             RateVerdict::Allowed
         } else {
             RateVerdict::Ambiguous
+        }
+    }
+
+    fn saw(&mut self, now: Timestamp) {
+        self.clocks_disagree |= now < self.latest;
+        self.latest = self.latest.max(now);
+    }
+
+    /// A create of `subject` checked (`pruned`) or may have checked its rate log at `now`.
+    /// Only creations of earlier batches are surely pruned: this batch's order is unknown.
+    fn rate_checked(&mut self, subject: &Subject, now: Timestamp, pruned: bool) {
+        let checked = self.batch_checks.entry(subject.clone()).or_insert(now);
+        *checked = now.max(*checked);
+        let (Some(rate), Some(log)) = (self.p.creation_rate(), self.rate_log.get_mut(subject))
+        else {
+            return;
+        };
+        let batch = self.batch;
+        let mut keep = (log.iter().zip(blockers(log)))
+            .map(|(c, b)| !pruned || c.batch == batch || b.saturating_add(rate.window) > now)
+            .collect::<Vec<_>>()
+            .into_iter();
+        log.retain_mut(|c| {
+            c.seen = c.seen.max(now);
+            keep.next().unwrap_or(true)
+        });
+    }
+
+    /// A reap at `now` ran (or may have): a log whose last creation (any of the last batch)
+    /// left the window may be gone.
+    fn rate_reaped(&mut self, now: Timestamp) {
+        self.batch_reaped = self.batch_reaped.max(Some(now));
+        let Some(rate) = self.p.creation_rate() else {
+            return;
+        };
+        for log in self.rate_log.values_mut() {
+            let last = log.last().map(|c| c.batch);
+            let gone = log
+                .iter()
+                .any(|c| Some(c.batch) == last && c.at.saturating_add(rate.window) <= now);
+            for c in log.iter_mut() {
+                c.seen = if gone {
+                    Timestamp::from_millis(u64::MAX)
+                } else {
+                    c.seen.max(now)
+                };
+            }
+        }
+    }
+
+    /// Logs a creation at `at` for the rate.
+    fn rate_logged(&mut self, subject: &Subject, at: Timestamp) {
+        let Some(rate) = self.p.creation_rate() else {
+            return;
+        };
+        let log = self.rate_log.entry(subject.clone()).or_default();
+        // A check of this batch may have come after it, and a reap that found the log due.
+        let checked = self.batch_checks.get(subject).copied();
+        log.push(Creation {
+            at,
+            seen: checked.map_or(at, |c| c.max(at)),
+            batch: self.batch,
+        });
+        if self
+            .batch_reaped
+            .is_some_and(|c| at.saturating_add(rate.window) <= c)
+        {
+            for c in log.iter_mut() {
+                c.seen = Timestamp::from_millis(u64::MAX);
+            }
         }
     }
 
@@ -544,6 +672,7 @@ impl Model {
         action: &Action,
         obs: &Observed,
     ) -> Result<(), Divergence> {
+        self.saw(now);
         let forks = self.forks(now, action);
         let rates: Vec<Option<bool>> = match action {
             Action::Create { subject, .. }
@@ -569,12 +698,9 @@ impl Model {
             for rate in &rates {
                 let mut m = self.clone();
                 for (i, e) in forks.iter().enumerate() {
-                    let p = if mask & (1 << i) == 0 {
-                        Presence::Present
-                    } else {
-                        Presence::Gone
-                    };
-                    m.set_presence(*e, p);
+                    if let Some(p) = m.presence(*e) {
+                        *p = [Presence::Present, Presence::Gone][(mask >> i) as usize & 1];
+                    }
                 }
                 match m.apply(now, action, obs, *rate) {
                     Ok(()) => matched.push(m),
@@ -586,11 +712,13 @@ impl Model {
         let Some(mut first) = worlds.next() else {
             return Err(divergence(misses));
         };
-        let rest: Vec<Model> = worlds.collect();
+        let mut rest: Vec<Model> = worlds.collect();
         for e in &forks {
-            let p = first.presence_of(*e);
-            if rest.iter().any(|w| w.presence_of(*e) != p) {
-                first.set_presence(*e, Presence::Maybe);
+            let p = first.presence(*e).copied();
+            if rest.iter_mut().any(|w| w.presence(*e).copied() != p)
+                && let Some(p) = first.presence(*e)
+            {
+                *p = Presence::Maybe;
             }
         }
         *self = first;
@@ -611,27 +739,19 @@ impl Model {
                 binding,
                 data,
             } => self.create(now, subject, resource, binding, data, obs, rate),
-            Action::Validate { token, binding } => {
-                match self.decide_read(now, token, binding, false)? {
+            Action::Validate { token, binding } | Action::Refresh { token, binding } => {
+                let refresh = matches!(action, Action::Refresh { .. });
+                match self.decide_read(now, token, binding, refresh)? {
                     ReadPred::Denied(d) => deny(obs, d),
                     ReadPred::Granted(id, exp) => match obs {
                         Observed::Read { session, token } => {
-                            self.check_granted(&id, session)?;
+                            check_view(
+                                self.sessions.get(&id).ok_or("read session vanished")?,
+                                session,
+                            )?;
                             self.check_token(exp, token.as_deref())
                         }
-                        _ => Err(format!("valid session {id} with token {exp:?}")),
-                    },
-                }
-            }
-            Action::Refresh { token, binding } => {
-                match self.decide_read(now, token, binding, true)? {
-                    ReadPred::Denied(d) => deny(obs, d),
-                    ReadPred::Granted(id, exp) => match obs {
-                        Observed::Read { session, token } => {
-                            self.check_granted(&id, session)?;
-                            self.check_token(exp, token.as_deref())
-                        }
-                        _ => Err(format!("refreshed session {id} with token {exp:?}")),
+                        _ => Err(format!("{} of {id} granted, token {exp:?}", action.name())),
                     },
                 }
             }
@@ -642,37 +762,24 @@ impl Model {
                 }
             }
             Action::Revoke { id } => {
-                let revoked = match self.sessions.get_mut(id) {
-                    Some(s)
-                        if s.presence != Presence::Gone
-                            && s.state == MState::Active
-                            && now < s.expires_at =>
-                    {
-                        s.state = MState::Revoked {
-                            at: now,
-                            reason: RevokeReason::Revoked,
-                        };
-                        s.version += 1;
-                        true
-                    }
-                    _ => false,
+                // Whatever the clock says: a revocation never depends on one.
+                let want = match self.sessions.get_mut(id) {
+                    Some(s) if s.presence != Presence::Gone => match s.state {
+                        MState::Revoked { reason, .. } => RevokeOutcome::AlreadyRevoked { reason },
+                        MState::Active => {
+                            s.end(now, RevokeReason::Revoked);
+                            RevokeOutcome::Revoked
+                        }
+                    },
+                    _ => RevokeOutcome::Unknown,
                 };
                 match obs {
-                    Observed::Revoked(b) if *b == revoked => Ok(()),
-                    _ => Err(format!("revoked={revoked}")),
+                    Observed::Revoked(got) if *got == want => Ok(()),
+                    _ => Err(format!("{want:?}")),
                 }
             }
-            Action::RevokeSubject { subject } => {
-                let n = self.revoke_where(now, RevokeReason::Subject, |s| &s.subject == subject);
-                match obs {
-                    Observed::Count(c) if *c == n => Ok(()),
-                    _ => Err(format!("count={n}")),
-                }
-            }
-            Action::RevokeResource { resource } => {
-                let n = self.revoke_where(now, RevokeReason::Resource, |s| {
-                    s.resource.as_ref() == Some(resource)
-                });
+            Action::RevokeSubject { .. } | Action::RevokeResource { .. } => {
+                let n = self.revoke_group(now, action);
                 match obs {
                     Observed::Count(c) if *c == n => Ok(()),
                     _ => Err(format!("count={n}")),
@@ -713,7 +820,12 @@ impl Model {
             }
             Action::RedeemTicket { ticket } => self.redeem(now, ticket.kind, &ticket.text, obs),
             Action::AcquireSlot { session, resource } => {
-                match (self.decide_acquire(now, session, resource.as_ref()), obs) {
+                // A store refuses a session that is not live; the driver then says why.
+                let want = match self.ended(session, now) {
+                    Some(d) => Err(d),
+                    None => self.decide_acquire(now, session, resource.as_ref()),
+                };
+                match (want, obs) {
                     (Ok(exp), Observed::Slot { id, expires_at }) => {
                         if *expires_at != exp {
                             return Err(format!("slot until {exp}"));
@@ -721,14 +833,7 @@ impl Model {
                         if self.slot_ids.contains_key(id) {
                             return Err(format!("a fresh slot id, not {id} again"));
                         }
-                        self.slot_ids.insert(*id, self.slots.len());
-                        self.slots.push(MSlot {
-                            id: Some(*id),
-                            session: *session,
-                            resource: resource.clone(),
-                            expires_at: exp,
-                            presence: Presence::Present,
-                        });
+                        self.learn_slot(*id, *session, resource, exp);
                         Ok(())
                     }
                     (Ok(exp), _) => Err(format!("slot acquired until {exp}")),
@@ -764,22 +869,21 @@ impl Model {
         }
     }
 
-    fn revoke_where(
-        &mut self,
-        now: Timestamp,
-        reason: RevokeReason,
-        pick: impl Fn(&MSession) -> bool,
-    ) -> u64 {
+    /// A group revocation: every member that is not a tombstone yet gets one, whatever the
+    /// clock; the count is of the live ones.
+    fn revoke_group(&mut self, now: Timestamp, action: &Action) -> u64 {
         let mut n = 0;
         for s in self.sessions.values_mut() {
-            if pick(s)
-                && s.presence != Presence::Gone
-                && s.state == MState::Active
-                && now < s.expires_at
-            {
-                s.state = MState::Revoked { at: now, reason };
-                s.version += 1;
-                n += 1;
+            let reason = match action {
+                Action::RevokeSubject { subject } if &s.subject == subject => RevokeReason::Subject,
+                Action::RevokeResource { resource } if s.resource.as_ref() == Some(resource) => {
+                    RevokeReason::Resource
+                }
+                _ => continue,
+            };
+            if s.presence != Presence::Gone && s.state == MState::Active {
+                n += u64::from(now < s.expires_at);
+                s.end(now, reason);
             }
         }
         n
@@ -796,10 +900,11 @@ impl Model {
         obs: &Observed,
         rate_world: Option<bool>,
     ) -> Result<(), String> {
-        if data.len() > self.k.max_data {
+        if data.len() > self.p.max_data_len() {
             return deny(obs, Denial::InvalidInput);
         }
-        if let Some(rate) = self.k.rate {
+        self.rate_checked(subject, now, true);
+        if let Some(rate) = self.p.creation_rate() {
             let limited = match (rate_world, self.rate_verdict(subject, now)) {
                 (Some(true), _) => Some(None),
                 (Some(false), _) => None,
@@ -807,10 +912,12 @@ impl Model {
                 (None, _) => None,
             };
             if let Some(retry) = limited {
+                let log = self.rate_log.get(subject).map(Vec::as_slice).unwrap_or(&[]);
+                let newest = log.iter().map(|c| c.at).max().unwrap_or(now);
                 return match (retry, obs) {
                     (Some(r), _) => deny(obs, Denial::RateLimited(r)),
                     (None, Observed::Denied(Denial::RateLimited(r)))
-                        if !r.is_zero() && *r <= rate.window + self.settings.clock_tolerance =>
+                        if !r.is_zero() && *r <= newest.saturating_add(rate.window).since(now) =>
                     {
                         Ok(())
                     }
@@ -818,25 +925,47 @@ impl Model {
                 };
             }
         }
-        if let Some(cap) = self.k.global_cap {
+        // The caps' counts write down the endings they count.
+        if let Some(cap) = self.p.global_cap() {
             let live = self
                 .sessions
                 .values()
                 .filter(|s| self.is_live(s, now))
                 .count() as u64;
+            // A store may write down the endings its global count finds (sled does at the
+            // cap) or leave them (memory does): those are re-learned from the store.
+            // (The subject's are written down by its own count, if that runs.)
+            let ours = self.p.subject_cap().is_some() && live < cap;
+            for s in self.sessions.values() {
+                if s.presence != Presence::Gone
+                    && s.state == MState::Active
+                    && now >= s.expires_at
+                    && !(ours && &s.subject == subject)
+                {
+                    self.unsure.insert(s.id);
+                }
+            }
             if live >= cap {
                 return deny(obs, Denial::LimitReached(Limit::GlobalSessions));
             }
         }
-        let mut live: Vec<(Timestamp, SessionId)> = self
-            .sessions
-            .values()
-            .filter(|s| &s.subject == subject && self.is_live(s, now))
-            .map(|s| (s.created_at, s.id))
-            .collect();
-        live.sort();
+        let mut live: Vec<(Timestamp, SessionId)> = Vec::new();
         let mut excess = 0;
-        if let Some(cap) = self.k.subject_cap {
+        if let Some(cap) = self.p.subject_cap() {
+            for s in self.sessions.values_mut() {
+                if &s.subject != subject
+                    || s.presence == Presence::Gone
+                    || s.state != MState::Active
+                {
+                    continue;
+                }
+                if now >= s.expires_at {
+                    s.end(now, RevokeReason::Expired);
+                } else {
+                    live.push((s.created_at, s.id));
+                }
+            }
+            live.sort();
             excess = (live.len() + 1).saturating_sub(cap.max as usize);
             if excess > 0 && cap.on_full == CapPolicy::Reject {
                 return deny(obs, Denial::LimitReached(Limit::SubjectSessions));
@@ -850,31 +979,11 @@ impl Model {
         else {
             return Err(format!("created (evicting {excess})"));
         };
-        let absolute = now.saturating_add(self.k.absolute);
         let id = session.id;
         if self.sessions.contains_key(&id) {
             return Err(format!("a fresh session id, not {id} again"));
         }
-        let fresh = MSession {
-            id,
-            subject: subject.clone(),
-            resource: resource.clone(),
-            bound: binding.is_some(),
-            binding: binding.clone(),
-            created_at: now,
-            last_seen: now,
-            expires_at: self.k.expiry(now, absolute),
-            absolute_deadline: absolute,
-            state: MState::Active,
-            generation: 0,
-            rotated_at: now,
-            successor_seen: true,
-            data: data.to_vec(),
-            data_version: 0,
-            version: 0,
-            presence: Presence::Present,
-            tokens: BTreeMap::new(),
-        };
+        let fresh = self.fresh(id, subject, resource, binding, now, data);
         check_view(&fresh, session)?;
         self.check_token_text(token, &id)?;
         let chosen: Vec<SessionId> = match evicted {
@@ -900,30 +1009,62 @@ impl Model {
         };
         for e in &chosen {
             if let Some(s) = self.sessions.get_mut(e) {
-                s.state = MState::Revoked {
-                    at: now,
-                    reason: RevokeReason::Evicted,
-                };
-                s.version += 1;
+                s.end(now, RevokeReason::Evicted);
             }
         }
-        if let Some(rate) = self.k.rate {
-            let tol = self.settings.clock_tolerance;
-            let log = self.rate_log.entry(subject.clone()).or_default();
-            log.retain(|t| t.saturating_add(rate.window).saturating_add(tol * 2) > now);
-            log.push(now);
-        }
-        let mut fresh = fresh;
-        fresh.tokens.insert(0, token.clone());
-        self.texts.insert(token.clone(), (id, 0));
-        self.sessions.insert(id, fresh);
-        self.order.push(id);
+        self.rate_logged(subject, now);
+        self.learn_session(fresh, token);
         Ok(())
+    }
+
+    /// A new session as the model expects it: created at `at` by the policy's rules.
+    fn fresh(
+        &self,
+        id: SessionId,
+        subject: &Subject,
+        resource: &Option<Resource>,
+        binding: &Option<String>,
+        at: Timestamp,
+        data: &[u8],
+    ) -> MSession {
+        let absolute = at.saturating_add(self.p.absolute_lifetime());
+        MSession {
+            id,
+            subject: subject.clone(),
+            resource: resource.clone(),
+            bound: binding.is_some(),
+            binding: binding.clone(),
+            created_at: at,
+            last_seen: at,
+            expires_at: expiry(&self.p, at, absolute),
+            absolute_deadline: absolute,
+            state: MState::Active,
+            generation: 0,
+            rotated_at: at,
+            successor_seen: true,
+            sealed: false,
+            data: data.to_vec(),
+            data_version: 0,
+            version: 0,
+            presence: Presence::Present,
+            tokens: BTreeMap::new(),
+        }
+    }
+
+    fn learn_session(&mut self, s: MSession, token: &str) {
+        let id = s.id;
+        if !self.sessions.contains_key(&id) {
+            self.order.push(id);
+        }
+        self.sessions.insert(id, s);
+        if !self.texts.contains_key(token) {
+            self.learn_token(id, 0, token);
+        }
     }
 
     /// A token text for session `id` must look like `<prefix>_<id>_<43 chars>` and be new.
     fn check_token_text(&self, text: &str, id: &SessionId) -> Result<(), String> {
-        let head = format!("{}_{}_", self.k.token_prefix, id);
+        let head = format!("{}_{}_", self.p.token_prefix(), id);
         if !text.starts_with(&head) || text.len() != head.len() + SECRET_TEXT_LEN {
             return Err(format!("a token of the form {head}<secret>"));
         }
@@ -951,124 +1092,102 @@ impl Model {
                 .copied()
                 .ok_or("(harness bug) a token the model never saw")?,
         };
-        let k = &self.k;
-        let Some(s) = self.sessions.get_mut(&id) else {
-            return Ok(ReadPred::Denied(Denial::NotAuthenticated));
-        };
-        if s.presence == Presence::Gone {
-            return Ok(ReadPred::Denied(Denial::NotAuthenticated));
-        }
         #[derive(PartialEq)]
         enum Class {
             Current,
             Predecessor,
-            Remembered,
-            Unknown,
+            Retired,
         }
-        let c = s.generation;
-        let class = if g == c {
-            Class::Current
-        } else if g + 1 == c {
-            Class::Predecessor
-        } else if g + 2 <= c && g + 1 + k.history >= c {
-            Class::Remembered
-        } else {
-            Class::Unknown
+        let p = &self.p;
+        let class = match self.sessions.get(&id) {
+            Some(s) if s.presence != Presence::Gone && g == s.generation => Class::Current,
+            Some(s) if s.presence != Presence::Gone && g + 1 == s.generation => Class::Predecessor,
+            // Older generations are recognised (presenting one is reuse) while remembered.
+            Some(s)
+                if s.presence != Presence::Gone
+                    && g + 2 <= s.generation
+                    && g + 1 + p.reuse_history() as u64 >= s.generation =>
+            {
+                Class::Retired
+            }
+            _ => return Ok(ReadPred::Denied(Denial::NotAuthenticated)),
         };
-        if class == Class::Unknown {
-            return Ok(ReadPred::Denied(Denial::NotAuthenticated));
+        if let Some(d) = self.ended(&id, now) {
+            return Ok(ReadPred::Denied(d));
         }
-        if let MState::Revoked { reason, .. } = s.state {
-            return Ok(ReadPred::Denied(Denial::Revoked(reason)));
-        }
-        if now >= s.expires_at {
+        let p = &self.p;
+        let s = self.sessions.get_mut(&id).ok_or("read session vanished")?;
+        // Last written by a clock far ahead of this one (a glitch): it fails closed, for good.
+        if s.last_seen > now.saturating_add(p.future_tolerance()) {
+            s.end(now, RevokeReason::Expired);
             return Ok(ReadPred::Denied(Denial::Expired));
         }
         // The binding gates grants only: a rotated-out token is a theft signal from any
         // device, so reuse is detected whatever binding comes with it.
-        let bound = !k.binding || !s.bound || binding.as_ref() == s.binding.as_ref();
+        let bound = !p.enforce_binding() || !s.bound || binding.as_ref() == s.binding.as_ref();
         // The touch is written when it moved by at least the granularity — and moved at all:
         // rewriting the same instant (or going backwards, on a lagging clock) is not a touch.
-        let touch_due = now > s.last_seen && now.since(s.last_seen) >= k.touch;
-        let reuse = |s: &mut MSession| {
-            if k.reuse {
-                s.state = MState::Revoked {
-                    at: now,
-                    reason: RevokeReason::ReuseDetected,
-                };
-                s.version += 1;
-                ReadPred::Denied(Denial::ReuseDetected)
-            } else {
-                ReadPred::Denied(Denial::NotAuthenticated)
-            }
-        };
+        let touch_due = now > s.last_seen && now.since(s.last_seen) >= p.touch_granularity();
+        let age = now.since(s.rotated_at);
+        let windows_open = age < p.grace_window() || (!s.successor_seen && age < p.orphan_window());
+        let c = s.generation;
         Ok(match class {
             Class::Current if !bound => ReadPred::Denied(Denial::BindingMismatch),
             Class::Current => {
-                let mut wrote = false;
-                if c >= 1 && !s.successor_seen {
-                    s.successor_seen = true;
-                    wrote = true;
-                }
-                let rotate = refresh || k.renewal.is_some_and(|r| now.since(s.rotated_at) >= r);
+                let mut wrote = c >= 1 && !s.successor_seen;
+                s.successor_seen = true;
+                let rotate = refresh || p.renewal_interval().is_some_and(|r| age >= r);
                 if rotate {
                     s.generation = c + 1;
                     s.rotated_at = now;
                     s.successor_seen = false;
+                    s.sealed = true;
                     wrote = true;
                 }
                 if wrote || touch_due {
-                    s.last_seen = now;
-                    s.expires_at = k.expiry(now, s.absolute_deadline);
-                    s.version += 1;
+                    s.touch(now, p);
+                    // Any write drops the sealed successor once no window can use it.
+                    let age = now.since(s.rotated_at);
+                    s.sealed &=
+                        age < p.grace_window() || (!s.successor_seen && age < p.orphan_window());
                 }
-                let exp = if rotate {
-                    TokenExp::New(id, c + 1)
-                } else {
-                    TokenExp::None
-                };
-                ReadPred::Granted(id, exp)
+                ReadPred::Granted(
+                    id,
+                    if rotate {
+                        TokenExp::New(id, c + 1)
+                    } else {
+                        TokenExp::None
+                    },
+                )
             }
-            Class::Predecessor => {
-                let age = now.since(s.rotated_at);
-                if (age < k.grace || (!s.successor_seen && age < k.orphan)) && !bound {
-                    ReadPred::Denied(Denial::BindingMismatch)
-                } else if age < k.grace || (!s.successor_seen && age < k.orphan) {
-                    if touch_due {
-                        s.last_seen = now;
-                        s.expires_at = k.expiry(now, s.absolute_deadline);
-                        s.version += 1;
-                    }
-                    ReadPred::Granted(id, TokenExp::Same(id, c))
-                } else {
-                    reuse(s)
+            Class::Predecessor if windows_open && s.sealed && !bound => {
+                ReadPred::Denied(Denial::BindingMismatch)
+            }
+            Class::Predecessor if windows_open && s.sealed => {
+                if touch_due {
+                    s.touch(now, p);
                 }
+                ReadPred::Granted(id, TokenExp::Same(id, c))
             }
-            Class::Remembered | Class::Unknown => reuse(s),
+            Class::Predecessor | Class::Retired if p.reuse_detection() => {
+                s.end(now, RevokeReason::ReuseDetected);
+                ReadPred::Denied(Denial::ReuseDetected)
+            }
+            Class::Predecessor | Class::Retired => ReadPred::Denied(Denial::NotAuthenticated),
         })
-    }
-
-    fn check_granted(&self, id: &SessionId, got: &Session) -> Result<(), String> {
-        let s = self.sessions.get(id).ok_or("granted session vanished")?;
-        check_view(s, got)
     }
 
     fn check_token(&mut self, exp: TokenExp, got: Option<&str>) -> Result<(), String> {
         match (exp, got) {
             (TokenExp::None, None) => Ok(()),
-            (TokenExp::New(id, g), Some(text)) => {
-                self.check_token_text(text, &id)?;
-                self.learn_token(id, g, text);
-                Ok(())
-            }
-            (TokenExp::Same(id, g), Some(text)) => {
+            (TokenExp::New(id, g) | TokenExp::Same(id, g), Some(text)) => {
                 let known = self.sessions.get(&id).and_then(|s| s.tokens.get(&g));
                 match known {
-                    Some(k) if k == text => Ok(()),
-                    Some(_) => Err(format!(
+                    Some(k) if matches!(exp, TokenExp::Same(..)) && k != text => Err(format!(
                         "INV-single-successor: the same generation-{g} token as before"
                     )),
-                    None => {
+                    Some(_) if matches!(exp, TokenExp::Same(..)) => Ok(()),
+                    _ => {
                         self.check_token_text(text, &id)?;
                         self.learn_token(id, g, text);
                         Ok(())
@@ -1094,7 +1213,7 @@ impl Model {
         obs: &Observed,
     ) -> Result<(), String> {
         let s = self.sessions.get(&id).ok_or("minting session vanished")?;
-        let want_exp = now.saturating_add(self.k.ticket_ttl).min(s.expires_at);
+        let want_exp = now.saturating_add(self.p.ticket_ttl()).min(s.expires_at);
         let Observed::Minted {
             ticket,
             ticket_id,
@@ -1109,7 +1228,7 @@ impl Model {
         if *expires_at != want_exp {
             return Err(format!("a ticket until {want_exp}"));
         }
-        let head = format!("{}_{}_", self.k.ticket_prefix, ticket_id);
+        let head = format!("{}_{}_", self.p.ticket_prefix(), ticket_id);
         if !ticket.starts_with(&head) || ticket.len() != head.len() + SECRET_TEXT_LEN {
             return Err(format!("a ticket of the form {head}<secret>"));
         }
@@ -1117,28 +1236,67 @@ impl Model {
             return Err("a fresh ticket".into());
         }
         self.check_token(exp, renewed.as_deref())?;
-        let i = self.tickets.len();
-        self.tickets.push(MTicket {
-            text: Some(ticket.clone()),
-            id: Some(*ticket_id),
-            session: id,
-            expires_at: want_exp,
-            presence: Presence::Present,
-        });
-        self.ticket_texts.insert(ticket.clone(), i);
-        self.ticket_ids.insert(*ticket_id, i);
+        self.learn_ticket(ticket, *ticket_id, id, want_exp);
         Ok(())
     }
 
-    fn not_live(s: Option<&MSession>) -> Denial {
-        match s {
-            None => Denial::NotAuthenticated,
-            Some(s) if s.presence == Presence::Gone => Denial::NotAuthenticated,
-            Some(MSession {
-                state: MState::Revoked { reason, .. },
+    fn learn_ticket(
+        &mut self,
+        text: &str,
+        id: TicketId,
+        session: SessionId,
+        expires_at: Timestamp,
+    ) {
+        let i = self.tickets.len();
+        self.tickets.push(MTicket {
+            text: Some(text.to_owned()),
+            id: Some(id),
+            session,
+            expires_at,
+            presence: Presence::Present,
+        });
+        self.ticket_texts.insert(text.to_owned(), i);
+        self.ticket_ids.insert(id, i);
+    }
+
+    fn learn_slot(
+        &mut self,
+        id: SlotId,
+        session: SessionId,
+        resource: &Option<Resource>,
+        expires_at: Timestamp,
+    ) {
+        self.slot_ids.insert(id, self.slots.len());
+        self.slots.push(MSlot {
+            id: Some(id),
+            session,
+            resource: resource.clone(),
+            expires_at,
+            presence: Presence::Present,
+        });
+    }
+
+    /// What a caller at `now` is told about session `id` if it is not live — having written
+    /// down an expiry nobody had observed yet first (an observed ending is final). `None`: live.
+    fn ended(&mut self, id: &SessionId, now: Timestamp) -> Option<Denial> {
+        let Some(s) = self
+            .sessions
+            .get_mut(id)
+            .filter(|s| s.presence != Presence::Gone)
+        else {
+            return Some(Denial::NotAuthenticated);
+        };
+        match s.state {
+            MState::Revoked {
+                reason: RevokeReason::Expired,
                 ..
-            }) => Denial::Revoked(*reason),
-            Some(_) => Denial::Expired,
+            } => Some(Denial::Expired),
+            MState::Revoked { reason, .. } => Some(Denial::Revoked(reason)),
+            MState::Active if now >= s.expires_at => {
+                s.end(now, RevokeReason::Expired);
+                Some(Denial::Expired)
+            }
+            MState::Active => None,
         }
     }
 
@@ -1149,12 +1307,11 @@ impl Model {
         expected: u64,
         data: &[u8],
     ) -> Result<(), Denial> {
-        if data.len() > self.k.max_data {
+        if data.len() > self.p.max_data_len() {
             return Err(Denial::InvalidInput);
         }
-        let live = self.sessions.get(id).is_some_and(|s| self.is_live(s, now));
-        if !live {
-            return Err(Model::not_live(self.sessions.get(id)));
+        if let Some(d) = self.ended(id, now) {
+            return Err(d);
         }
         let s = self.sessions.get_mut(id).ok_or(Denial::NotAuthenticated)?;
         if s.data_version != expected {
@@ -1193,13 +1350,12 @@ impl Model {
             return deny(obs, Denial::Expired);
         }
         let sid = t.session;
-        let s = self.sessions.get(&sid);
-        match s {
-            Some(s) if self.is_live(s, now) => match obs {
-                Observed::Redeemed(got) => check_view(s, got),
-                _ => Err(format!("redeemed for {sid}")),
-            },
-            other => deny(obs, Model::not_live(other)),
+        if let Some(d) = self.ended(&sid, now) {
+            return deny(obs, d);
+        }
+        match (self.sessions.get(&sid), obs) {
+            (Some(s), Observed::Redeemed(got)) => check_view(s, got),
+            _ => Err(format!("redeemed for {sid}")),
         }
     }
 
@@ -1225,7 +1381,7 @@ impl Model {
                     .get(&sl.session)
                     .is_some_and(|s| self.is_live(s, now))
         };
-        if let Some(max) = self.k.slots_per_session {
+        if let Some(max) = self.p.max_slots_per_session() {
             let n = self
                 .slots
                 .iter()
@@ -1235,7 +1391,7 @@ impl Model {
                 return Err(Denial::LimitReached(Limit::SessionSlots));
             }
         }
-        if let (Some(max), Some(res)) = (self.k.slots_per_resource, resource) {
+        if let (Some(max), Some(res)) = (self.p.max_slots_per_resource(), resource) {
             let n = self
                 .slots
                 .iter()
@@ -1245,7 +1401,7 @@ impl Model {
                 return Err(Denial::LimitReached(Limit::ResourceSlots));
             }
         }
-        Ok(now.saturating_add(self.k.slot_ttl))
+        Ok(now.saturating_add(self.p.slot_ttl()))
     }
 
     fn decide_heartbeat(&mut self, now: Timestamp, slot: &SlotId) -> Result<Timestamp, Denial> {
@@ -1265,11 +1421,12 @@ impl Model {
             sl.presence = Presence::Gone;
             return Err(Denial::SlotLost);
         }
-        sl.expires_at = now.saturating_add(self.k.slot_ttl);
+        sl.expires_at = now.saturating_add(self.p.slot_ttl());
         Ok(sl.expires_at)
     }
 
     fn reap(&mut self, now: Timestamp, limit: usize, out: &ReapOutcome) -> Result<(), String> {
+        self.rate_reaped(now);
         // What is due, by kind: (certainly present, maybe present).
         let due = |p: Presence, e: Timestamp| p != Presence::Gone && e <= now;
         let count = |it: &mut dyn Iterator<Item = (Presence, Timestamp)>| {
@@ -1361,6 +1518,7 @@ impl Model {
     }
 
     fn faulted(&mut self, now: Timestamp, action: &Action, faults: Option<&[(Op, Fault)]>) {
+        self.saw(now);
         // The fault that ended the call, and whether its write was applied: `Some(true)` yes,
         // `Some(false)` no, `None` unknown.
         let last = faults.and_then(|f| f.last().copied());
@@ -1381,6 +1539,15 @@ impl Model {
         match action {
             Action::Create { subject, .. } => {
                 self.unsure_subjects.insert(subject.clone());
+                self.rate_checked(subject, now, false);
+                if self.p.global_cap().is_some() {
+                    // Its count may have written down any ending it counted.
+                    let due = self
+                        .sessions
+                        .values()
+                        .filter(|s| s.state == MState::Active && now >= s.expires_at);
+                    self.unsure.extend(due.map(|s| s.id).collect::<Vec<_>>());
+                }
             }
             Action::Validate { token, .. } | Action::Refresh { token, .. } => {
                 if let Some(id) = token_session(self, token) {
@@ -1408,7 +1575,7 @@ impl Model {
                         text: None,
                         id: None,
                         session: id,
-                        expires_at: now.saturating_add(self.k.ticket_ttl).min(s.expires_at),
+                        expires_at: now.saturating_add(self.p.ticket_ttl()).min(s.expires_at),
                         presence,
                     });
                 }
@@ -1417,11 +1584,13 @@ impl Model {
                 if ticket.kind == TicketKind::Issued
                     && let Some(&i) = self.ticket_texts.get(&ticket.text)
                 {
+                    // A fault after the take (settling its session) means it was taken.
                     let taken = match (applied(Op::TakeTicket), last) {
-                        (_, Some((Op::Load, _))) => Some(true),
+                        (_, Some((Op::Load | Op::Cas, _))) => Some(true),
                         (Some(b), _) => Some(b),
                         (None, _) => None,
                     };
+                    self.unsure.insert(self.tickets[i].session);
                     let t = &mut self.tickets[i];
                     match taken {
                         Some(true) => t.presence = Presence::Gone,
@@ -1432,6 +1601,8 @@ impl Model {
                 }
             }
             Action::AcquireSlot { session, resource } => {
+                // Refused, the driver may have written down the session's ending.
+                self.unsure.insert(*session);
                 let presence = match applied(Op::AcquireSlot) {
                     Some(true) => Some(Presence::Present),
                     Some(false) => None,
@@ -1476,20 +1647,7 @@ impl Model {
             }
             Action::Reap { .. } => {
                 if applied(Op::Reap) != Some(false) {
-                    let maybe = |p: &mut Presence, e: Timestamp| {
-                        if *p == Presence::Present && e <= now {
-                            *p = Presence::Maybe;
-                        }
-                    };
-                    for x in self.sessions.values_mut() {
-                        maybe(&mut x.presence, x.expires_at);
-                    }
-                    for x in &mut self.tickets {
-                        maybe(&mut x.presence, x.expires_at);
-                    }
-                    for x in &mut self.slots {
-                        maybe(&mut x.presence, x.expires_at);
-                    }
+                    self.maybe_reaped(now);
                 }
             }
             Action::Revoke { id } | Action::UpdateData { id, .. } => {
@@ -1508,6 +1666,25 @@ impl Model {
                 self.unsure.extend(ids);
             }
             Action::List { .. } => {}
+        }
+    }
+
+    /// A reap at `now` may have removed anything due.
+    fn maybe_reaped(&mut self, now: Timestamp) {
+        self.rate_reaped(now);
+        let maybe = |p: &mut Presence, e: Timestamp| {
+            if *p == Presence::Present && e <= now {
+                *p = Presence::Maybe;
+            }
+        };
+        for x in self.sessions.values_mut() {
+            maybe(&mut x.presence, x.expires_at);
+        }
+        for x in &mut self.tickets {
+            maybe(&mut x.presence, x.expires_at);
+        }
+        for x in &mut self.slots {
+            maybe(&mut x.presence, x.expires_at);
         }
     }
 
@@ -1535,7 +1712,7 @@ impl Model {
         };
         match action {
             Action::Create { subject, .. } => {
-                subject_unsure(subject) || self.k.global_cap.is_some()
+                subject_unsure(subject) || self.p.global_cap().is_some()
             }
             Action::Validate { token, .. }
             | Action::Refresh { token, .. }
@@ -1573,46 +1750,27 @@ impl Model {
         match (action, obs) {
             (
                 Action::Create {
-                    subject, binding, ..
+                    subject,
+                    resource,
+                    binding,
+                    data,
                 },
                 Observed::Created { session, token, .. },
             ) => {
-                if let std::collections::btree_map::Entry::Vacant(slot) =
-                    self.sessions.entry(session.id)
-                {
-                    slot.insert(MSession {
-                        id: session.id,
-                        subject: subject.clone(),
-                        resource: session.resource.clone(),
-                        bound: binding.is_some(),
-                        binding: binding.clone(),
-                        created_at: session.created_at,
-                        last_seen: session.last_seen,
-                        expires_at: session.expires_at,
-                        absolute_deadline: session.absolute_deadline,
-                        state: MState::Active,
-                        generation: 0,
-                        rotated_at: session.created_at,
-                        successor_seen: true,
-                        data: session.data.clone(),
-                        data_version: session.data_version,
-                        version: 0,
-                        presence: Presence::Present,
-                        tokens: BTreeMap::new(),
-                    });
-                    self.order.push(session.id);
-                    if self.k.rate.is_some() {
-                        self.rate_log
-                            .entry(subject.clone())
-                            .or_default()
-                            .push(session.created_at);
-                    }
+                if !self.sessions.contains_key(&session.id) {
+                    let fresh = self.fresh(
+                        session.id,
+                        subject,
+                        resource,
+                        binding,
+                        session.created_at,
+                        data,
+                    );
+                    self.rate_logged(subject, session.created_at);
+                    self.learn_session(fresh, token);
                 }
                 self.unsure.insert(session.id);
                 self.unsure_subjects.insert(subject.clone());
-                if !self.texts.contains_key(token) {
-                    self.learn_token(session.id, 0, token);
-                }
             }
             (
                 _,
@@ -1644,16 +1802,7 @@ impl Model {
                     ..
                 },
             ) if !self.ticket_texts.contains_key(ticket) => {
-                let i = self.tickets.len();
-                self.tickets.push(MTicket {
-                    text: Some(ticket.clone()),
-                    id: Some(*ticket_id),
-                    session: session.id,
-                    expires_at: *expires_at,
-                    presence: Presence::Present,
-                });
-                self.ticket_texts.insert(ticket.clone(), i);
-                self.ticket_ids.insert(*ticket_id, i);
+                self.learn_ticket(ticket, *ticket_id, session.id, *expires_at);
             }
             (Action::RedeemTicket { ticket }, _) if ticket.kind == TicketKind::Issued => {
                 if let Some(&i) = self.ticket_texts.get(&ticket.text) {
@@ -1663,14 +1812,7 @@ impl Model {
             (Action::AcquireSlot { session, resource }, Observed::Slot { id, expires_at })
                 if !self.slot_ids.contains_key(id) =>
             {
-                self.slot_ids.insert(*id, self.slots.len());
-                self.slots.push(MSlot {
-                    id: Some(*id),
-                    session: *session,
-                    resource: resource.clone(),
-                    expires_at: *expires_at,
-                    presence: Presence::Present,
-                });
+                self.learn_slot(*id, *session, resource, *expires_at);
             }
             (Action::HeartbeatSlot { slot }, o) => {
                 if let Some(&i) = self.slot_ids.get(slot) {
@@ -1688,22 +1830,7 @@ impl Model {
                     self.slots[i].presence = Presence::Gone;
                 }
             }
-            (Action::Reap { .. }, _) => {
-                let maybe = |p: &mut Presence, e: Timestamp| {
-                    if *p == Presence::Present && e <= now {
-                        *p = Presence::Maybe;
-                    }
-                };
-                for x in self.sessions.values_mut() {
-                    maybe(&mut x.presence, x.expires_at);
-                }
-                for x in &mut self.tickets {
-                    maybe(&mut x.presence, x.expires_at);
-                }
-                for x in &mut self.slots {
-                    maybe(&mut x.presence, x.expires_at);
-                }
-            }
+            (Action::Reap { .. }, _) => self.maybe_reaped(now),
             _ => {}
         }
     }
@@ -1718,157 +1845,51 @@ impl Model {
                 rec.id
             ));
         };
-        let mut bad = Vec::new();
-        let state = match rec.state {
-            SessionState::Active => MState::Active,
-            SessionState::Revoked { at, reason } => MState::Revoked { at, reason },
+        let got = MSession {
+            binding: s.binding.clone(),
+            tokens: s.tokens.clone(),
+            presence: s.presence,
+            ..MSession::of_record(rec)
         };
-        let retired_len = s.generation.saturating_sub(1).min(self.k.history);
         let c = &rec.credential;
-        macro_rules! check {
-            ($name:literal, $ok:expr, $fmt:literal $(, $arg:expr)*) => {
-                if !$ok {
-                    bad.push(format!(concat!($name, " ", $fmt) $(, $arg)*));
+        let retired = s
+            .generation
+            .saturating_sub(1)
+            .min(self.p.reuse_history() as u64);
+        if got == *s
+            && c.previous.is_some() == (c.generation >= 1)
+            && c.retired.len() as u64 == retired
+            && rec.context_summary.is_none()
+        {
+            return Ok(());
+        }
+        // Tokens are the model's own (and secret): leave them out of the report.
+        let show = |m: &MSession| {
+            format!(
+                "{:?}",
+                MSession {
+                    tokens: BTreeMap::new(),
+                    ..m.clone()
                 }
-            };
-        }
-        check!("subject", rec.subject == s.subject, "{:?}", rec.subject);
-        check!("resource", rec.resource == s.resource, "{:?}", rec.resource);
-        check!(
-            "version",
-            rec.version == s.version,
-            "{} (model {})",
-            rec.version,
-            s.version
-        );
-        check!(
-            "created_at",
-            rec.created_at == s.created_at,
-            "{:?}",
-            rec.created_at
-        );
-        check!(
-            "last_seen",
-            rec.last_seen == s.last_seen,
-            "{:?} (model {:?})",
-            rec.last_seen,
-            s.last_seen
-        );
-        check!(
-            "absolute_deadline",
-            rec.absolute_deadline == s.absolute_deadline,
-            "{:?}",
-            rec.absolute_deadline
-        );
-        check!(
-            "expires_at",
-            rec.expires_at == s.expires_at,
-            "{:?} (model {:?})",
-            rec.expires_at,
-            s.expires_at
-        );
-        check!(
-            "state",
-            state == s.state,
-            "{:?} (model {:?})",
-            state,
-            s.state
-        );
-        check!(
-            "generation",
-            c.generation == s.generation,
-            "{} (model {})",
-            c.generation,
-            s.generation
-        );
-        check!(
-            "rotated_at",
-            c.rotated_at == s.rotated_at,
-            "{:?} (model {:?})",
-            c.rotated_at,
-            s.rotated_at
-        );
-        check!(
-            "previous",
-            c.previous.is_some() == (s.generation >= 1),
-            "{:?}",
-            c.previous.is_some()
-        );
-        check!(
-            "successor_seen",
-            s.generation == 0
-                || c.previous
-                    .as_ref()
-                    .is_some_and(|p| p.successor_seen == s.successor_seen),
-            "(model {})",
-            s.successor_seen
-        );
-        check!(
-            "retired",
-            c.retired.len() as u64 == retired_len,
-            "{} verifiers (model {})",
+            )
+        };
+        Err(format!(
+            "stored session {} ({} retired verifiers, previous {}, summary {}):\n  stored {}\n  model  {}",
+            rec.id,
             c.retired.len(),
-            retired_len
-        );
-        check!(
-            "binding",
-            rec.binding.is_some() == s.bound,
-            "{:?}",
-            rec.binding.is_some()
-        );
-        check!(
-            "data",
-            rec.data == s.data && rec.data_version == s.data_version,
-            "v{} (model v{})",
-            rec.data_version,
-            s.data_version
-        );
-        check!(
-            "summary",
-            rec.context_summary.is_none(),
-            "{:?}",
-            rec.context_summary
-        );
-        if bad.is_empty() {
-            Ok(())
-        } else {
-            Err(format!("stored session {}: {}", rec.id, bad.join(", ")))
-        }
+            c.previous.is_some(),
+            rec.context_summary.is_some(),
+            show(&got),
+            show(s),
+        ))
     }
 
     fn adopt(&mut self, rec: &SessionRecord) {
-        let (tokens, binding) = self
-            .sessions
-            .get(&rec.id)
-            .map(|s| (s.tokens.clone(), s.binding.clone()))
-            .unwrap_or_default();
-        let state = match rec.state {
-            SessionState::Active => MState::Active,
-            SessionState::Revoked { at, reason } => MState::Revoked { at, reason },
-        };
+        let known = self.sessions.get(&rec.id);
         let s = MSession {
-            id: rec.id,
-            subject: rec.subject.clone(),
-            resource: rec.resource.clone(),
-            bound: rec.binding.is_some(),
-            binding,
-            created_at: rec.created_at,
-            last_seen: rec.last_seen,
-            expires_at: rec.expires_at,
-            absolute_deadline: rec.absolute_deadline,
-            state,
-            generation: rec.credential.generation,
-            rotated_at: rec.credential.rotated_at,
-            successor_seen: rec
-                .credential
-                .previous
-                .as_ref()
-                .is_none_or(|p| p.successor_seen),
-            data: rec.data.clone(),
-            data_version: rec.data_version,
-            version: rec.version,
-            presence: Presence::Present,
-            tokens,
+            tokens: known.map(|s| s.tokens.clone()).unwrap_or_default(),
+            binding: known.and_then(|s| s.binding.clone()),
+            ..MSession::of_record(rec)
         };
         if !self.sessions.contains_key(&rec.id) {
             self.order.push(rec.id);
@@ -1927,15 +1948,13 @@ impl Model {
                 ));
             }
             self.adopt(rec);
-            if self.k.rate.is_some() {
-                self.rate_log
-                    .entry(rec.subject.clone())
-                    .or_default()
-                    .push(rec.created_at);
-            }
+            self.rate_logged(&rec.subject, rec.created_at);
         }
         self.unsure.clear();
         self.unsure_subjects.clear();
+        self.batch += 1;
+        self.batch_checks.clear();
+        self.batch_reaped = None;
         Ok(())
     }
 
@@ -1948,115 +1967,32 @@ impl Model {
         slots: &[SlotRecord],
         now: Timestamp,
     ) -> Result<(), String> {
-        let native = self.settings.native_expiry;
-        // Tickets.
-        let mut stored: BTreeMap<TicketId, &TicketRecord> =
-            tickets.iter().map(|t| (t.id, t)).collect();
-        for t in &mut self.tickets {
-            let Some(id) = t.id else { continue };
-            match (stored.remove(&id), t.presence) {
-                (Some(_), Presence::Gone) => {
-                    return Err(format!("ticket {id} is back after it was taken or reaped"));
-                }
-                (Some(r), _) => {
-                    if r.expires_at != t.expires_at || r.session != t.session {
-                        return Err(format!(
-                            "stored ticket {id} (session {}, until {}) differs from the model \
-                             (session {}, until {})",
-                            r.session, r.expires_at, t.session, t.expires_at
-                        ));
-                    }
-                    t.presence = Presence::Present;
-                }
-                (None, Presence::Present) if !(native && now >= t.expires_at) => {
-                    return Err(format!("ticket {id} vanished from the store"));
-                }
-                (None, _) => t.presence = Presence::Gone,
+        let expired = |e: Timestamp| self.settings.native_expiry && now >= e;
+        let model = self
+            .tickets
+            .iter()
+            .map(|t| (t.id, (t.session, None, t.expires_at), t.presence));
+        let store = tickets
+            .iter()
+            .map(|r| (r.id, (r.session, None, r.expires_at)));
+        let got = reconcile_leases("ticket", model.collect(), store.collect(), expired)?;
+        for (i, (t, (id, presence))) in self.tickets.iter_mut().zip(got).enumerate() {
+            if let (None, Some(id)) = (t.id, id) {
+                self.ticket_ids.insert(id, i);
             }
+            (t.id, t.presence) = (id, presence);
         }
-        for (i, t) in self.tickets.iter_mut().enumerate() {
-            if t.id.is_some() || t.presence == Presence::Gone {
-                continue;
+        let key = |s: &MSlot| (s.session, s.resource.clone(), s.expires_at);
+        let model = self.slots.iter().map(|s| (s.id, key(s), s.presence));
+        let store = slots
+            .iter()
+            .map(|r| (r.id, (r.session, r.resource.clone(), r.expires_at)));
+        let got = reconcile_leases("slot", model.collect(), store.collect(), expired)?;
+        for (i, (s, (id, presence))) in self.slots.iter_mut().zip(got).enumerate() {
+            if let (None, Some(id)) = (s.id, id) {
+                self.slot_ids.insert(id, i);
             }
-            let found = stored
-                .values()
-                .find(|r| r.session == t.session && r.expires_at == t.expires_at)
-                .map(|r| r.id);
-            match found {
-                Some(id) => {
-                    stored.remove(&id);
-                    t.id = Some(id);
-                    t.presence = Presence::Present;
-                    self.ticket_ids.insert(id, i);
-                }
-                None if t.presence == Presence::Present && !(native && now >= t.expires_at) => {
-                    return Err(format!(
-                        "a ticket for {} whose reply was lost is not in the store",
-                        t.session
-                    ));
-                }
-                None => t.presence = Presence::Gone,
-            }
-        }
-        if let Some(id) = stored.keys().next() {
-            return Err(format!("store holds ticket {id} no mint made"));
-        }
-        // Slots.
-        let mut stored: BTreeMap<SlotId, &SlotRecord> = slots.iter().map(|s| (s.id, s)).collect();
-        for sl in &mut self.slots {
-            let Some(id) = sl.id else { continue };
-            match (stored.remove(&id), sl.presence) {
-                (Some(_), Presence::Gone) => {
-                    return Err(format!("slot {id} is back after it was released or reaped"));
-                }
-                (Some(r), _) => {
-                    if r.expires_at != sl.expires_at
-                        || r.session != sl.session
-                        || r.resource != sl.resource
-                    {
-                        return Err(format!(
-                            "stored slot {id} (until {}) differs from the model (until {})",
-                            r.expires_at, sl.expires_at
-                        ));
-                    }
-                    sl.presence = Presence::Present;
-                }
-                (None, Presence::Present) if !(native && now >= sl.expires_at) => {
-                    return Err(format!("slot {id} vanished from the store"));
-                }
-                (None, _) => sl.presence = Presence::Gone,
-            }
-        }
-        for (i, sl) in self.slots.iter_mut().enumerate() {
-            if sl.id.is_some() || sl.presence == Presence::Gone {
-                continue;
-            }
-            let found = stored
-                .values()
-                .find(|r| {
-                    r.session == sl.session
-                        && r.expires_at == sl.expires_at
-                        && r.resource == sl.resource
-                })
-                .map(|r| r.id);
-            match found {
-                Some(id) => {
-                    stored.remove(&id);
-                    sl.id = Some(id);
-                    sl.presence = Presence::Present;
-                    self.slot_ids.insert(id, i);
-                }
-                None if sl.presence == Presence::Present && !(native && now >= sl.expires_at) => {
-                    return Err(format!(
-                        "a slot of {} whose reply was lost is not in the store",
-                        sl.session
-                    ));
-                }
-                None => sl.presence = Presence::Gone,
-            }
-        }
-        if let Some(id) = stored.keys().next() {
-            return Err(format!("store holds slot {id} no acquisition made"));
+            (s.id, s.presence) = (id, presence);
         }
         Ok(())
     }

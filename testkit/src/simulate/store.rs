@@ -10,7 +10,7 @@ use async_trait::async_trait;
 use leasehold::crypto::Verifier;
 use leasehold::record::{SlotRecord, TicketRecord};
 use leasehold::store::{
-    Capabilities, CreateLimits, HeartbeatOutcome, InsertOutcome, ReapOutcome, SlotCaps,
+    Capabilities, CreateLimits, HeartbeatOutcome, InsertOutcome, Loaded, ReapOutcome, SlotCaps,
     SlotOutcome, Store, StoreError, TakeOutcome,
 };
 use leasehold::{Resource, SessionId, SessionRecord, SlotId, Subject, TicketId, Timestamp};
@@ -98,18 +98,17 @@ impl<S: Store + Clone> SimStore<S> {
     }
 
     /// INV-caps right after an insert that inserted: the store counted, evicted and inserted
-    /// in one atomic step, so at the inserting caller's clock the cap holds. (Only that
-    /// subject, and only at that clock: with skew, another node's clock may see sessions live
-    /// that this one counted as expired.)
+    /// in one atomic step, so the caps hold (the subject cap at every clock, the global cap at
+    /// the inserting caller's).
     async fn probe_session_caps(&self, record: &SessionRecord, now: Timestamp) {
-        match self.inner.load_session(&record.id).await {
+        match self.inner.load_session(&record.id).await.map(|l| l.record) {
             Ok(Some(_)) => {}
             Ok(None) => return,
             Err(e) => return self.breach("store error", format!("probe load: {e}")),
         }
         match self.all_records().await {
             Ok(all) => {
-                if let Err(v) = self.checker.session_caps(&all, Some(&record.subject), now) {
+                if let Err(v) = self.checker.session_caps(&all, Some(now)) {
                     self.breach("INV-caps", format!("right after an insert: {}", v.detail));
                 }
             }
@@ -118,7 +117,8 @@ impl<S: Store + Clone> SimStore<S> {
     }
 
     /// INV-caps right after a slot acquisition that acquired: at the acquiring caller's clock,
-    /// the slot's session and resource are within their caps.
+    /// the slot's session and resource are within their caps. (At that clock only: on a store
+    /// without a clock, slot leases self-expire by each caller's clock.)
     async fn probe_slot_caps(&self, slot: &SlotRecord, now: Timestamp) {
         let Ok(Some(dump)) = self.inner.raw_dump().await else {
             return;
@@ -137,15 +137,10 @@ impl<S: Store + Clone> SimStore<S> {
     }
 
     /// INV-revoke-all right after a group revocation that was applied.
-    async fn probe_revoked(
-        &self,
-        subject: Option<&Subject>,
-        resource: Option<&Resource>,
-        now: Timestamp,
-    ) {
+    async fn probe_revoked(&self, subject: Option<&Subject>, resource: Option<&Resource>) {
         match self.all_records().await {
             Ok(all) => {
-                if let Err(v) = self.checker.revoked_all(&all, subject, resource, now) {
+                if let Err(v) = self.checker.revoked_all(&all, subject, resource) {
                     self.breach("INV-revoke-all", v.detail);
                 }
             }
@@ -164,7 +159,11 @@ impl<S: Store + Clone> Store for SimStore<S> {
         self.inner.capabilities()
     }
 
-    async fn load_session(&self, id: &SessionId) -> Result<Option<SessionRecord>, StoreError> {
+    fn set_clock_offset(&self, offset_ms: i64) -> bool {
+        self.inner.set_clock_offset(offset_ms)
+    }
+
+    async fn load_session(&self, id: &SessionId) -> Result<Loaded, StoreError> {
         self.enter(Op::Load).await;
         self.faulty.load_session(id).await
     }
@@ -197,7 +196,7 @@ impl<S: Store + Clone> Store for SimStore<S> {
         let f = self.enter(Op::RevokeSubject).await;
         let r = self.faulty.revoke_subject(subject, now).await;
         if applied(f) {
-            self.probe_revoked(Some(subject), None, now).await;
+            self.probe_revoked(Some(subject), None).await;
         }
         r
     }
@@ -210,7 +209,7 @@ impl<S: Store + Clone> Store for SimStore<S> {
         let f = self.enter(Op::RevokeResource).await;
         let r = self.faulty.revoke_resource(resource, now).await;
         if applied(f) {
-            self.probe_revoked(None, Some(resource), now).await;
+            self.probe_revoked(None, Some(resource)).await;
         }
         r
     }
