@@ -16,7 +16,7 @@ fn engine(c: &mut Criterion) {
     let rt = tokio::runtime::Builder::new_current_thread()
         .build()
         .unwrap();
-    let (s, clock) = sessions(MemoryStore::new());
+    let (s, clock) = sessions(MemoryStore::new()).unwrap();
     let tokens = rt.block_on(populate(&s, 1_000)).unwrap();
     let token_text = tokens[0].clone();
     let presented = token::parse(token_text.as_bytes(), "lh1").unwrap();

@@ -3,15 +3,18 @@
 //! Every bench puts a leasehold operation beside the raw store operation it is built on (the
 //! physical limit), so results read as ratios rather than absolute numbers.
 
-use leasehold::{CreateOptions, ManualClock, Policy, SeededEntropy, Sessions, Store, Subject};
+use leasehold::{
+    CreateOptions, ManualClock, Policy, PolicyError, SeededEntropy, Sessions, Store, Subject,
+};
 
-/// A driver over `store` with a manual clock, deterministic entropy and the default policy.
-pub fn sessions<S: Store>(store: S) -> (Sessions<S>, ManualClock) {
+/// A driver over `store` with a manual clock, deterministic entropy and the default policy
+/// (which every store guarantees: the error is only for a store that refuses it).
+pub fn sessions<S: Store>(store: S) -> Result<(Sessions<S>, ManualClock), PolicyError> {
     let clock = ManualClock::default();
-    let s = Sessions::new(store, Policy::default())
+    let s = Sessions::new(store, Policy::default())?
         .with_clock(clock.clone())
         .with_entropy(SeededEntropy::new(42));
-    (s, clock)
+    Ok((s, clock))
 }
 
 /// Creates `n` sessions spread over `n / 4 + 1` subjects; returns their token texts.

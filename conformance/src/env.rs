@@ -141,18 +141,22 @@ impl Env {
     }
 
     /// `Sessions` over the store under test with `policy`, this clock and this entropy.
-    pub fn sessions(&self, policy: Policy) -> Arc<Sessions<DynStore>> {
+    pub fn sessions(&self, policy: Policy) -> Result<Arc<Sessions<DynStore>>, CaseError> {
         self.sessions_over(self.store.clone(), policy)
     }
 
     /// `Sessions` over another store (e.g. a fault-injecting wrapper of the store under test),
     /// with this clock and this entropy.
-    pub fn sessions_over<S: Store>(&self, store: S, policy: Policy) -> Arc<Sessions<S>> {
-        Arc::new(
-            Sessions::new(store, policy)
+    pub fn sessions_over<S: Store>(
+        &self,
+        store: S,
+        policy: Policy,
+    ) -> Result<Arc<Sessions<S>>, CaseError> {
+        Ok(Arc::new(
+            Sessions::new(store, policy)?
                 .with_clock(self.clock.clone())
                 .with_entropy(self.entropy.clone()),
-        )
+        ))
     }
 
     /// The case's entropy (clones share its state, so ids never repeat within a case).
@@ -163,7 +167,11 @@ impl Env {
     /// `Sessions` over the store under test with a clock of its own: another process whose
     /// clock is skewed or stepped against the case's (it shares this entropy, so ids never
     /// collide). Move `clock` (a clone shares its time) to move that caller's time.
-    pub fn sessions_at(&self, policy: Policy, clock: ManualClock) -> Arc<Sessions<DynStore>> {
+    pub fn sessions_at(
+        &self,
+        policy: Policy,
+        clock: ManualClock,
+    ) -> Result<Arc<Sessions<DynStore>>, CaseError> {
         self.sessions_over_at(self.store.clone(), policy, clock)
     }
 
@@ -173,12 +181,12 @@ impl Env {
         store: S,
         policy: Policy,
         clock: ManualClock,
-    ) -> Arc<Sessions<S>> {
-        Arc::new(
-            Sessions::new(store, policy)
+    ) -> Result<Arc<Sessions<S>>, CaseError> {
+        Ok(Arc::new(
+            Sessions::new(store, policy)?
                 .with_clock(clock)
                 .with_entropy(self.entropy.clone()),
-        )
+        ))
     }
 
     /// The store under test behind a hook between a caller's load and its compare-and-swap:

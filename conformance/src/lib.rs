@@ -51,7 +51,7 @@ pub use runner::{
 ///   It is called once per case and must return a fresh, isolated, empty store.
 /// - `capabilities = [...]` (optional; default none) lists what the store declares in
 ///   [`Store::capabilities`](leasehold::Store::capabilities): any of `native_expiry`,
-///   `raw_dump`, `multi_process`, `server_clock`.
+///   `raw_dump`, `multi_process`, `server_clock`, `sharded`.
 ///
 /// It generates:
 /// - one `#[test]` per case, in modules named after the groups, so the test names are the case
@@ -146,6 +146,7 @@ macro_rules! __for_each_case {
             }
             caps Caps {
                 subject_cap_reject none;
+                rate_retry_after_with_a_lowered_limit none;
                 subject_cap_evict_oldest none;
                 cap_race_reject none;
                 cap_race_evict_oldest none;
@@ -262,6 +263,7 @@ macro_rules! __gate {
     (raw_dump [raw_dump $($rest:ident)*] { $($item:tt)* }) => { $($item)* };
     (multi_process [multi_process $($rest:ident)*] { $($item:tt)* }) => { $($item)* };
     (server_clock [server_clock $($rest:ident)*] { $($item:tt)* }) => { $($item)* };
+    (sharded [sharded $($rest:ident)*] { $($item:tt)* }) => { $($item)* };
     ($req:ident [$first:ident $($rest:ident)*] { $($item:tt)* }) => {
         $crate::__gate! { $req [$($rest)*] { $($item)* } }
     };
@@ -279,6 +281,10 @@ macro_rules! __gate {
     };
     (server_clock [] { $($item:tt)* }) => {
         #[ignore = "requires server_clock (not in the declared capabilities)"]
+        $($item)*
+    };
+    (sharded [] { $($item:tt)* }) => {
+        #[ignore = "requires sharded (not in the declared capabilities)"]
         $($item)*
     };
 }

@@ -96,15 +96,19 @@ pub enum Capability {
     /// [`Capabilities::server_clock`]: the store has a clock of its own, which the cases
     /// move through [`Store::set_clock_offset`](leasehold::Store::set_clock_offset).
     ServerClock,
+    /// [`Capabilities::sharded`]: keys spread over shards; group operations across shards
+    /// follow the multi-step protocols of `docs/writing-an-adapter.md`.
+    Sharded,
 }
 
 impl Capability {
     /// Every capability.
-    pub const ALL: [Capability; 4] = [
+    pub const ALL: [Capability; 5] = [
         Capability::NativeExpiry,
         Capability::RawDump,
         Capability::MultiProcess,
         Capability::ServerClock,
+        Capability::Sharded,
     ];
 
     /// The name used in the macro's `capabilities = [...]` list and in reports.
@@ -114,6 +118,7 @@ impl Capability {
             Capability::RawDump => "raw_dump",
             Capability::MultiProcess => "multi_process",
             Capability::ServerClock => "server_clock",
+            Capability::Sharded => "sharded",
         }
     }
 
@@ -124,6 +129,7 @@ impl Capability {
             Capability::RawDump => caps.raw_dump,
             Capability::MultiProcess => caps.multi_process,
             Capability::ServerClock => caps.server_clock,
+            Capability::Sharded => caps.sharded,
         }
     }
 

@@ -12,7 +12,7 @@ use crate::entropy::{Entropy, OsEntropy};
 use crate::error::{Error, Limit};
 use crate::event::{Event, EventSink, TracingSink};
 use crate::ids::{Resource, SessionId, SlotId, Subject};
-use crate::policy::Policy;
+use crate::policy::{Policy, PolicyError};
 use crate::record::SessionRecord;
 use crate::store::{
     HeartbeatOutcome, InsertOutcome, ReapOutcome, SlotOutcome, Store, StoreError, TakeOutcome,
@@ -79,14 +79,19 @@ pub struct Sessions<S> {
 impl<S: Store> Sessions<S> {
     /// Sessions over `store` with `policy`, the system clock, the OS RNG, and events to
     /// `tracing` only.
-    pub fn new(store: S, policy: Policy) -> Self {
-        Sessions {
+    ///
+    /// Refuses a policy that asks for something this store cannot guarantee
+    /// ([`Policy::check_against`]: e.g. an exact global cap on a sharded store), so a policy
+    /// never silently means less than it says.
+    pub fn new(store: S, policy: Policy) -> Result<Self, PolicyError> {
+        policy.check_against(&store.capabilities())?;
+        Ok(Sessions {
             store,
             policy,
             clock: Arc::new(SystemClock),
             entropy: Arc::new(OsEntropy),
             events: None,
-        }
+        })
     }
 
     /// Uses `clock` for `now` (tests: a [`ManualClock`](crate::ManualClock)).

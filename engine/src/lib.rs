@@ -13,7 +13,7 @@
 //! # futures::executor::block_on(async {
 //! use leasehold::{Context, CreateOptions, MemoryStore, Policy, Sessions, Subject};
 //!
-//! let sessions = Sessions::new(MemoryStore::new(), Policy::default());
+//! let sessions = Sessions::new(MemoryStore::new(), Policy::default())?;
 //! let alice = Subject::new("alice")?;
 //! let created = sessions.create(&alice, CreateOptions::default()).await?;
 //! // Hand `created.token.expose_secret()` to the client; later it presents it back:

@@ -217,8 +217,11 @@ impl Inner {
         if log.len() < max as usize {
             return None;
         }
-        let oldest = *log.front()?;
-        Some(oldest.saturating_add(window).since(now))
+        // The window admits one more creation once all but `max - 1` of those in it have left
+        // it: the (len - max + 1)-th oldest decides, not the oldest (the log can hold more than
+        // `max` entries after the limit was lowered).
+        let decisive = *log.get(log.len() - max as usize)?;
+        Some(decisive.saturating_add(window).since(now))
     }
 
     fn record_creation(&mut self, subject: &Subject, window: Duration, now: Timestamp) {

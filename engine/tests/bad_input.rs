@@ -403,7 +403,8 @@ fn a_multibyte_character_at_the_selector_boundary_is_refused_not_a_panic() {
     assert_eq!(ticket.len(), 85);
     let r = std::panic::catch_unwind(|| token::parse(ticket.as_bytes(), "lht1").err());
     assert!(matches!(r, Ok(Some(_))), "ticket parse panicked");
-    let sessions = leasehold::Sessions::new(leasehold::MemoryStore::new(), Policy::default());
+    let sessions =
+        leasehold::Sessions::new(leasehold::MemoryStore::new(), Policy::default()).unwrap();
     let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
         futures::executor::block_on(sessions.validate(&input, &Context::none())).err()
     }));

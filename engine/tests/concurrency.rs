@@ -24,6 +24,7 @@ fn setup(policy: Policy, seed: u64) -> (S, ManualClock, CollectingSink) {
     let clock = ManualClock::default();
     let sink = CollectingSink::default();
     let s = Sessions::new(Counting::yielding(MemoryStore::new()), policy)
+        .unwrap()
         .with_clock(clock.clone())
         .with_entropy(SeededEntropy::new(seed))
         .with_events(sink.clone());

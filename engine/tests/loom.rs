@@ -67,6 +67,7 @@ impl World {
 
     fn sessions(&self) -> Sessions<MemoryStore> {
         Sessions::new(self.store.clone(), self.policy.clone())
+            .unwrap()
             .with_clock(self.clock.clone())
             .with_entropy(self.entropy.clone())
     }

@@ -12,6 +12,7 @@ use leasehold::{
 fn sessions(policy: Policy) -> (Sessions<MemoryStore>, ManualClock) {
     let clock = ManualClock::default();
     let s = Sessions::new(MemoryStore::new(), policy)
+        .unwrap()
         .with_clock(clock.clone())
         .with_entropy(SeededEntropy::new(11));
     (s, clock)

@@ -21,7 +21,8 @@ use leasehold::{
 
 /// A store whose every call fails, as a store behind a dead network would; it keeps the
 /// trait's defaults for everything optional.
-struct Down;
+/// A store that fails every call, declaring the capabilities it holds.
+struct Down(Capabilities);
 
 fn down<T>() -> Result<T, StoreError> {
     Err(StoreError::Unavailable("connection refused".into()))
@@ -30,7 +31,7 @@ fn down<T>() -> Result<T, StoreError> {
 #[async_trait]
 impl Store for Down {
     fn capabilities(&self) -> Capabilities {
-        Capabilities::NONE
+        self.0
     }
     async fn load_session(&self, _: &SessionId) -> Result<leasehold::Loaded, StoreError> {
         down()
@@ -102,12 +103,13 @@ fn unavailable<T: std::fmt::Debug>(r: Result<T, Error>) {
 #[test]
 fn a_store_that_is_down_never_yields_a_session_and_every_error_is_typed() {
     // INV-fail-closed: the driver has nothing to decide from, so it grants nothing.
-    let healthy =
-        Sessions::new(MemoryStore::new(), Policy::default()).with_entropy(SeededEntropy::new(1));
+    let healthy = Sessions::new(MemoryStore::new(), Policy::default())
+        .unwrap()
+        .with_entropy(SeededEntropy::new(1));
     let alice = Subject::new("alice").unwrap();
     let token = block_on(healthy.create(&alice, CreateOptions::default())).unwrap();
     let token = token.token.expose_secret().to_owned();
-    let s = Sessions::new(Down, Policy::default());
+    let s = Sessions::new(Down(Capabilities::NONE), Policy::default()).unwrap();
     block_on(async {
         unavailable(s.create(&alice, CreateOptions::default()).await);
         unavailable(s.validate(&token, &Context::none()).await);
@@ -121,7 +123,7 @@ fn a_store_that_is_down_never_yields_a_session_and_every_error_is_typed() {
         unavailable(s.acquire_slot(&id, None).await);
         unavailable(s.reap(10).await);
         // The trait's default audit hook reports "not supported", not an empty store.
-        assert_eq!(Down.raw_dump().await.unwrap(), None);
+        assert_eq!(Down(Capabilities::NONE).raw_dump().await.unwrap(), None);
     });
 }
 
@@ -130,7 +132,7 @@ fn arc_forwards_capabilities_and_every_call() {
     let inner = Arc::new(MemoryStore::new());
     assert_eq!(inner.capabilities(), MemoryStore::new().capabilities());
     assert!(inner.capabilities().raw_dump);
-    let s = Sessions::new(inner.clone(), Policy::default());
+    let s = Sessions::new(inner.clone(), Policy::default()).unwrap();
     let c = block_on(s.create(&Subject::new("a").unwrap(), CreateOptions::default())).unwrap();
     assert_eq!(inner.session_count(), 1);
     assert_eq!(
@@ -190,6 +192,7 @@ fn memory_store_footprint_returns_to_zero_once_everything_is_reaped() {
         .build()
         .unwrap();
     let s = Sessions::new(store.clone(), policy)
+        .unwrap()
         .with_clock(clock.clone())
         .with_entropy(SeededEntropy::new(3));
     let r = Resource::new("tenant-1").unwrap();
@@ -239,4 +242,28 @@ fn memory_store_footprint_returns_to_zero_once_everything_is_reaped() {
         assert_eq!(removed, 5 + 5 + 5, "sessions, slots and tickets");
         assert_eq!(store.stored_entries(), 0, "an index kept a dead entry");
     });
+}
+
+/// `Sessions::new` refuses a policy the store cannot guarantee, saying why: an exact global cap
+/// on a sharded store; the same policy is accepted once it accepts an upper bound, and a
+/// sharded store serves policies without a global cap.
+#[test]
+fn sessions_refuse_a_policy_the_store_cannot_guarantee() {
+    let sharded = || Down(Capabilities::NONE.with_sharded(true));
+    let capped = Policy::builder().global_cap(Some(100)).build().unwrap();
+    match Sessions::new(sharded(), capped.clone()) {
+        Err(e @ leasehold::PolicyError::NotGuaranteed { .. }) => {
+            assert!(e.to_string().contains("inexact_global_cap_ok"), "{e}");
+        }
+        Err(other) => panic!("unexpected refusal: {other}"),
+        Ok(_) => panic!("an exact global cap was accepted on a sharded store"),
+    }
+    assert!(Sessions::new(Down(Capabilities::NONE), capped).is_ok());
+    assert!(Sessions::new(sharded(), Policy::default()).is_ok());
+    let accepted = Policy::builder()
+        .global_cap(Some(100))
+        .inexact_global_cap_ok(true)
+        .build()
+        .unwrap();
+    assert!(Sessions::new(sharded(), accepted).is_ok());
 }

@@ -55,6 +55,7 @@ fn no_renewal() -> Policy {
 /// A driver over `store` with its own clock (seeded entropy: `seed` keeps ids apart).
 fn driver<S: Store>(store: S, policy: &Policy, clock: &ManualClock, seed: u64) -> Sessions<S> {
     Sessions::new(store, policy.clone())
+        .unwrap()
         .with_clock(clock.clone())
         .with_entropy(SeededEntropy::new(seed))
 }

@@ -55,6 +55,7 @@ impl Subscriber for Capture {
 fn sessions(policy: Policy) -> (Sessions<MemoryStore>, ManualClock) {
     let clock = ManualClock::default();
     let s = Sessions::new(MemoryStore::new(), policy)
+        .unwrap()
         .with_clock(clock.clone())
         .with_entropy(SeededEntropy::new(11));
     (s, clock)

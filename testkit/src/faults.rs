@@ -384,7 +384,8 @@ mod tests {
     fn lost_reply_applies_the_write_and_errors() {
         block_on(async {
             let store = FaultyStore::new(MemoryStore::new());
-            let s = Sessions::new(store.clone(), Policy::default());
+            let s = Sessions::new(store.clone(), Policy::default())
+                .unwrap_or_else(|e| panic!("the store refuses the policy: {e}"));
             let alice = Subject::new("alice").unwrap();
             store.inject_next(Op::Insert, Fault::LostReply);
             let err = s
@@ -410,7 +411,8 @@ mod tests {
     fn corrupt_load_fails_closed() {
         block_on(async {
             let store = FaultyStore::new(MemoryStore::new());
-            let s = Sessions::new(store.clone(), Policy::default());
+            let s = Sessions::new(store.clone(), Policy::default())
+                .unwrap_or_else(|e| panic!("the store refuses the policy: {e}"));
             let c = s
                 .create(&Subject::new("a").unwrap(), CreateOptions::default())
                 .await

@@ -681,6 +681,7 @@ fn exercise(policy: &Policy, start_ms: u64) {
     let start = Timestamp::from_millis(start_ms % (1000 * 365 * 24 * 3600 * 1000));
     let clock = ManualClock::new(start);
     let sessions = Sessions::new(MemoryStore::new(), policy.clone())
+        .unwrap_or_else(|e| panic!("the store refuses the policy: {e}"))
         .with_clock(clock.clone())
         .with_entropy(SeededEntropy::new(start_ms));
     let who = match Subject::new("fuzz") {
@@ -898,6 +899,7 @@ impl<S: Store + Clone> FaultRun<S> {
         let clock = ManualClock::default();
         let events = EventLog::default();
         let sessions = Sessions::new(store.clone(), policy.clone())
+            .unwrap_or_else(|e| panic!("the store refuses the policy: {e}"))
             .with_clock(clock.clone())
             .with_entropy(SeededEntropy::new(0xf022))
             .with_events(events.clone());
@@ -1127,6 +1129,7 @@ fn issued() -> (Vec<String>, Vec<Vec<u8>>) {
         .unwrap_or_default();
     let clock = ManualClock::default();
     let s = Sessions::new(MemoryStore::new(), policy)
+        .unwrap_or_else(|e| panic!("the store refuses the policy: {e}"))
         .with_clock(clock.clone())
         .with_entropy(SeededEntropy::new(42));
     let mut tokens = Vec::new();

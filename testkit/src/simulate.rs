@@ -574,6 +574,7 @@ impl<S: Store + Clone> Sim<S> {
                     probe_checker.clone(),
                 );
                 let sessions = Sessions::new(sim_store, cfg.policy.clone())
+                    .unwrap_or_else(|e| panic!("the store refuses the policy: {e}"))
                     .with_clock(clock.clone())
                     .with_entropy(SeededEntropy::new(rng.next()))
                     .with_events(events.clone());

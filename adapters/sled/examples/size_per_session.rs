@@ -40,7 +40,7 @@ fn main() {
     let empty_sled = store.size_on_disk().unwrap();
     let empty_dir = dir_size(dir.path());
 
-    let sessions = Sessions::new(store, Policy::default());
+    let sessions = Sessions::new(store, Policy::default()).unwrap();
     let rt = tokio::runtime::Builder::new_current_thread()
         .build()
         .unwrap();

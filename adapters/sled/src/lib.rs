@@ -10,7 +10,7 @@
 //! use leasehold_sled::SledStore;
 //!
 //! let store = SledStore::open("/var/lib/myapp/sessions")?;
-//! let sessions = Sessions::new(store, Policy::default());
+//! let sessions = Sessions::new(store, Policy::default())?;
 //! let created = sessions.create(&Subject::new("alice")?, CreateOptions::default()).await?;
 //! # let _ = created; Ok(()) }
 //! ```

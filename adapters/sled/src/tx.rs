@@ -514,10 +514,11 @@ impl<'a> Tx<'a> {
         if log.creations.len() < max as usize {
             return Ok((Some(log), None));
         }
+        // The (len - max + 1)-th oldest decides (see the reference store).
         let retry = log
             .creations
-            .first()
-            .map(|oldest| oldest.saturating_add(window).since(now));
+            .get(log.creations.len() - max as usize)
+            .map(|decisive| decisive.saturating_add(window).since(now));
         Ok((Some(log), retry))
     }
 

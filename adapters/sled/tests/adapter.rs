@@ -729,6 +729,7 @@ async fn reap_quarantines_a_corrupt_record_and_goes_on() {
     let clock = ManualClock::default();
     let events = leasehold::CollectingSink::default();
     let s = Sessions::new(store, Policy::default())
+        .unwrap()
         .with_clock(clock.clone())
         .with_entropy(SeededEntropy::new(9))
         .with_events(events.clone());
@@ -782,6 +783,7 @@ async fn sessions_persist_across_close_and_reopen() {
     let clock = ManualClock::default();
     let open = |seed| {
         Sessions::new(reopen(dir.path()), Policy::default())
+            .unwrap()
             .with_clock(clock.clone())
             .with_entropy(SeededEntropy::new(seed))
     };
@@ -864,7 +866,9 @@ async fn every_write_mode_works_end_to_end() {
     let dir = tempfile::tempdir().unwrap();
     let store = SledStore::open_with(dir.path(), Durability::FlushOnEveryWrite).unwrap();
     let clock = ManualClock::default();
-    let s = Sessions::new(store, Policy::default()).with_clock(clock.clone());
+    let s = Sessions::new(store, Policy::default())
+        .unwrap()
+        .with_clock(clock.clone());
     let c = s.create(&subject("alice"), opts()).await.unwrap();
     clock.advance(secs(120));
     s.validate(c.token.expose_secret(), &Context::none())
@@ -1001,7 +1005,9 @@ async fn a_refused_capped_insert_still_writes_the_tombstones_of_what_it_counted_
     );
     // A driver whose clock lags 5 minutes sees one live session, not two.
     let lagging = ManualClock::new(old.session.expires_at.saturating_sub(secs(300)));
-    let slow = Sessions::new(s.store().clone(), capped(1, CapPolicy::Reject)).with_clock(lagging);
+    let slow = Sessions::new(s.store().clone(), capped(1, CapPolicy::Reject))
+        .unwrap()
+        .with_clock(lagging);
     let live = slow.list(&subject("alice")).await.unwrap();
     assert_eq!(
         live.iter().map(|x| x.id).collect::<Vec<_>>(),
@@ -1023,7 +1029,9 @@ async fn revoke_subject_tombstones_expired_unreaped_members() {
     let lagging = ManualClock::new(clock.now());
     clock.set(c.session.expires_at.saturating_add(secs(1)));
     assert_eq!(s.revoke_subject(&subject("alice")).await.unwrap(), 0);
-    let slow = Sessions::new(s.store().clone(), Policy::default()).with_clock(lagging);
+    let slow = Sessions::new(s.store().clone(), Policy::default())
+        .unwrap()
+        .with_clock(lagging);
     assert!(matches!(
         slow.validate(c.token.expose_secret(), &Context::none())
             .await,

@@ -43,7 +43,9 @@ fn crash_child() {
         .open()
         .unwrap();
     let store = SledStore::from_db(db).unwrap();
-    let s = Sessions::new(store, Policy::default()).with_clock(ManualClock::default());
+    let s = Sessions::new(store, Policy::default())
+        .unwrap()
+        .with_clock(ManualClock::default());
     let rt = tokio::runtime::Builder::new_current_thread()
         .build()
         .unwrap();
@@ -202,7 +204,9 @@ fn acknowledged_writes_survive_sigkill() {
 
     // Reopen after the crash (the kernel released the dead child's lock).
     let store = SledStore::open(dir.path()).unwrap();
-    let s = Sessions::new(store, Policy::default()).with_clock(ManualClock::default());
+    let s = Sessions::new(store, Policy::default())
+        .unwrap()
+        .with_clock(ManualClock::default());
     let rt = tokio::runtime::Builder::new_current_thread()
         .build()
         .unwrap();

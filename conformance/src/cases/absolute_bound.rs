@@ -58,7 +58,7 @@ pub(crate) async fn touch_never_passes_absolute(env: Env) -> CaseResult {
             .absolute_lifetime(LIFETIME)
             .touch_granularity(Duration::ZERO)
             .renewal_interval(None),
-    )?);
+    )?)?;
     let c = create(&s, &subject("alice")?).await?;
     let t = text(&c);
     check_bound(&env, &c.session, "create").await?;
@@ -80,7 +80,7 @@ pub(crate) async fn refresh_never_passes_absolute(env: Env) -> CaseResult {
         Policy::builder()
             .absolute_lifetime(LIFETIME)
             .renewal_interval(None),
-    )?);
+    )?)?;
     let c = create(&s, &subject("alice")?).await?;
     let mut t = text(&c);
     let end = c.session.created_at.saturating_add(LIFETIME);
@@ -107,7 +107,7 @@ pub(crate) async fn renewal_never_passes_absolute(env: Env) -> CaseResult {
         Policy::builder()
             .absolute_lifetime(LIFETIME)
             .renewal_interval(Some(mins(5))),
-    )?);
+    )?)?;
     let c = create(&s, &subject("alice")?).await?;
     let mut t = text(&c);
     let end = c.session.created_at.saturating_add(LIFETIME);
@@ -136,7 +136,7 @@ pub(crate) async fn no_idle_timeout_ends_at_absolute(env: Env) -> CaseResult {
             .absolute_lifetime(LIFETIME)
             .idle_timeout(None)
             .renewal_interval(None),
-    )?);
+    )?)?;
     let c = create(&s, &subject("alice")?).await?;
     let end = c.session.created_at.saturating_add(LIFETIME);
     ensure!(
@@ -160,7 +160,7 @@ pub(crate) async fn update_data_never_passes_absolute(env: Env) -> CaseResult {
         Policy::builder()
             .absolute_lifetime(LIFETIME)
             .renewal_interval(None),
-    )?);
+    )?)?;
     let c = create(&s, &subject("alice")?).await?;
     let t = text(&c);
     let end = c.session.created_at.saturating_add(LIFETIME);

@@ -9,7 +9,7 @@ use crate::env::{CaseResult, Env, ensure, fail, mins, secs, subject};
 
 /// Expired sessions are all reaped; afterwards they neither load, list nor validate.
 pub(crate) async fn reap_removes_expired(env: Env) -> CaseResult {
-    let s = env.sessions(default_policy());
+    let s = env.sessions(default_policy())?;
     let alice = subject("alice")?;
     let mut made = Vec::new();
     for _ in 0..10 {
@@ -52,7 +52,7 @@ pub(crate) async fn reap_removes_expired(env: Env) -> CaseResult {
 
 /// With 10 expired and 10 live sessions, reap removes exactly the 10 expired.
 pub(crate) async fn reap_never_removes_live(env: Env) -> CaseResult {
-    let s = env.sessions(build(Policy::builder().renewal_interval(None))?);
+    let s = env.sessions(build(Policy::builder().renewal_interval(None))?)?;
     let alice = subject("alice")?;
     let mut old = Vec::new();
     for _ in 0..10 {
@@ -89,7 +89,7 @@ pub(crate) async fn reap_never_removes_live(env: Env) -> CaseResult {
 /// `reap(now, limit)` removes at most `limit` records per call and finishes the backlog over
 /// successive calls.
 pub(crate) async fn reap_batch_limit(env: Env) -> CaseResult {
-    let s = env.sessions(default_policy());
+    let s = env.sessions(default_policy())?;
     let mut last = None;
     for i in 0..25 {
         last = Some(create(&s, &subject(&format!("user-{}", i % 4))?).await?);
@@ -113,7 +113,7 @@ pub(crate) async fn reap_batch_limit(env: Env) -> CaseResult {
 /// 300 live sessions do not count against the batch limit, and are all kept: reaps with
 /// limit 2 over 3 expired sessions remove 2, 1, 0.
 pub(crate) async fn reap_limit_ignores_live_volume(env: Env) -> CaseResult {
-    let s = env.sessions(build(Policy::builder().renewal_interval(None))?);
+    let s = env.sessions(build(Policy::builder().renewal_interval(None))?)?;
     let mut expiring = Vec::new();
     for i in 0..3 {
         expiring.push(create(&s, &subject(&format!("old-{i}"))?).await?);
@@ -152,7 +152,7 @@ pub(crate) async fn reap_tickets_and_slots(env: Env) -> CaseResult {
             .ticket_ttl(secs(30))
             .slot_ttl(secs(60))
             .renewal_interval(None),
-    )?);
+    )?)?;
     let c = create(&s, &subject("alice")?).await?;
     let mut tickets = Vec::new();
     for _ in 0..3 {
@@ -189,7 +189,7 @@ pub(crate) async fn reap_tickets_and_slots(env: Env) -> CaseResult {
 
 /// Tombstones are reaped at their deadline together with expired sessions, not before.
 pub(crate) async fn reap_tombstones_after_deadline(env: Env) -> CaseResult {
-    let s = env.sessions(default_policy());
+    let s = env.sessions(default_policy())?;
     let alice = subject("alice")?;
     let mut made = Vec::new();
     for _ in 0..5 {
@@ -222,7 +222,7 @@ pub(crate) async fn reap_tombstones_after_deadline(env: Env) -> CaseResult {
 /// A store with native expiry never serves a record past its deadline as live: it loads as
 /// absent or expired, validates as denied, and cannot be written.
 pub(crate) async fn native_expiry_never_serves_expired(env: Env) -> CaseResult {
-    let s = env.sessions(default_policy());
+    let s = env.sessions(default_policy())?;
     let c = create(&s, &subject("alice")?).await?;
     let Some(rec) = env.store().load_session(&c.session.id).await?.record else {
         fail!("a new session does not load");

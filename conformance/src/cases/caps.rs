@@ -24,7 +24,7 @@ fn is_limit(r: &Result<impl std::fmt::Debug, Error>, want: Limit) -> bool {
 /// Cap 3 with `Reject`: the 4th create is refused until one of the three is revoked; other
 /// subjects are unaffected.
 pub(crate) async fn subject_cap_reject(env: Env) -> CaseResult {
-    let s = env.sessions(cap(3, CapPolicy::Reject)?);
+    let s = env.sessions(cap(3, CapPolicy::Reject)?)?;
     let alice = subject("alice")?;
     let mut made = Vec::new();
     for _ in 0..3 {
@@ -50,7 +50,7 @@ pub(crate) async fn subject_cap_reject(env: Env) -> CaseResult {
 
 /// Cap 2 with `EvictOldest`: each new session revokes the oldest (reason `Evicted`).
 pub(crate) async fn subject_cap_evict_oldest(env: Env) -> CaseResult {
-    let s = env.sessions(cap(2, CapPolicy::EvictOldest)?);
+    let s = env.sessions(cap(2, CapPolicy::EvictOldest)?)?;
     let alice = subject("alice")?;
     let mut made = Vec::new();
     for _ in 0..4 {
@@ -84,7 +84,7 @@ pub(crate) async fn subject_cap_evict_oldest(env: Env) -> CaseResult {
 
 /// 64 concurrent creates for one subject under cap 5 `Reject`: exactly 5 succeed.
 pub(crate) async fn cap_race_reject(env: Env) -> CaseResult {
-    let s = env.sessions(cap(5, CapPolicy::Reject)?);
+    let s = env.sessions(cap(5, CapPolicy::Reject)?)?;
     let alice = subject("alice")?;
     let results = race(64, |_| {
         let (s, alice) = (s.clone(), alice.clone());
@@ -116,7 +116,7 @@ pub(crate) async fn cap_race_reject(env: Env) -> CaseResult {
 /// 64 concurrent creates under cap 5 `EvictOldest`: all succeed, exactly 5 stay live and the
 /// other 59 are revoked as evicted.
 pub(crate) async fn cap_race_evict_oldest(env: Env) -> CaseResult {
-    let s = env.sessions(cap(5, CapPolicy::EvictOldest)?);
+    let s = env.sessions(cap(5, CapPolicy::EvictOldest)?)?;
     let alice = subject("alice")?;
     let results = race(64, |_| {
         let (s, alice) = (s.clone(), alice.clone());
@@ -155,7 +155,7 @@ pub(crate) async fn cap_race_evict_oldest(env: Env) -> CaseResult {
 
 /// Revoked and expired sessions do not count against the cap.
 pub(crate) async fn dead_sessions_do_not_count(env: Env) -> CaseResult {
-    let s = env.sessions(cap(1, CapPolicy::Reject)?);
+    let s = env.sessions(cap(1, CapPolicy::Reject)?)?;
     let alice = subject("alice")?;
     let a = create(&s, &alice).await?;
     revoke_live(&s, &a.session.id).await?;
@@ -172,7 +172,7 @@ pub(crate) async fn dead_sessions_do_not_count(env: Env) -> CaseResult {
 
 /// A global cap of 3 live sessions across subjects.
 pub(crate) async fn global_cap(env: Env) -> CaseResult {
-    let s = env.sessions(build(Policy::builder().global_cap(Some(3)))?);
+    let s = env.sessions(build(Policy::builder().global_cap(Some(3)))?)?;
     let mut made = Vec::new();
     for i in 0..3 {
         made.push(create(&s, &subject(&format!("user-{i}"))?).await?);
@@ -193,7 +193,7 @@ pub(crate) async fn creation_rate_limit(env: Env) -> CaseResult {
     let s = env.sessions(build(Policy::builder().creation_rate(Some(Rate {
         max: 3,
         window: mins(1),
-    })))?);
+    })))?)?;
     let alice = subject("alice")?;
     for _ in 0..3 {
         create(&s, &alice).await?;
@@ -216,7 +216,7 @@ pub(crate) async fn creation_rate_limit(env: Env) -> CaseResult {
 
 /// 32 concurrent slot acquisitions on one session under a per-session cap of 3.
 pub(crate) async fn slot_cap_per_session_race(env: Env) -> CaseResult {
-    let s = env.sessions(build(Policy::builder().max_slots_per_session(Some(3)))?);
+    let s = env.sessions(build(Policy::builder().max_slots_per_session(Some(3)))?)?;
     let c = create(&s, &subject("alice")?).await?;
     let id = c.session.id;
     let results = race(32, |_| {
@@ -236,7 +236,7 @@ pub(crate) async fn slot_cap_per_session_race(env: Env) -> CaseResult {
 
 /// 16 sessions race for one resource under a per-resource cap of 4.
 pub(crate) async fn slot_cap_per_resource_race(env: Env) -> CaseResult {
-    let s = env.sessions(build(Policy::builder().max_slots_per_resource(Some(4)))?);
+    let s = env.sessions(build(Policy::builder().max_slots_per_resource(Some(4)))?)?;
     let mut ids = Vec::new();
     for i in 0..16 {
         ids.push(
@@ -270,7 +270,7 @@ pub(crate) async fn slot_caps_both_race(env: Env) -> CaseResult {
         Policy::builder()
             .max_slots_per_session(Some(2))
             .max_slots_per_resource(Some(5)),
-    )?);
+    )?)?;
     let mut ids = Vec::new();
     for i in 0..4 {
         ids.push(
@@ -314,7 +314,7 @@ pub(crate) async fn slot_release_and_expiry_free_capacity(env: Env) -> CaseResul
         Policy::builder()
             .max_slots_per_session(Some(1))
             .slot_ttl(secs(60)),
-    )?);
+    )?)?;
     let c = create(&s, &subject("alice")?).await?;
     let id = c.session.id;
     let first = s.acquire_slot(&id, None).await?;
@@ -341,7 +341,7 @@ pub(crate) async fn slot_heartbeat_extends_then_lapses(env: Env) -> CaseResult {
         Policy::builder()
             .max_slots_per_session(Some(1))
             .slot_ttl(secs(60)),
-    )?);
+    )?)?;
     let c = create(&s, &subject("alice")?).await?;
     let id = c.session.id;
     let slot = s.acquire_slot(&id, None).await?;
@@ -370,7 +370,7 @@ pub(crate) async fn slot_heartbeat_extends_then_lapses(env: Env) -> CaseResult {
 /// No slot on a revoked, expired or unknown session; a held slot is lost when its session is
 /// revoked.
 pub(crate) async fn slot_on_dead_session_refused(env: Env) -> CaseResult {
-    let s = env.sessions(default_policy());
+    let s = env.sessions(default_policy())?;
     let alice = subject("alice")?;
     let a = create(&s, &alice).await?;
     let held = s.acquire_slot(&a.session.id, None).await?;
@@ -419,7 +419,7 @@ pub(crate) async fn revoked_session_frees_slot_capacity(env: Env) -> CaseResult 
         Policy::builder()
             .max_slots_per_resource(Some(1))
             .max_slots_per_session(Some(1)),
-    )?);
+    )?)?;
     let r = resource("sandbox-1")?;
     let a = create(&s, &subject("alice")?).await?;
     let b = create(&s, &subject("bob")?).await?;
@@ -435,5 +435,43 @@ pub(crate) async fn revoked_session_frees_slot_capacity(env: Env) -> CaseResult 
         freed.is_ok(),
         "after revoking the holder, the resource slot is still taken: {freed:?}"
     );
+    Ok(())
+}
+
+/// With more creations in the window than the limit (the limit was lowered, or several
+/// processes with different policies share the store), `retry_after` is when enough of them
+/// have left the window for one more — the (count − max + 1)-th oldest, not the oldest — and a
+/// client that waits exactly that long is admitted, never refused again.
+pub(crate) async fn rate_retry_after_with_a_lowered_limit(env: Env) -> CaseResult {
+    let rate = |max| {
+        build(Policy::builder().creation_rate(Some(Rate {
+            max,
+            window: secs(60),
+        })))
+    };
+    let generous = env.sessions(rate(3)?)?;
+    let strict = env.sessions(rate(2)?)?;
+    let alice = subject("alice")?;
+    for _ in 0..3 {
+        create(&generous, &alice).await?;
+        env.advance(secs(10));
+    }
+    // Creations at t0, t0+10 s, t0+20 s; now t0+30 s. Under a limit of 2, one more fits once
+    // the creation at t0+10 s leaves the window: at t0+70 s, in 40 s (not 30 s).
+    let wait = match strict.create(&alice, Default::default()).await {
+        Err(Error::RateLimited { retry_after }) => retry_after,
+        other => fail!("over a lowered limit: expected RateLimited, got {other:?}"),
+    };
+    ensure!(wait == secs(40), "retry_after {wait:?}, expected 40 s");
+    env.advance(wait - ms(1));
+    ensure!(
+        matches!(
+            strict.create(&alice, Default::default()).await,
+            Err(Error::RateLimited { .. })
+        ),
+        "admitted 1 ms before retry_after"
+    );
+    env.advance(ms(1));
+    create(&strict, &alice).await?;
     Ok(())
 }

@@ -68,7 +68,7 @@ async fn rich_record(env: &Env, s: &S) -> Result<SessionRecord, CaseError> {
 /// Insert-if-absent: a new record is inserted as is; inserting an existing id again is
 /// `AlreadyExists` and changes nothing.
 pub(crate) async fn insert_if_absent(env: Env) -> CaseResult {
-    let s = env.sessions(default_policy());
+    let s = env.sessions(default_policy())?;
     let c = create(&s, &subject("alice")?).await?;
     let before = stored(&env, &c.session.id).await?;
     let mut dup = before.clone();
@@ -111,7 +111,7 @@ pub(crate) async fn insert_replay_is_idempotent(env: Env) -> CaseResult {
             max: 1,
             on_full: leasehold::CapPolicy::Reject,
         },
-    )))?);
+    )))?)?;
     let c = create(&s, &subject("alice")?).await?;
     let before = stored(&env, &c.session.id).await?;
     let limits = leasehold::decide::create::limits(s.policy());
@@ -149,7 +149,7 @@ pub(crate) async fn insert_replay_is_idempotent(env: Env) -> CaseResult {
 /// subject's index from the id alone): an insert whose id was made for another subject is
 /// refused with `InvalidWrite` and writes nothing.
 pub(crate) async fn insert_refuses_foreign_shard_tag(env: Env) -> CaseResult {
-    let s = env.sessions(default_policy());
+    let s = env.sessions(default_policy())?;
     let c = create(&s, &subject("alice")?).await?;
     let mut foreign = stored(&env, &c.session.id).await?;
     let bob = subject("bob")?;
@@ -182,7 +182,7 @@ pub(crate) async fn insert_refuses_foreign_shard_tag(env: Env) -> CaseResult {
 /// CAS succeeds on the expected version and refuses a stale one (`Conflict`), leaving the
 /// first write in place.
 pub(crate) async fn cas_stale_version_conflicts(env: Env) -> CaseResult {
-    let s = env.sessions(default_policy());
+    let s = env.sessions(default_policy())?;
     let c = create(&s, &subject("alice")?).await?;
     let base = stored(&env, &c.session.id).await?;
     let mut first = base.clone();
@@ -212,7 +212,7 @@ pub(crate) async fn cas_stale_version_conflicts(env: Env) -> CaseResult {
 
 /// CAS on an id that was never inserted is `NotFound` and creates nothing.
 pub(crate) async fn cas_missing_record_not_found(env: Env) -> CaseResult {
-    let s = env.sessions(default_policy());
+    let s = env.sessions(default_policy())?;
     let c = create(&s, &subject("alice")?).await?;
     let mut ghost = stored(&env, &c.session.id).await?;
     ghost.id = fresh_id(&env, &ghost.subject)?;
@@ -233,7 +233,7 @@ pub(crate) async fn cas_missing_record_not_found(env: Env) -> CaseResult {
 
 /// A missing record loads as `None`; every operation on it is a clean denial.
 pub(crate) async fn load_missing_is_none(env: Env) -> CaseResult {
-    let s = env.sessions(default_policy());
+    let s = env.sessions(default_policy())?;
     let alice = subject("alice")?;
     let c = create(&s, &alice).await?;
     let ghost = fresh_id(&env, &alice)?;
@@ -270,7 +270,7 @@ pub(crate) async fn load_missing_is_none(env: Env) -> CaseResult {
 
 /// Every field of a record survives insert, CAS and tombstoning exactly.
 pub(crate) async fn records_round_trip_exactly(env: Env) -> CaseResult {
-    let s = env.sessions(default_policy());
+    let s = env.sessions(default_policy())?;
     let rich = rich_record(&env, &s).await?;
     let mut copy = rich.clone();
     copy.id = fresh_id(&env, &rich.subject)?;
@@ -298,7 +298,7 @@ pub(crate) async fn records_round_trip_exactly(env: Env) -> CaseResult {
 /// without native expiry, expired ones) and no other subject's; `list` shows the live ones,
 /// oldest first.
 pub(crate) async fn list_subject_returns_every_record(env: Env) -> CaseResult {
-    let s = env.sessions(build(leasehold::Policy::builder().renewal_interval(None))?);
+    let s = env.sessions(build(leasehold::Policy::builder().renewal_interval(None))?)?;
     let (alice, bob) = (subject("alice")?, subject("bob")?);
     let expired = create(&s, &alice).await?;
     env.advance(mins(31));
@@ -346,7 +346,7 @@ pub(crate) async fn list_subject_returns_every_record(env: Env) -> CaseResult {
 /// Tickets: insert-if-absent, take only with the right verifier, take once, expired take
 /// deletes.
 pub(crate) async fn ticket_put_and_take(env: Env) -> CaseResult {
-    let s = env.sessions(default_policy());
+    let s = env.sessions(default_policy())?;
     let c = create(&s, &subject("alice")?).await?;
     let st = env.store();
     let tid = |b: u8| TicketId::from_bytes([b; 18]);
@@ -405,7 +405,7 @@ pub(crate) async fn ticket_put_and_take(env: Env) -> CaseResult {
 
 /// A slot is released once; afterwards it is gone.
 pub(crate) async fn release_slot_once(env: Env) -> CaseResult {
-    let s = env.sessions(default_policy());
+    let s = env.sessions(default_policy())?;
     let c = create(&s, &subject("alice")?).await?;
     let slot = s.acquire_slot(&c.session.id, None).await?;
     ensure!(
@@ -424,7 +424,7 @@ pub(crate) async fn release_slot_once(env: Env) -> CaseResult {
 
 /// `update_data` applies only on the expected data version, persists, and refuses oversize data.
 pub(crate) async fn update_data_is_versioned(env: Env) -> CaseResult {
-    let s = env.sessions(build(leasehold::Policy::builder().max_data_len(16))?);
+    let s = env.sessions(build(leasehold::Policy::builder().max_data_len(16))?)?;
     let c = create(&s, &subject("alice")?).await?;
     let id = c.session.id;
     let v1 = s.update_data(&id, 0, b"one").await?;
@@ -453,7 +453,7 @@ pub(crate) async fn update_data_is_versioned(env: Env) -> CaseResult {
 
 /// 32 CAS writers on the same version: exactly one wins, 31 get `Conflict`.
 pub(crate) async fn concurrent_cas_one_winner(env: Env) -> CaseResult {
-    let s = env.sessions(default_policy());
+    let s = env.sessions(default_policy())?;
     let c = create(&s, &subject("alice")?).await?;
     let base = stored(&env, &c.session.id).await?;
     let now = env.now();
@@ -491,7 +491,7 @@ pub(crate) async fn concurrent_cas_one_winner(env: Env) -> CaseResult {
 /// `AlreadyExists`, and the winner's record is the one stored. (The records differ so that no
 /// loser is a byte-identical replay of the winner, which a store may answer `Inserted`.)
 pub(crate) async fn concurrent_insert_one_winner(env: Env) -> CaseResult {
-    let s = env.sessions(default_policy());
+    let s = env.sessions(default_policy())?;
     let c = create(&s, &subject("alice")?).await?;
     let mut rec = stored(&env, &c.session.id).await?;
     rec.id = fresh_id(&env, &rec.subject)?;

@@ -15,10 +15,12 @@ use crate::env::{
 
 type F = FaultyStore<DynStore>;
 
-fn faulty(env: &Env, policy: Policy) -> (F, std::sync::Arc<leasehold::Sessions<F>>) {
+type Faulty = (F, std::sync::Arc<leasehold::Sessions<F>>);
+
+fn faulty(env: &Env, policy: Policy) -> Result<Faulty, CaseError> {
     let f = FaultyStore::new(env.store().clone());
-    let s = env.sessions_over(f.clone(), policy);
-    (f, s)
+    let s = env.sessions_over(f.clone(), policy)?;
+    Ok((f, s))
 }
 
 fn no_renewal() -> Result<Policy, CaseError> {
@@ -35,7 +37,7 @@ async fn generation(env: &Env, id: &SessionId) -> Result<u64, CaseError> {
 /// Every kind of failed load denies validate, refresh, ticket minting and revoke with a typed
 /// store error; nothing is granted.
 pub(crate) async fn load_errors_deny(env: Env) -> CaseResult {
-    let (f, s) = faulty(&env, no_renewal()?);
+    let (f, s) = faulty(&env, no_renewal()?)?;
     let c = s.create(&subject("alice")?, Default::default()).await?;
     let t = text(&c);
     for fault in [
@@ -79,7 +81,7 @@ pub(crate) async fn load_errors_deny(env: Env) -> CaseResult {
 /// Corrupt bytes on load: validate, refresh and revoke fail with `CorruptRecord`, a ticket
 /// redemption fails, and no rotation is written.
 pub(crate) async fn corrupt_load_denies(env: Env) -> CaseResult {
-    let (f, s) = faulty(&env, no_renewal()?);
+    let (f, s) = faulty(&env, no_renewal()?)?;
     let c = s.create(&subject("alice")?, Default::default()).await?;
     let t = text(&c);
     let ticket = s.mint_ticket(&t, &Context::none()).await?;
@@ -117,7 +119,7 @@ pub(crate) async fn corrupt_load_denies(env: Env) -> CaseResult {
 /// When the write a read needs (a due touch, a refresh's rotation) fails before reaching the
 /// store, the read fails and nothing is applied.
 pub(crate) async fn failed_touch_denies(env: Env) -> CaseResult {
-    let (f, s) = faulty(&env, no_renewal()?);
+    let (f, s) = faulty(&env, no_renewal()?)?;
     let c = s.create(&subject("alice")?, Default::default()).await?;
     let t = text(&c);
     env.advance(secs(61)); // a touch is due
@@ -150,7 +152,7 @@ pub(crate) async fn failed_touch_denies(env: Env) -> CaseResult {
 /// A refresh whose reply is lost (applied, then an error): retrying it returns the successor
 /// that was written, once, and again on every retry.
 pub(crate) async fn lost_reply_refresh_converges(env: Env) -> CaseResult {
-    let (f, s) = faulty(&env, no_renewal()?);
+    let (f, s) = faulty(&env, no_renewal()?)?;
     for fault in [Fault::LostReply, Fault::TimeoutAfter] {
         let c = s.create(&subject("alice")?, Default::default()).await?;
         let a = text(&c);
@@ -186,7 +188,7 @@ pub(crate) async fn lost_reply_refresh_converges(env: Env) -> CaseResult {
 /// A lost refresh reply retried after the grace window (the successor was never presented)
 /// still converges on the written successor (orphan window).
 pub(crate) async fn lost_reply_refresh_retry_after_grace(env: Env) -> CaseResult {
-    let (f, s) = faulty(&env, no_renewal()?);
+    let (f, s) = faulty(&env, no_renewal()?)?;
     let c = s.create(&subject("alice")?, Default::default()).await?;
     let a = text(&c);
     f.inject_next(Op::Cas, Fault::LostReply);
@@ -212,7 +214,7 @@ pub(crate) async fn lost_reply_refresh_retry_after_grace(env: Env) -> CaseResult
 /// A redemption whose reply is lost consumed the ticket: 8 racing retries all fail (the ticket
 /// is never spent twice).
 pub(crate) async fn lost_reply_ticket_not_double_spent(env: Env) -> CaseResult {
-    let (f, s) = faulty(&env, no_renewal()?);
+    let (f, s) = faulty(&env, no_renewal()?)?;
     let c = s.create(&subject("alice")?, Default::default()).await?;
     let ticket = s
         .mint_ticket(text(&c), &Context::none())
@@ -241,7 +243,7 @@ pub(crate) async fn lost_reply_ticket_not_double_spent(env: Env) -> CaseResult {
 /// A revoke (by id, or of a subject) whose reply is lost was applied: the session is revoked,
 /// and the retry says so.
 pub(crate) async fn lost_reply_revoke_is_applied(env: Env) -> CaseResult {
-    let (f, s) = faulty(&env, no_renewal()?);
+    let (f, s) = faulty(&env, no_renewal()?)?;
     let alice = subject("alice")?;
     let c = s.create(&alice, Default::default()).await?;
     f.inject_next(Op::Cas, Fault::LostReply);
@@ -278,7 +280,7 @@ pub(crate) async fn lost_reply_revoke_is_applied(env: Env) -> CaseResult {
 
 /// A failed create hands out no token; one that failed before the store left nothing behind.
 pub(crate) async fn failed_create_grants_nothing(env: Env) -> CaseResult {
-    let (f, s) = faulty(&env, no_renewal()?);
+    let (f, s) = faulty(&env, no_renewal()?)?;
     let alice = subject("alice")?;
     for fault in [Fault::ErrorBefore, Fault::Timeout] {
         f.inject_next(Op::Insert, fault);
@@ -315,7 +317,7 @@ pub(crate) async fn lost_reply_slot_self_expires(env: Env) -> CaseResult {
                 .max_slots_per_session(Some(1))
                 .slot_ttl(secs(60)),
         )?,
-    );
+    )?;
     let c = s.create(&subject("alice")?, Default::default()).await?;
     f.inject_next(Op::AcquireSlot, Fault::LostReply);
     ensure!(
@@ -345,7 +347,7 @@ pub(crate) async fn lost_reply_slot_self_expires(env: Env) -> CaseResult {
 /// store failing 25 % of calls: no revoked session ever validates, no ticket is redeemed
 /// twice, and once faults stop every acknowledged create, refresh and revoke is in effect.
 pub(crate) async fn random_faults_keep_acknowledged_writes(env: Env) -> CaseResult {
-    let (f, s) = faulty(&env, no_renewal()?);
+    let (f, s) = faulty(&env, no_renewal()?)?;
     f.random(0x5eed_fa17, 250);
     let mut rng = 0x0123_4567_89ab_cdefu64;
     let mut next = move |n: usize| {

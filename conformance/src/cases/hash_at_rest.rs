@@ -128,7 +128,7 @@ fn opts(i: usize) -> Result<CreateOptions, CaseError> {
 
 /// Five fresh sessions (with resource, summary and data): no secret in the dump.
 pub(crate) async fn no_session_secret_in_dump(env: Env) -> CaseResult {
-    let s = env.sessions(default_policy());
+    let s = env.sessions(default_policy())?;
     let mut tokens = Vec::new();
     let mut ids = Vec::new();
     for i in 0..5 {
@@ -147,7 +147,7 @@ pub(crate) async fn no_rotated_secret_in_dump(env: Env) -> CaseResult {
         leasehold::Policy::builder()
             .renewal_interval(Some(mins(5)))
             .build()?,
-    );
+    )?;
     let mut tokens = Vec::new();
     let mut ids = Vec::new();
     for i in 0..3 {
@@ -179,7 +179,7 @@ pub(crate) async fn no_rotated_secret_in_dump(env: Env) -> CaseResult {
 
 /// Tickets (live, redeemed) and slots: no ticket or session secret in the dump.
 pub(crate) async fn no_ticket_secret_in_dump(env: Env) -> CaseResult {
-    let s: S = env.sessions(default_policy());
+    let s: S = env.sessions(default_policy())?;
     let mut tokens = Vec::new();
     let mut ids = Vec::new();
     for i in 0..2 {
@@ -202,7 +202,7 @@ pub(crate) async fn no_ticket_secret_in_dump(env: Env) -> CaseResult {
 
 /// A context binding is stored only as a hash: its value is not in the dump.
 pub(crate) async fn no_raw_binding_in_dump(env: Env) -> CaseResult {
-    let s = env.sessions(default_policy());
+    let s = env.sessions(default_policy())?;
     let binding = "device-4f1c2a9e-binding-value-7d3b";
     let c = s
         .create(
@@ -228,7 +228,7 @@ pub(crate) async fn no_raw_binding_in_dump(env: Env) -> CaseResult {
 
 /// `Debug`/`Display` of tokens, driver results, contexts and errors never show a secret.
 pub(crate) async fn tokens_redacted_in_debug_and_errors(env: Env) -> CaseResult {
-    let s = env.sessions(default_policy());
+    let s = env.sessions(default_policy())?;
     let binding = "device-binding-0123456789";
     let c = s
         .create(

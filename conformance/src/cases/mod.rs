@@ -33,6 +33,9 @@ macro_rules! requirement {
     (server_clock) => {
         Some(Capability::ServerClock)
     };
+    (sharded) => {
+        Some(Capability::Sharded)
+    };
 }
 
 macro_rules! build_table {

@@ -15,7 +15,7 @@ fn revoked_by(e: &Error, want: RevokeReason) -> bool {
 
 /// Revoke, then every operation on the session is refused, at once and later.
 pub(crate) async fn revoke_then_validate(env: Env) -> CaseResult {
-    let s = env.sessions(default_policy());
+    let s = env.sessions(default_policy())?;
     let c = create(&s, &subject("alice")?).await?;
     let t = text(&c);
     revoke_live(&s, &c.session.id).await?;
@@ -59,7 +59,7 @@ pub(crate) async fn revoke_then_validate(env: Env) -> CaseResult {
 
 /// Idle expiry at exactly `last_seen + idle_timeout` is final for every operation.
 pub(crate) async fn idle_expiry_is_final(env: Env) -> CaseResult {
-    let s = env.sessions(build(leasehold::Policy::builder().renewal_interval(None))?);
+    let s = env.sessions(build(leasehold::Policy::builder().renewal_interval(None))?)?;
     let alice = subject("alice")?;
     let a = create(&s, &alice).await?;
     let b = create(&s, &alice).await?;
@@ -98,7 +98,7 @@ pub(crate) async fn absolute_expiry_is_final(env: Env) -> CaseResult {
             .absolute_lifetime(mins(120))
             .renewal_interval(None),
     )?;
-    let s = env.sessions(policy);
+    let s = env.sessions(policy)?;
     let c = create(&s, &subject("alice")?).await?;
     let t = text(&c);
     let deadline = c.session.absolute_deadline;
@@ -134,7 +134,7 @@ pub(crate) async fn absolute_expiry_is_final(env: Env) -> CaseResult {
 /// tombstone is final whatever the version); `Conflict` (the stale version) is accepted too —
 /// either way nothing is written, and the tombstone stays exactly as it was.
 pub(crate) async fn stale_cas_after_revoke_conflicts(env: Env) -> CaseResult {
-    let s = env.sessions(default_policy());
+    let s = env.sessions(default_policy())?;
     let c = create(&s, &subject("alice")?).await?;
     let Some(before) = env.store().load_session(&c.session.id).await?.record else {
         fail!("a created session does not load");
@@ -172,7 +172,7 @@ pub(crate) async fn stale_cas_after_revoke_conflicts(env: Env) -> CaseResult {
 /// Expired records are immutable: a CAS at or after `expires_at` is `NotFound`, even with the
 /// right version, and nothing moves the deadline.
 pub(crate) async fn cas_after_expiry_is_not_found(env: Env) -> CaseResult {
-    let s = env.sessions(default_policy());
+    let s = env.sessions(default_policy())?;
     let c = create(&s, &subject("alice")?).await?;
     let Some(rec) = env.store().load_session(&c.session.id).await?.record else {
         fail!("a created session does not load");
@@ -210,7 +210,7 @@ pub(crate) async fn cas_after_expiry_is_not_found(env: Env) -> CaseResult {
 /// A tombstone is final in the store itself: a CAS that would make a revoked record active is
 /// refused with `NotFound` even when it carries the right version (a buggy or stale writer).
 pub(crate) async fn cas_cannot_revive_tombstone(env: Env) -> CaseResult {
-    let s = env.sessions(default_policy());
+    let s = env.sessions(default_policy())?;
     let c = create(&s, &subject("alice")?).await?;
     revoke_live(&s, &c.session.id).await?;
     let Some(tomb) = env.store().load_session(&c.session.id).await?.record else {
@@ -237,7 +237,7 @@ pub(crate) async fn cas_cannot_revive_tombstone(env: Env) -> CaseResult {
 /// Insert-if-absent over a tombstone is refused: a retried create cannot recreate a revoked
 /// session.
 pub(crate) async fn insert_over_tombstone_refused(env: Env) -> CaseResult {
-    let s = env.sessions(default_policy());
+    let s = env.sessions(default_policy())?;
     let c = create(&s, &subject("alice")?).await?;
     let Some(rec) = env.store().load_session(&c.session.id).await?.record else {
         fail!("a created session does not load");
@@ -260,7 +260,7 @@ pub(crate) async fn insert_over_tombstone_refused(env: Env) -> CaseResult {
 /// A tombstone stays until the session's own deadline (reaping before it removes nothing), so
 /// no stale write can recreate the session in between; at the deadline it is reaped.
 pub(crate) async fn tombstone_outlives_early_reap(env: Env) -> CaseResult {
-    let s = env.sessions(default_policy());
+    let s = env.sessions(default_policy())?;
     let c = create(&s, &subject("alice")?).await?;
     revoke_live(&s, &c.session.id).await?;
     for _ in 0..3 {
@@ -296,7 +296,7 @@ pub(crate) async fn tombstone_outlives_early_reap(env: Env) -> CaseResult {
 /// 32 refreshes race 8 revokes of one session: exactly one revoke wins, refreshes agree on at
 /// most one successor, and afterwards no token of the session validates.
 pub(crate) async fn refresh_vs_revoke_race(env: Env) -> CaseResult {
-    let s = env.sessions(default_policy());
+    let s = env.sessions(default_policy())?;
     let c = create(&s, &subject("alice")?).await?;
     let t = text(&c);
     let id = c.session.id;
@@ -358,7 +358,7 @@ pub(crate) async fn refresh_vs_revoke_race(env: Env) -> CaseResult {
 /// 32 validations that each want to write a touch race 8 revokes: exactly one revoke wins and
 /// afterwards the session is revoked (no touch overwrote the tombstone).
 pub(crate) async fn touch_vs_revoke_race(env: Env) -> CaseResult {
-    let s = env.sessions(build(leasehold::Policy::builder().renewal_interval(None))?);
+    let s = env.sessions(build(leasehold::Policy::builder().renewal_interval(None))?)?;
     let c = create(&s, &subject("alice")?).await?;
     let t = text(&c);
     let id = c.session.id;
@@ -420,7 +420,7 @@ pub(crate) async fn reap_vs_refresh_before_deadline(env: Env) -> CaseResult {
 }
 
 async fn reap_vs_refresh(env: Env, at_deadline: bool) -> CaseResult {
-    let s: S = env.sessions(default_policy());
+    let s: S = env.sessions(default_policy())?;
     let c = create(&s, &subject("alice")?).await?;
     let t = text(&c);
     let deadline = c.session.expires_at;

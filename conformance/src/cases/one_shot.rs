@@ -17,7 +17,7 @@ async fn mint(s: &S, token: &str) -> Result<String, crate::env::CaseError> {
 
 /// Redeem once: the session; again: nothing.
 pub(crate) async fn ticket_redeems_once(env: Env) -> CaseResult {
-    let s = env.sessions(default_policy());
+    let s = env.sessions(default_policy())?;
     let c = create(&s, &subject("alice")?).await?;
     let ticket = mint(&s, &text(&c)).await?;
     let got = s.redeem_ticket(&ticket).await?;
@@ -39,7 +39,7 @@ pub(crate) async fn ticket_redeems_once(env: Env) -> CaseResult {
 
 /// 64 tasks redeem one ticket at the same instant: exactly one succeeds.
 pub(crate) async fn ticket_redemption_race(env: Env) -> CaseResult {
-    let s = env.sessions(default_policy());
+    let s = env.sessions(default_policy())?;
     let c = create(&s, &subject("alice")?).await?;
     let ticket = mint(&s, &text(&c)).await?;
     let results = race(64, |_| {
@@ -60,7 +60,7 @@ pub(crate) async fn ticket_redemption_race(env: Env) -> CaseResult {
 
 /// 8 tickets, each redeemed by 8 racing tasks: exactly one success per ticket.
 pub(crate) async fn many_tickets_race_once_each(env: Env) -> CaseResult {
-    let s = env.sessions(default_policy());
+    let s = env.sessions(default_policy())?;
     let mut tickets = Vec::new();
     for i in 0..8 {
         let c = create(&s, &subject(&format!("user-{i}"))?).await?;
@@ -80,7 +80,7 @@ pub(crate) async fn many_tickets_race_once_each(env: Env) -> CaseResult {
 
 /// A ticket is redeemable strictly before `created_at + ticket_ttl`, then never.
 pub(crate) async fn expired_ticket_refused(env: Env) -> CaseResult {
-    let s = env.sessions(build(Policy::builder().ticket_ttl(secs(30)))?);
+    let s = env.sessions(build(Policy::builder().ticket_ttl(secs(30)))?)?;
     let c = create(&s, &subject("alice")?).await?;
     let early = mint(&s, &text(&c)).await?;
     let late = mint(&s, &text(&c)).await?;
@@ -110,7 +110,7 @@ pub(crate) async fn ticket_never_outlives_session(env: Env) -> CaseResult {
             .touch_granularity(secs(10))
             .renewal_interval(None)
             .ticket_ttl(secs(120)),
-    )?);
+    )?)?;
     let c = create(&s, &subject("alice")?).await?;
     let m = s.mint_ticket(text(&c), &Context::none()).await?;
     ensure!(
@@ -128,7 +128,7 @@ pub(crate) async fn ticket_never_outlives_session(env: Env) -> CaseResult {
 
 /// A ticket of a revoked session is refused, and spent by the attempt.
 pub(crate) async fn ticket_of_revoked_session_refused(env: Env) -> CaseResult {
-    let s = env.sessions(default_policy());
+    let s = env.sessions(default_policy())?;
     let c = create(&s, &subject("alice")?).await?;
     let ticket = mint(&s, &text(&c)).await?;
     revoke_live(&s, &c.session.id).await?;
@@ -147,7 +147,7 @@ pub(crate) async fn ticket_of_revoked_session_refused(env: Env) -> CaseResult {
 /// A wrong secret (or a session token presented as a ticket) is refused and leaves the ticket
 /// in place for its rightful holder.
 pub(crate) async fn wrong_ticket_secret_keeps_ticket(env: Env) -> CaseResult {
-    let s = env.sessions(default_policy());
+    let s = env.sessions(default_policy())?;
     let c = create(&s, &subject("alice")?).await?;
     let ticket = mint(&s, &text(&c)).await?;
     let at = ticket.len() - SECRET_TEXT_LEN;

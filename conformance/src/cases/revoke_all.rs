@@ -23,7 +23,7 @@ fn on(res: &str) -> Result<CreateOptions, crate::env::CaseError> {
 /// Every session of the subject (rotated or not, tagged or not) is revoked; other subjects'
 /// are not; a second call finds nothing.
 pub(crate) async fn revoke_subject_revokes_all(env: Env) -> CaseResult {
-    let s = env.sessions(default_policy());
+    let s = env.sessions(default_policy())?;
     let (alice, bob) = (subject("alice")?, subject("bob")?);
     let mut alice_tokens = Vec::new();
     for i in 0..5 {
@@ -70,7 +70,7 @@ pub(crate) async fn revoke_subject_revokes_all(env: Env) -> CaseResult {
 
 /// Every session tagged with the resource, across subjects, is revoked; no other.
 pub(crate) async fn revoke_resource_revokes_all(env: Env) -> CaseResult {
-    let s = env.sessions(default_policy());
+    let s = env.sessions(default_policy())?;
     let (alice, bob, carol) = (subject("alice")?, subject("bob")?, subject("carol")?);
     let on_r = [
         text(&s.create(&alice, on("sandbox-r")?).await?),
@@ -109,7 +109,7 @@ pub(crate) async fn revoke_resource_revokes_all(env: Env) -> CaseResult {
 /// 16 refreshes (one per session of the subject) race `revoke_subject`: it revokes all 16,
 /// and afterwards neither the old tokens nor any successor validates.
 pub(crate) async fn revoke_subject_vs_refresh_race(env: Env) -> CaseResult {
-    let s = env.sessions(default_policy());
+    let s = env.sessions(default_policy())?;
     let alice = subject("alice")?;
     let mut tokens = Vec::new();
     for _ in 0..16 {
@@ -163,7 +163,7 @@ pub(crate) async fn revoke_subject_vs_refresh_race(env: Env) -> CaseResult {
 /// 32 validations that write touches race `revoke_resource` over 8 sessions: all 8 revoked,
 /// none valid afterwards.
 pub(crate) async fn revoke_resource_vs_touch_race(env: Env) -> CaseResult {
-    let s = env.sessions(build(Policy::builder().renewal_interval(None))?);
+    let s = env.sessions(build(Policy::builder().renewal_interval(None))?)?;
     let mut tokens = Vec::new();
     for i in 0..8 {
         tokens.push(text(
@@ -216,7 +216,7 @@ pub(crate) async fn revoke_resource_vs_touch_race(env: Env) -> CaseResult {
 /// group's tombstone too — a revocation never depends on a clock, so a caller whose clock lags
 /// cannot find it live afterwards. An already revoked one keeps its reason.
 pub(crate) async fn group_revoke_counts_only_live(env: Env) -> CaseResult {
-    let s = env.sessions(build(Policy::builder().renewal_interval(None))?);
+    let s = env.sessions(build(Policy::builder().renewal_interval(None))?)?;
     let alice = subject("alice")?;
     let old = create(&s, &alice).await?;
     env.advance(mins(20));
@@ -258,7 +258,7 @@ pub(crate) async fn group_revoke_counts_only_live(env: Env) -> CaseResult {
 
 /// Tickets and slots of a revoked subject are worthless.
 pub(crate) async fn tickets_and_slots_die_with_subject(env: Env) -> CaseResult {
-    let s = env.sessions(default_policy());
+    let s = env.sessions(default_policy())?;
     let alice = subject("alice")?;
     let c = create(&s, &alice).await?;
     let ticket = s.mint_ticket(text(&c), &Context::none()).await?;
@@ -290,13 +290,13 @@ pub(crate) async fn group_ops_finish_under_a_flood(env: Env) -> CaseResult {
     use std::sync::Arc;
     use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
-    let s = env.sessions(default_policy());
+    let s = env.sessions(default_policy())?;
     let capped = env.sessions(build(Policy::builder().subject_cap(Some(
         leasehold::SubjectCap {
             max: 3,
             on_full: leasehold::CapPolicy::EvictOldest,
         },
-    )))?);
+    )))?)?;
     let (alice, r) = (subject("alice")?, resource("r")?);
     let stop = Arc::new(AtomicBool::new(false));
     let created = Arc::new(AtomicU64::new(0));

@@ -43,7 +43,7 @@ async fn expect_reuse(s: &S, old: &str, current: &str, what: &str) -> CaseResult
 /// 64 concurrent refreshes of one token: all succeed, with one and the same successor, and the
 /// store shows exactly one rotation.
 pub(crate) async fn refresh_storm_one_successor(env: Env) -> CaseResult {
-    let s = env.sessions(default_policy());
+    let s = env.sessions(default_policy())?;
     let c = create(&s, &subject("alice")?).await?;
     let t = text(&c);
     let results = race(64, |_| {
@@ -82,7 +82,7 @@ pub(crate) async fn refresh_storm_one_successor(env: Env) -> CaseResult {
 /// Retrying a refresh (or validating the predecessor) inside the grace window returns the same
 /// successor, without rotating again.
 pub(crate) async fn retry_in_grace_same_successor(env: Env) -> CaseResult {
-    let s = env.sessions(default_policy());
+    let s = env.sessions(default_policy())?;
     let c = create(&s, &subject("alice")?).await?;
     let a = text(&c);
     let b = refresh(&s, &a).await?;
@@ -107,7 +107,7 @@ pub(crate) async fn retry_in_grace_same_successor(env: Env) -> CaseResult {
 
 /// 32 concurrent validations when renewal is due: all get the same renewed token.
 pub(crate) async fn renewal_storm_one_successor(env: Env) -> CaseResult {
-    let s = env.sessions(build(Policy::builder().renewal_interval(Some(mins(5))))?);
+    let s = env.sessions(build(Policy::builder().renewal_interval(Some(mins(5))))?)?;
     let c = create(&s, &subject("alice")?).await?;
     let t = text(&c);
     env.advance(mins(6));
@@ -142,7 +142,7 @@ pub(crate) async fn renewal_storm_one_successor(env: Env) -> CaseResult {
 /// Once the successor has been used and the grace window has closed, the predecessor is reuse:
 /// the session is revoked.
 pub(crate) async fn predecessor_after_grace_is_reuse(env: Env) -> CaseResult {
-    let s = env.sessions(default_policy());
+    let s = env.sessions(default_policy())?;
     let c = create(&s, &subject("alice")?).await?;
     let a = text(&c);
     let b = refresh(&s, &a).await?;
@@ -154,7 +154,7 @@ pub(crate) async fn predecessor_after_grace_is_reuse(env: Env) -> CaseResult {
 /// A successor whose reply was lost (never presented) can be recovered with the predecessor
 /// after the grace window, within the orphan window; then the predecessor is reuse.
 pub(crate) async fn orphan_predecessor_recovers_then_expires(env: Env) -> CaseResult {
-    let s = env.sessions(default_policy());
+    let s = env.sessions(default_policy())?;
     let c = create(&s, &subject("alice")?).await?;
     let a = text(&c);
     let rotated = env.now();
@@ -175,7 +175,7 @@ pub(crate) async fn orphan_predecessor_recovers_then_expires(env: Env) -> CaseRe
 
 /// A token two rotations old is reuse even inside the latest grace window.
 pub(crate) async fn grand_predecessor_is_reuse(env: Env) -> CaseResult {
-    let s = env.sessions(default_policy());
+    let s = env.sessions(default_policy())?;
     let c = create(&s, &subject("alice")?).await?;
     let a = text(&c);
     let b = refresh(&s, &a).await?;
@@ -187,7 +187,7 @@ pub(crate) async fn grand_predecessor_is_reuse(env: Env) -> CaseResult {
 
 /// With reuse detection off, an old token is merely refused; the session lives on.
 pub(crate) async fn reuse_detection_off_only_denies(env: Env) -> CaseResult {
-    let s = env.sessions(build(Policy::builder().reuse_detection(false))?);
+    let s = env.sessions(build(Policy::builder().reuse_detection(false))?)?;
     let c = create(&s, &subject("alice")?).await?;
     let a = text(&c);
     let b = refresh(&s, &a).await?;

@@ -151,7 +151,7 @@ async fn never_valid_again(
     let (token, id) = (text(c), &c.session.id);
     let token = token.as_str();
     for t in clocks(c) {
-        let s = env.sessions_at(policy.clone(), ManualClock::new(t));
+        let s = env.sessions_at(policy.clone(), ManualClock::new(t))?;
         let ctx = Context::none();
         let when = format!("{what}: a caller whose clock reads {t}");
         let v = s.validate(token, &ctx).await.map(|_| ());
@@ -195,7 +195,7 @@ impl InFlight {
         clock: Timestamp,
     ) -> Result<InFlight, CaseError> {
         let (hooked, hook) = env.cas_hook();
-        let a = env.sessions_over_at(hooked, policy.clone(), ManualClock::new(clock));
+        let a = env.sessions_over_at(hooked, policy.clone(), ManualClock::new(clock))?;
         let mut parked = hook.arm();
         let token = token.to_owned();
         let mut task =
@@ -218,13 +218,13 @@ async fn inflight_touch_after(env: Env, revoker: Revoker) -> CaseResult {
         let policy = build(Policy::builder().renewal_interval(renewal))?;
         let who = subject(&format!("alice-{kind}"))?;
         let on = format!("box-{kind}");
-        let s = env.sessions(policy.clone());
+        let s = env.sessions(policy.clone())?;
         let c = s.create(&who, tagged(&on)?).await?;
         let (token, e) = (text(&c), c.session.expires_at);
         // A, 1 ms before the idle deadline: a write is due (touch, or renewal); it is parked.
         let a = InFlight::validate(&env, &policy, &token, e.saturating_sub(ms(1))).await?;
         // B, 2 ms later by its clock: the session is past its deadline; B revokes it.
-        let b = env.sessions_at(policy.clone(), ManualClock::new(e.saturating_add(ms(1))));
+        let b = env.sessions_at(policy.clone(), ManualClock::new(e.saturating_add(ms(1))))?;
         revoker
             .end(&b, &c, &who, &on)
             .await
@@ -280,11 +280,11 @@ pub(crate) async fn inflight_touch_after_revoke_resource(env: Env) -> CaseResult
 pub(crate) async fn inflight_touch_after_observed_expiry(env: Env) -> CaseResult {
     let policy = no_renewal()?;
     for observer in ["validate", "refresh", "update_data", "acquire_slot"] {
-        let s = env.sessions(policy.clone());
+        let s = env.sessions(policy.clone())?;
         let c = create(&s, &subject(&format!("alice-{observer}"))?).await?;
         let (token, id, e) = (text(&c), c.session.id, c.session.expires_at);
         let a = InFlight::validate(&env, &policy, &token, e.saturating_sub(ms(1))).await?;
-        let b = env.sessions_at(policy.clone(), ManualClock::new(e.saturating_add(ms(1))));
+        let b = env.sessions_at(policy.clone(), ManualClock::new(e.saturating_add(ms(1))))?;
         let ctx = Context::none();
         let seen = match observer {
             "validate" => b.validate(&token, &ctx).await.map(|_| ()),
@@ -333,11 +333,11 @@ pub(crate) async fn revoke_expired_unreaped_then_late_touch(env: Env) -> CaseRes
         let what = format!("{revoker:?} revocation of an expired, unreaped session");
         let who = subject(&format!("alice-{revoker:?}"))?;
         let on = format!("box-{revoker:?}");
-        let s = env.sessions(policy.clone());
+        let s = env.sessions(policy.clone())?;
         let c = s.create(&who, tagged(&on)?).await?;
         let (token, id, e) = (text(&c), c.session.id, c.session.expires_at);
         let before = stored(&env, &id).await?;
-        let late = env.sessions_at(policy.clone(), ManualClock::new(e.saturating_add(mins(5))));
+        let late = env.sessions_at(policy.clone(), ManualClock::new(e.saturating_add(mins(5))))?;
         revoker
             .end(&late, &c, &who, &on)
             .await
@@ -350,7 +350,7 @@ pub(crate) async fn revoke_expired_unreaped_then_late_touch(env: Env) -> CaseRes
             ended.reason()
         );
         let lag_at = e.saturating_sub(mins(1));
-        let lagging = env.sessions_at(policy.clone(), ManualClock::new(lag_at));
+        let lagging = env.sessions_at(policy.clone(), ManualClock::new(lag_at))?;
         let r = lagging.validate(&token, &Context::none()).await.map(|_| ());
         expect_ended(
             &r,
@@ -401,7 +401,7 @@ pub(crate) async fn stepped_clock_around_revoke(env: Env) -> CaseResult {
         let on = format!("box-{revoker:?}");
         let t0 = env.now();
         let clock = ManualClock::new(t0);
-        let s = env.sessions_at(policy.clone(), clock.clone());
+        let s = env.sessions_at(policy.clone(), clock.clone())?;
         let c = s.create(&who, tagged(&on)?).await?;
         let token = text(&c);
         clock.set(t0.saturating_add(mins(1)));
@@ -436,7 +436,7 @@ pub(crate) async fn clock_glitch_fails_closed_then_recovers(env: Env) -> CaseRes
     let policy = no_renewal()?;
     let t0 = env.now();
     let clock = ManualClock::new(t0);
-    let s = env.sessions_at(policy.clone(), clock.clone());
+    let s = env.sessions_at(policy.clone(), clock.clone())?;
     let alice = subject("alice")?;
     let used = create(&s, &alice).await?;
     let untouched = create(&s, &alice).await?;
@@ -490,11 +490,11 @@ pub(crate) async fn skewed_drivers_share_endings(env: Env) -> CaseResult {
     let policy = no_renewal()?;
     for observer in ["validate", "refresh", "update_data", "acquire_slot"] {
         let slow_clock = ManualClock::new(env.now());
-        let slow = env.sessions_at(policy.clone(), slow_clock.clone());
+        let slow = env.sessions_at(policy.clone(), slow_clock.clone())?;
         let c = create(&slow, &subject(&format!("alice-{observer}"))?).await?;
         let (token, id, e) = (text(&c), c.session.id, c.session.expires_at);
         slow_clock.set(e.saturating_sub(mins(5)));
-        let fast = env.sessions_at(policy.clone(), ManualClock::new(e));
+        let fast = env.sessions_at(policy.clone(), ManualClock::new(e))?;
         let ctx = Context::none();
         let seen = match observer {
             "validate" => fast.validate(&token, &ctx).await.map(|_| ()),
@@ -545,8 +545,8 @@ pub(crate) async fn skewed_drivers_subject_cap_holds(env: Env) -> CaseResult {
         let t0 = env.now();
         let slow_clock = ManualClock::new(t0);
         let fast_clock = ManualClock::new(t0.saturating_add(mins(5)));
-        let slow = env.sessions_at(policy.clone(), slow_clock.clone());
-        let fast = env.sessions_at(policy.clone(), fast_clock.clone());
+        let slow = env.sessions_at(policy.clone(), slow_clock.clone())?;
+        let fast = env.sessions_at(policy.clone(), fast_clock.clone())?;
         let a = create(&slow, &who).await?;
         slow_clock.set(t0.saturating_add(mins(26)));
         fast_clock.set(t0.saturating_add(mins(31)));
@@ -628,7 +628,7 @@ pub(crate) async fn store_ahead_of_caller_decides(env: Env) -> CaseResult {
     let policy = no_renewal()?;
     let t0 = env.now();
     store_at(&env, t0)?;
-    let s = env.sessions(policy.clone());
+    let s = env.sessions(policy.clone())?;
     let alice = subject("alice")?;
     let swapped = create(&s, &alice).await?;
     let slot = create(&s, &alice).await?;
@@ -738,7 +738,7 @@ pub(crate) async fn store_behind_caller_still_refuses(env: Env) -> CaseResult {
     let policy = no_renewal()?;
     let t0 = env.now();
     store_at(&env, t0.saturating_sub(mins(120)))?;
-    let s = env.sessions(policy.clone());
+    let s = env.sessions(policy.clone())?;
     let alice = subject("alice")?;
     let swapped = create(&s, &alice).await?;
     let slot = create(&s, &alice).await?;
@@ -812,7 +812,7 @@ pub(crate) async fn store_behind_caller_still_refuses(env: Env) -> CaseResult {
 pub(crate) async fn grace_window_on_store_clock(env: Env) -> CaseResult {
     let t0 = env.now();
     store_at(&env, t0)?;
-    let s = env.sessions(no_renewal()?);
+    let s = env.sessions(no_renewal()?)?;
     let c = create(&s, &subject("alice")?).await?;
     let old = text(&c);
     let new = s
@@ -847,7 +847,7 @@ pub(crate) async fn grace_window_on_store_clock(env: Env) -> CaseResult {
 pub(crate) async fn orphan_window_on_store_clock(env: Env) -> CaseResult {
     let t0 = env.now();
     store_at(&env, t0)?;
-    let s = env.sessions(no_renewal()?);
+    let s = env.sessions(no_renewal()?)?;
     let c = create(&s, &subject("alice")?).await?;
     let old = text(&c);
     let lost = s
@@ -892,7 +892,7 @@ pub(crate) async fn orphan_window_on_store_clock(env: Env) -> CaseResult {
 pub(crate) async fn ticket_ttl_on_store_clock(env: Env) -> CaseResult {
     let t0 = env.now();
     store_at(&env, t0)?;
-    let s = env.sessions(no_renewal()?);
+    let s = env.sessions(no_renewal()?)?;
     let c = create(&s, &subject("alice")?).await?;
     let first = s.mint_ticket(text(&c), &Context::none()).await?;
     let second = s.mint_ticket(text(&c), &Context::none()).await?;
@@ -923,7 +923,7 @@ pub(crate) async fn slot_ttl_on_store_clock(env: Env) -> CaseResult {
     )?;
     let t0 = env.now();
     store_at(&env, t0)?;
-    let s = env.sessions(policy);
+    let s = env.sessions(policy)?;
     let c = create(&s, &subject("alice")?).await?;
     let held = s.acquire_slot(&c.session.id, None).await?;
     env.set_time(t0.saturating_add(secs(10)));
@@ -956,7 +956,7 @@ pub(crate) async fn slot_cap_holds_for_lagging_caller(env: Env) -> CaseResult {
     )?;
     let t0 = env.now();
     store_at(&env, t0)?;
-    let s = env.sessions(policy);
+    let s = env.sessions(policy)?;
     let alice = subject("alice")?;
     let acquired = create(&s, &alice).await?;
     let beaten = create(&s, &alice).await?;
@@ -1017,7 +1017,7 @@ pub(crate) async fn subject_cap_on_store_clock(env: Env) -> CaseResult {
     )?;
     let t0 = env.now();
     store_at(&env, t0)?;
-    let s = env.sessions(policy);
+    let s = env.sessions(policy)?;
     let alice = subject("alice")?;
     let old = create(&s, &alice).await?;
     env.set_time(t0.saturating_add(mins(10)));
@@ -1072,7 +1072,7 @@ pub(crate) async fn rate_window_on_store_clock(env: Env) -> CaseResult {
     )?;
     let t0 = env.now();
     store_at(&env, t0)?;
-    let s = env.sessions(policy);
+    let s = env.sessions(policy)?;
     let alice = subject("alice")?;
     create(&s, &alice).await?;
     env.set_time(t0.saturating_add(secs(5)));

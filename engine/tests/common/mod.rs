@@ -337,6 +337,7 @@ impl<S: Store> Harness<S> {
         let clock = ManualClock::default();
         let sink = CollectingSink::default();
         let sessions = Sessions::new(store, policy)
+            .unwrap()
             .with_clock(clock.clone())
             .with_entropy(SeededEntropy::new(0x5eed))
             .with_events(sink.clone());

@@ -75,6 +75,7 @@ impl<S: Store> Harness<S> {
             native_expiry: store.capabilities().native_expiry,
         };
         let sessions = Sessions::new(store, policy.clone())
+            .unwrap_or_else(|e| panic!("the store refuses the policy: {e}"))
             .with_clock(clock.clone())
             .with_entropy(SeededEntropy::new(seed))
             .with_events(events.clone());

@@ -22,6 +22,7 @@ pub fn sessions(policy: Policy) -> (Arc<Sessions<SledStore>>, ManualClock, TempD
     let (store, dir) = store();
     let clock = ManualClock::default();
     let s = Sessions::new(store, policy)
+        .unwrap()
         .with_clock(clock.clone())
         .with_entropy(SeededEntropy::new(7));
     (Arc::new(s), clock, dir)
