@@ -38,6 +38,13 @@ pub fn simulate(args: &CheckArgs) -> Result<SimOutcome, ConfigError> {
         ));
     }
     let spec = store_spec(args)?;
+    if spec == StoreSpec::MemoryNativeExpiry {
+        return Err(ConfigError(
+            "--simulate is not available for memory+native-expiry:; the simulation runs its own \
+             clocks, and this store expires keys on the system clock"
+                .to_owned(),
+        ));
+    }
     let label = spec.label();
     runtime()?.block_on(async { with_factory!(&spec, factory => run(&label, factory, args).await) })
 }

@@ -5,14 +5,19 @@
 use assert_cmd::Command;
 use predicates::prelude::*;
 
-/// How many cases `memory:` skips: those needing a capability it lacks (it declares only
-/// `raw_dump`: no native expiry, no clock of its own).
-fn memory_skips() -> usize {
-    use leasehold_conformance::Capability;
+/// How many cases a store declaring `caps` skips: those whose requirement it does not meet (a
+/// capability it lacks, or — for the exact-count reap cases — `native_expiry`).
+fn skips(caps: leasehold::Capabilities) -> usize {
     leasehold_conformance::cases()
         .iter()
-        .filter(|c| c.requires.is_some_and(|r| r != Capability::RawDump))
+        .filter(|c| c.requires.is_some_and(|r| !r.met_by(caps)))
         .count()
+}
+
+/// How many cases `memory:` skips (it declares only `raw_dump`: no native expiry, no clock
+/// of its own).
+fn memory_skips() -> usize {
+    skips(leasehold::Capabilities::NONE.with_raw_dump(true))
 }
 
 fn leasehold() -> Command {
@@ -70,6 +75,92 @@ fn memory_store_passes_with_a_table_and_a_summary() {
     assert_eq!((failed, skipped), (0, memory_skips()));
     assert!(passed >= 40, "only {passed} cases passed");
     assert_eq!(passed + skipped, leasehold_conformance::cases().len());
+}
+
+#[test]
+fn a_native_expiry_store_skips_the_exact_reap_counts_with_the_reason() {
+    let caps = leasehold::Capabilities::NONE
+        .with_native_expiry(true)
+        .with_raw_dump(true)
+        .with_server_clock(true);
+    let out = leasehold()
+        .args(["check", "--store", "memory+native-expiry:"])
+        .assert()
+        .success()
+        .get_output()
+        .clone();
+    let stdout = String::from_utf8(out.stdout).unwrap();
+    assert!(
+        stdout.starts_with(
+            "store: memory+native-expiry: (capabilities: native_expiry, raw_dump, server_clock)"
+        ),
+        "{stdout}"
+    );
+    for (case, result) in [
+        ("bounded_storage::reap_batch_limit ", "skipped"),
+        ("no_resurrection::tombstone_outlives_early_reap ", "skipped"),
+        (
+            "bounded_storage::native_expiry_never_serves_expired ",
+            "passed",
+        ),
+        (
+            "bounded_storage::native_expiry_every_key_has_a_ttl ",
+            "passed",
+        ),
+        ("store_time::store_ahead_of_caller_decides ", "passed"),
+    ] {
+        let row = stdout.lines().find(|l| l.starts_with(case)).unwrap();
+        assert!(row.contains(result), "{row}");
+    }
+    let reasons: Vec<&str> = stdout
+        .lines()
+        .skip_while(|l| !l.starts_with("skipped ("))
+        .skip(1)
+        .take_while(|l| !l.is_empty())
+        .collect();
+    assert_eq!(reasons.len(), skips(caps), "{stdout}");
+    for line in &reasons {
+        assert!(
+            line.contains(": requires reaper: the store declares native_expiry"),
+            "{line}"
+        );
+    }
+    let (passed, failed, skipped) = counts(summary_line(&stdout));
+    assert_eq!((failed, skipped), (0, skips(caps)));
+    assert!(skipped >= 8, "{skipped}");
+    assert_eq!(passed + skipped, leasehold_conformance::cases().len());
+
+    let out = leasehold()
+        .args([
+            "check",
+            "--store",
+            "memory+native-expiry:",
+            "--filter",
+            "reap_batch_limit",
+            "--format",
+            "json",
+        ])
+        .assert()
+        .success()
+        .get_output()
+        .clone();
+    let doc: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let case = &doc["cases"][0];
+    assert_eq!(case["result"], "skipped");
+    assert!(
+        case["message"]
+            .as_str()
+            .unwrap()
+            .starts_with("requires reaper: the store declares native_expiry"),
+        "{case}"
+    );
+    leasehold()
+        .args(["check", "--simulate", "--store", "memory+native-expiry:"])
+        .assert()
+        .code(2)
+        .stderr(predicate::str::contains(
+            "--simulate is not available for memory+native-expiry:",
+        ));
 }
 
 #[test]

@@ -9,8 +9,8 @@ use async_trait::async_trait;
 use leasehold::crypto::Verifier;
 use leasehold::record::{SlotRecord, TicketRecord};
 use leasehold::store::{
-    CreateLimits, HeartbeatOutcome, InsertOutcome, Loaded, ReapOutcome, SlotCaps, SlotOutcome,
-    Store, StoreError, TakeOutcome,
+    CreateLimits, HeartbeatOutcome, InsertOutcome, KeyDeadline, Loaded, ReapOutcome, SlotCaps,
+    SlotOutcome, Store, StoreError, TakeOutcome,
 };
 use leasehold::{
     Capabilities, Clock, ManualClock, Policy, Resource, SeededEntropy, SessionId, SessionRecord,
@@ -450,6 +450,9 @@ impl<S: Store> Store for Interleaving<S> {
     async fn raw_dump(&self) -> Result<Option<Vec<Vec<u8>>>, StoreError> {
         self.0.raw_dump().await
     }
+    async fn key_deadlines(&self) -> Result<Option<Vec<KeyDeadline>>, StoreError> {
+        self.0.key_deadlines().await
+    }
 }
 
 #[async_trait]
@@ -534,5 +537,8 @@ impl Store for Hooked {
     }
     async fn raw_dump(&self) -> Result<Option<Vec<Vec<u8>>>, StoreError> {
         self.inner.raw_dump().await
+    }
+    async fn key_deadlines(&self) -> Result<Option<Vec<KeyDeadline>>, StoreError> {
+        self.inner.key_deadlines().await
     }
 }

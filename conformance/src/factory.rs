@@ -7,8 +7,8 @@ use async_trait::async_trait;
 use leasehold::crypto::Verifier;
 use leasehold::record::{SlotRecord, TicketRecord};
 use leasehold::store::{
-    Capabilities, CreateLimits, HeartbeatOutcome, InsertOutcome, Loaded, ReapOutcome, SlotCaps,
-    SlotOutcome, Store, StoreError, TakeOutcome,
+    Capabilities, CreateLimits, HeartbeatOutcome, InsertOutcome, KeyDeadline, Loaded, ReapOutcome,
+    SlotCaps, SlotOutcome, Store, StoreError, TakeOutcome,
 };
 use leasehold::{Resource, SessionId, SessionRecord, SlotId, Subject, TicketId, Timestamp};
 
@@ -179,5 +179,8 @@ impl<S: Store, G: Send + Sync + 'static> Store for Guarded<S, G> {
     }
     async fn raw_dump(&self) -> Result<Option<Vec<Vec<u8>>>, StoreError> {
         self.store.raw_dump().await
+    }
+    async fn key_deadlines(&self) -> Result<Option<Vec<KeyDeadline>>, StoreError> {
+        self.store.key_deadlines().await
     }
 }

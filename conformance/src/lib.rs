@@ -32,8 +32,8 @@ mod runner;
 pub use env::{CLOCK_LEAD, CasHook, CaseError, CaseResult, DynStore, Env, Interleaving, Parked};
 pub use factory::{Fallible, Guarded, StoreFactory, fallible};
 pub use runner::{
-    CASE_TIMEOUT, Capability, Case, CaseFn, CaseReport, Invariant, Outcome, Report, case, cases,
-    run_all, run_case, run_selected, select,
+    CASE_TIMEOUT, Capability, Case, CaseFn, CaseReport, Invariant, Outcome, Report, Requirement,
+    case, cases, run_all, run_case, run_selected, select,
 };
 
 /// Expands to one test per conformance case, for an adapter's own test suite.
@@ -59,7 +59,9 @@ pub use runner::{
 ///   multi-thread Tokio runtime and panics with the case's message if it fails;
 /// - cases needing a capability that is not declared are generated with
 ///   `#[ignore = "requires <capability>"]`, so `cargo test` reports them as *ignored*, never
-///   as passed (and running them anyway with `--ignored` fails them);
+///   as passed (and running them anyway with `--ignored` fails them); likewise the cases that
+///   need the store's own reaper (exact reap counts) are ignored when `native_expiry` is
+///   declared (`#[ignore = "requires reaper …"]`);
 /// - a test `conformance_capabilities_declared` that fails unless the declared list equals
 ///   what the store's `capabilities()` returns, so the declaration cannot lie in either
 ///   direction.
@@ -91,8 +93,9 @@ macro_rules! conformance_tests {
 
 /// The case list, in one place: feeds both the case table and [`conformance_tests!`].
 ///
-/// Each group is `module Invariant { case requirement; … }`, where `requirement` is `none` or a
-/// capability name.
+/// Each group is `module Invariant { case requirement; … }`, where `requirement` is `none`, a
+/// capability name, or `reaper` (the store must *not* declare `native_expiry`: its own reap
+/// removes expired records, so exact reap counts apply).
 #[doc(hidden)]
 #[macro_export]
 macro_rules! __for_each_case {
@@ -106,10 +109,10 @@ macro_rules! __for_each_case {
                 cas_after_expiry_is_not_found none;
                 cas_cannot_revive_tombstone none;
                 insert_over_tombstone_refused none;
-                tombstone_outlives_early_reap none;
+                tombstone_outlives_early_reap reaper;
                 refresh_vs_revoke_race none;
                 touch_vs_revoke_race none;
-                reap_vs_refresh_at_deadline none;
+                reap_vs_refresh_at_deadline reaper;
                 reap_vs_refresh_before_deadline none;
             }
             absolute_bound AbsoluteBound {
@@ -183,13 +186,14 @@ macro_rules! __for_each_case {
                 random_faults_keep_acknowledged_writes none;
             }
             bounded_storage BoundedStorage {
-                reap_removes_expired none;
-                reap_never_removes_live none;
-                reap_batch_limit none;
-                reap_limit_ignores_live_volume none;
-                reap_tickets_and_slots none;
-                reap_tombstones_after_deadline none;
+                reap_removes_expired reaper;
+                reap_never_removes_live reaper;
+                reap_batch_limit reaper;
+                reap_limit_ignores_live_volume reaper;
+                reap_tickets_and_slots reaper;
+                reap_tombstones_after_deadline reaper;
                 native_expiry_never_serves_expired native_expiry;
+                native_expiry_every_key_has_a_ttl native_expiry;
             }
             store_time StoreTime {
                 inflight_touch_after_revoke none;
@@ -253,12 +257,19 @@ macro_rules! __conformance_emit {
     };
 }
 
-/// Emits `item` as is if the requirement is `none` or in the declared list, else with
-/// `#[ignore = "requires …"]`.
+/// Emits `item` as is if the requirement is `none` or in the declared list (for `reaper`: if
+/// `native_expiry` is *not* in it), else with `#[ignore = "requires …"]`.
 #[doc(hidden)]
 #[macro_export]
 macro_rules! __gate {
     (none $caps:tt { $($item:tt)* }) => { $($item)* };
+    (reaper [native_expiry $($rest:ident)*] { $($item:tt)* }) => {
+        #[ignore = "requires reaper (native_expiry is declared: the server reclaims expired \
+                    records and reap cleans index entries only, so exact reap counts do not \
+                    apply)"]
+        $($item)*
+    };
+    (reaper [] { $($item:tt)* }) => { $($item)* };
     (native_expiry [native_expiry $($rest:ident)*] { $($item:tt)* }) => { $($item)* };
     (raw_dump [raw_dump $($rest:ident)*] { $($item:tt)* }) => { $($item)* };
     (multi_process [multi_process $($rest:ident)*] { $($item:tt)* }) => { $($item)* };
@@ -316,8 +327,8 @@ pub mod __private {
             Outcome::Passed => {}
             Outcome::Failed(msg) => panic!("{name} failed: {msg}"),
             Outcome::Skipped(why) => panic!(
-                "{name} could not run ({why}): the store does not declare the capability, \
-                 so this test must stay ignored"
+                "{name} could not run ({why}): it does not apply to the store's declared \
+                 capabilities, so this test must stay ignored"
             ),
         }
     }

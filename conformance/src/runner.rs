@@ -149,6 +149,76 @@ impl fmt::Display for Capability {
     }
 }
 
+/// What a case needs of the store: a capability it declares, or one it must *not* declare
+/// (some cases check what only a store without it promises, such as exact reap counts).
+/// Where the requirement is not met the case is reported as skipped, with
+/// [`Requirement::skip_reason`], never as passed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum Requirement {
+    /// The store declares this capability.
+    Has(Capability),
+    /// The store does not declare this capability.
+    Lacks(Capability),
+}
+
+impl Requirement {
+    /// `reaper`: the store's own [`reap`](leasehold::Store::reap) removes expired records
+    /// (and counts exactly what it removed). A store with `native_expiry` lacks it: its server
+    /// reclaims records on store time and its `reap` cleans index entries only.
+    pub const REAPER: Requirement = Requirement::Lacks(Capability::NativeExpiry);
+
+    /// Every requirement the case list may name, besides `none`.
+    pub const ALL: [Requirement; 6] = [
+        Requirement::Has(Capability::NativeExpiry),
+        Requirement::Has(Capability::RawDump),
+        Requirement::Has(Capability::MultiProcess),
+        Requirement::Has(Capability::ServerClock),
+        Requirement::Has(Capability::Sharded),
+        Requirement::REAPER,
+    ];
+
+    /// The name used in the case list: a capability's name, or `reaper`.
+    pub fn name(self) -> &'static str {
+        match self {
+            Requirement::Has(c) => c.name(),
+            Requirement::Lacks(Capability::NativeExpiry) => "reaper",
+            Requirement::Lacks(Capability::RawDump) => "no_raw_dump",
+            Requirement::Lacks(Capability::MultiProcess) => "no_multi_process",
+            Requirement::Lacks(Capability::ServerClock) => "no_server_clock",
+            Requirement::Lacks(Capability::Sharded) => "no_sharded",
+        }
+    }
+
+    /// Whether a store declaring `caps` meets it.
+    pub fn met_by(self, caps: Capabilities) -> bool {
+        match self {
+            Requirement::Has(c) => c.declared_by(caps),
+            Requirement::Lacks(c) => !c.declared_by(caps),
+        }
+    }
+
+    /// Why a case with this requirement is skipped on a store that does not meet it (the
+    /// message of [`Outcome::Skipped`]): `requires native_expiry`, or for an absent capability
+    /// what the case needs and which declared capability rules it out.
+    pub fn skip_reason(self) -> String {
+        match self {
+            Requirement::Has(c) => format!("requires {c}"),
+            Requirement::Lacks(Capability::NativeExpiry) => "requires reaper: the store declares \
+                native_expiry (its server reclaims expired records, its reap cleans index \
+                entries only), so exact reap counts do not apply"
+                .to_owned(),
+            Requirement::Lacks(c) => format!("requires {}: the store declares {c}", self.name()),
+        }
+    }
+}
+
+impl fmt::Display for Requirement {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
 /// A case body: takes its environment, returns pass or a failure message.
 pub type CaseFn = fn(Env) -> BoxFuture<'static, CaseResult>;
 
@@ -159,8 +229,9 @@ pub struct Case {
     pub name: &'static str,
     /// What it checks.
     pub invariant: Invariant,
-    /// The capability it needs; without it the case is reported as skipped, never as passed.
-    pub requires: Option<Capability>,
+    /// What it needs of the store (a capability, or the absence of one); where that is not
+    /// met the case is reported as skipped, never as passed.
+    pub requires: Option<Requirement>,
     /// The body.
     pub run: CaseFn,
 }
@@ -213,7 +284,8 @@ pub enum Outcome {
     Passed,
     /// An assertion failed, the case panicked or timed out, or the store could not be made.
     Failed(String),
-    /// The store lacks a capability the case needs. Never counted as passed.
+    /// The case does not apply to the store: it lacks a capability the case needs, or
+    /// declares one the case rules out. Never counted as passed.
     Skipped(String),
 }
 
@@ -325,10 +397,10 @@ async fn run_case_inner<F: StoreFactory + ?Sized>(factory: &F, case: &Case) -> O
             ));
         }
     };
-    if let Some(cap) = case.requires
-        && !cap.declared_by(store.capabilities())
+    if let Some(req) = case.requires
+        && !req.met_by(store.capabilities())
     {
-        return Outcome::Skipped(format!("requires {cap}"));
+        return Outcome::Skipped(req.skip_reason());
     }
     let store: DynStore = Arc::new(store);
     let env = Env::new(store, case.seed());

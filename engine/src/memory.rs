@@ -4,7 +4,9 @@
 //!
 //! It has no clock of its own: it judges at the caller's `now`. For tests of the server-clock
 //! rules, [`MemoryStore::with_server_clock`] gives it one, as a database server has (the
-//! reference for what Postgres and Redis adapters must do with theirs).
+//! reference for what Postgres and Redis adapters must do with theirs), and
+//! [`MemoryStore::with_native_expiry`] makes it expire keys on that clock as Redis does (the
+//! reference for a store whose `reap` only cleans index entries).
 //!
 //! Its primitives come from [`crate::sync`], so loom can explore every interleaving of it.
 
@@ -19,21 +21,83 @@ use crate::ids::{Resource, SessionId, SlotId, Subject, TicketId};
 use crate::policy::CapPolicy;
 use crate::record::{RevokeReason, SessionRecord, SessionState, SlotRecord, TicketRecord};
 use crate::store::{
-    Capabilities, CreateLimits, HeartbeatOutcome, InsertCheck, InsertOutcome, Loaded, ReapOutcome,
-    SlotCaps, SlotOutcome, Store, StoreError, TakeOutcome, check_insert, check_loaded, check_swap,
-    judged_at, rebase,
+    Capabilities, CreateLimits, HeartbeatOutcome, InsertCheck, InsertOutcome, KeyDeadline,
+    KeyHolds, Loaded, ReapOutcome, SlotCaps, SlotOutcome, Store, StoreError, TakeOutcome,
+    check_insert, check_loaded, check_swap, judged_at, rebase,
 };
 use crate::sync::{Arc, Mutex, MutexGuard};
 use crate::time::{Clock, Timestamp};
 
 /// What the expiry index points at.
-#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
 enum Key {
     Session(SessionId),
     Ticket(TicketId),
     Slot(SlotId),
     /// A subject's creation log (for the rate limit): due when its newest entry leaves the window.
     Rate(Subject),
+}
+
+/// A key of the native-expiry mode: what its "server" removes by TTL, as Redis removes keys.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+enum TtlKey {
+    /// A record (session, ticket, slot) or a subject's creation log.
+    Record(Key),
+    /// A subject's index (`by_subject`).
+    Subject(Subject),
+    /// A subject's index of sessions not ended (`open_by_subject`).
+    Open(Subject),
+    /// A resource's index (`by_resource`).
+    Resource(Resource),
+    /// A session's slots.
+    SessionSlots(SessionId),
+    /// A resource's slots.
+    ResourceSlots(Resource),
+    /// The reaper's walk list (`expiry`) with its side tables (`gone_*`).
+    Expiry,
+    /// The global-cap index (`active`).
+    Active,
+}
+
+/// The native-expiry mode's TTL table: when each key is removed.
+#[derive(Default)]
+struct Ttls {
+    at: HashMap<TtlKey, Timestamp>,
+    order: BTreeSet<(Timestamp, TtlKey)>,
+}
+
+impl Ttls {
+    /// Sets the key's TTL (a record's: `SET … PXAT`).
+    fn set(&mut self, k: TtlKey, t: Timestamp) {
+        if let Some(old) = self.at.insert(k.clone(), t) {
+            self.order.remove(&(old, k.clone()));
+        }
+        self.order.insert((t, k));
+    }
+
+    /// Moves the key's TTL to `t` unless it is later already (an index's: `PEXPIREAT NX`, then
+    /// `GT`), so an index outlives every member it was given.
+    fn at_least(&mut self, k: TtlKey, t: Timestamp) {
+        if self.at.get(&k).is_none_or(|&old| old < t) {
+            self.set(k, t);
+        }
+    }
+
+    fn clear(&mut self, k: &TtlKey) {
+        if let Some(old) = self.at.remove(k) {
+            self.order.remove(&(old, k.clone()));
+        }
+    }
+
+    /// The next key due at `t`, removed from the table.
+    fn pop_due(&mut self, t: Timestamp) -> Option<TtlKey> {
+        if self.order.first()?.0 > t {
+            return None;
+        }
+        let (_, k) = self.order.pop_first()?;
+        self.at.remove(&k);
+        Some(k)
+    }
 }
 
 #[derive(Default)]
@@ -55,6 +119,12 @@ struct Inner {
     active: BTreeSet<(Timestamp, SessionId)>,
     /// Test-only shift of the server clock ([`Store::set_clock_offset`]).
     clock_offset_ms: i64,
+    /// Native-expiry mode only: every key's TTL.
+    ttl: Option<Ttls>,
+    /// Native-expiry mode: sessions and slots the TTL removed whose index entries remain (the
+    /// index keys they were in), until `reap` cleans those entries.
+    gone_sessions: HashMap<SessionId, (Subject, Option<Resource>)>,
+    gone_slots: HashMap<SlotId, (SessionId, Option<Resource>)>,
 }
 
 fn index_add<K: std::hash::Hash + Eq, V: std::hash::Hash + Eq>(
@@ -65,38 +135,114 @@ fn index_add<K: std::hash::Hash + Eq, V: std::hash::Hash + Eq>(
     m.entry(k).or_default().insert(v);
 }
 
+/// Removes `v` from the index `k`; true if that emptied (and so removed) the index.
 fn index_remove<K: std::hash::Hash + Eq, V: std::hash::Hash + Eq>(
     m: &mut HashMap<K, HashSet<V>>,
     k: &K,
     v: &V,
-) {
+) -> bool {
     if let Some(set) = m.get_mut(k) {
         set.remove(v);
         if set.is_empty() {
             m.remove(k);
+            return true;
         }
     }
+    false
+}
+
+/// When a session's record is due: what its native TTL is.
+fn deadline(r: &SessionRecord) -> Timestamp {
+    r.expires_at.min(r.absolute_deadline)
 }
 
 impl Inner {
+    /// Native-expiry mode: sets a record's TTL.
+    fn ttl_set(&mut self, k: Key, t: Timestamp) {
+        if let Some(ttl) = &mut self.ttl {
+            ttl.set(TtlKey::Record(k), t);
+        }
+    }
+
+    /// Native-expiry mode: makes an index key live at least until `t`.
+    fn ttl_at_least(&mut self, k: TtlKey, t: Timestamp) {
+        if let Some(ttl) = &mut self.ttl {
+            ttl.at_least(k, t);
+        }
+    }
+
+    /// Native-expiry mode: drops a key's TTL (the key is gone). `removed` says whether it is.
+    fn ttl_clear(&mut self, removed: bool, k: TtlKey) {
+        if let (true, Some(ttl)) = (removed, &mut self.ttl) {
+            ttl.clear(&k);
+        }
+    }
+
+    /// Removes an entry of the expiry walk list (and that list's TTL once it is empty).
+    fn expiry_remove(&mut self, entry: &(Timestamp, Key)) {
+        self.expiry.remove(entry);
+        self.ttl_clear(self.expiry.is_empty(), TtlKey::Expiry);
+    }
+
+    fn expiry_insert(&mut self, due: Timestamp, key: Key) {
+        self.expiry.insert((due, key));
+        self.ttl_at_least(TtlKey::Expiry, due);
+    }
+
+    fn active_remove(&mut self, entry: &(Timestamp, SessionId)) {
+        self.active.remove(entry);
+        self.ttl_clear(self.active.is_empty(), TtlKey::Active);
+    }
+
+    /// Removes session `id` from the index entries of `subject` and `resource`.
+    fn unindex_session(&mut self, id: &SessionId, subject: &Subject, resource: Option<&Resource>) {
+        let emptied = index_remove(&mut self.by_subject, subject, id);
+        self.ttl_clear(emptied, TtlKey::Subject(subject.clone()));
+        let emptied = index_remove(&mut self.open_by_subject, subject, id);
+        self.ttl_clear(emptied, TtlKey::Open(subject.clone()));
+        if let Some(res) = resource {
+            let emptied = index_remove(&mut self.by_resource, res, id);
+            self.ttl_clear(emptied, TtlKey::Resource(res.clone()));
+        }
+    }
+
+    /// Removes slot `id` from the index entries of `session` and `resource`.
+    fn unindex_slot(&mut self, id: &SlotId, session: &SessionId, resource: Option<&Resource>) {
+        let emptied = index_remove(&mut self.slots_by_session, session, id);
+        self.ttl_clear(emptied, TtlKey::SessionSlots(*session));
+        if let Some(res) = resource {
+            let emptied = index_remove(&mut self.slots_by_resource, res, id);
+            self.ttl_clear(emptied, TtlKey::ResourceSlots(res.clone()));
+        }
+    }
+
     fn put_session(&mut self, r: SessionRecord) {
         if let Some(old) = self.sessions.get(&r.id) {
-            self.expiry.remove(&(old.expires_at, Key::Session(old.id)));
-            self.active.remove(&(old.expires_at, old.id));
+            let (due, id) = (old.expires_at, old.id);
+            self.expiry_remove(&(due, Key::Session(id)));
+            self.active_remove(&(due, id));
         }
         if r.state == SessionState::Active {
             self.active.insert((r.expires_at, r.id));
+            self.ttl_at_least(TtlKey::Active, r.expires_at);
         }
+        let due = deadline(&r);
         index_add(&mut self.by_subject, r.subject.clone(), r.id);
+        self.ttl_at_least(TtlKey::Subject(r.subject.clone()), due);
         if r.is_tombstone() {
-            index_remove(&mut self.open_by_subject, &r.subject, &r.id);
+            let emptied = index_remove(&mut self.open_by_subject, &r.subject, &r.id);
+            self.ttl_clear(emptied, TtlKey::Open(r.subject.clone()));
         } else {
             index_add(&mut self.open_by_subject, r.subject.clone(), r.id);
+            self.ttl_at_least(TtlKey::Open(r.subject.clone()), due);
         }
         if let Some(res) = &r.resource {
             index_add(&mut self.by_resource, res.clone(), r.id);
+            self.ttl_at_least(TtlKey::Resource(res.clone()), due);
         }
-        self.expiry.insert((r.expires_at, Key::Session(r.id)));
+        self.expiry_insert(r.expires_at, Key::Session(r.id));
+        self.ttl_set(Key::Session(r.id), due);
+        self.gone_sessions.remove(&r.id);
         self.sessions.insert(r.id, r);
     }
 
@@ -104,25 +250,27 @@ impl Inner {
         let Some(r) = self.sessions.remove(id) else {
             return false;
         };
-        self.expiry.remove(&(r.expires_at, Key::Session(r.id)));
-        self.active.remove(&(r.expires_at, r.id));
-        index_remove(&mut self.by_subject, &r.subject, &r.id);
-        index_remove(&mut self.open_by_subject, &r.subject, &r.id);
-        if let Some(res) = &r.resource {
-            index_remove(&mut self.by_resource, res, &r.id);
-        }
+        self.ttl_clear(true, TtlKey::Record(Key::Session(r.id)));
+        self.expiry_remove(&(r.expires_at, Key::Session(r.id)));
+        self.active_remove(&(r.expires_at, r.id));
+        self.unindex_session(&r.id, &r.subject, r.resource.as_ref());
         true
     }
 
     fn put_slot(&mut self, s: SlotRecord) {
         if let Some(old) = self.slots.get(&s.id) {
-            self.expiry.remove(&(old.expires_at, Key::Slot(old.id)));
+            let entry = (old.expires_at, Key::Slot(old.id));
+            self.expiry_remove(&entry);
         }
         index_add(&mut self.slots_by_session, s.session, s.id);
+        self.ttl_at_least(TtlKey::SessionSlots(s.session), s.expires_at);
         if let Some(res) = &s.resource {
             index_add(&mut self.slots_by_resource, res.clone(), s.id);
+            self.ttl_at_least(TtlKey::ResourceSlots(res.clone()), s.expires_at);
         }
-        self.expiry.insert((s.expires_at, Key::Slot(s.id)));
+        self.expiry_insert(s.expires_at, Key::Slot(s.id));
+        self.ttl_set(Key::Slot(s.id), s.expires_at);
+        self.gone_slots.remove(&s.id);
         self.slots.insert(s.id, s);
     }
 
@@ -130,20 +278,111 @@ impl Inner {
         let Some(s) = self.slots.remove(id) else {
             return false;
         };
-        self.expiry.remove(&(s.expires_at, Key::Slot(s.id)));
-        index_remove(&mut self.slots_by_session, &s.session, &s.id);
-        if let Some(res) = &s.resource {
-            index_remove(&mut self.slots_by_resource, res, &s.id);
-        }
+        self.ttl_clear(true, TtlKey::Record(Key::Slot(s.id)));
+        self.expiry_remove(&(s.expires_at, Key::Slot(s.id)));
+        self.unindex_slot(&s.id, &s.session, s.resource.as_ref());
         true
+    }
+
+    fn put_ticket(&mut self, t: TicketRecord) {
+        self.expiry_insert(t.expires_at, Key::Ticket(t.id));
+        self.ttl_set(Key::Ticket(t.id), t.expires_at);
+        self.tickets.insert(t.id, t);
     }
 
     fn remove_ticket(&mut self, id: &TicketId) -> bool {
         let Some(t) = self.tickets.remove(id) else {
             return false;
         };
-        self.expiry.remove(&(t.expires_at, Key::Ticket(t.id)));
+        self.ttl_clear(true, TtlKey::Record(Key::Ticket(t.id)));
+        self.expiry_remove(&(t.expires_at, Key::Ticket(t.id)));
         true
+    }
+
+    /// Native-expiry mode: removes every key whose TTL has passed at `t` (the server's own
+    /// clock), as the server would. Records go with their global-cap entry; the index entries
+    /// pointing at them stay (noted in `gone_*`) until `reap` cleans them or their index key's
+    /// own TTL passes.
+    fn expire(&mut self, t: Timestamp) {
+        while let Some(k) = self.ttl.as_mut().and_then(|ttl| ttl.pop_due(t)) {
+            match k {
+                TtlKey::Record(Key::Session(id)) => {
+                    if let Some(r) = self.sessions.remove(&id) {
+                        self.active_remove(&(r.expires_at, id));
+                        self.gone_sessions.insert(id, (r.subject, r.resource));
+                    }
+                }
+                TtlKey::Record(Key::Ticket(id)) => {
+                    self.tickets.remove(&id);
+                }
+                TtlKey::Record(Key::Slot(id)) => {
+                    if let Some(s) = self.slots.remove(&id) {
+                        self.gone_slots.insert(id, (s.session, s.resource));
+                    }
+                }
+                TtlKey::Record(Key::Rate(subject)) => {
+                    self.creations.remove(&subject);
+                }
+                TtlKey::Subject(subject) => {
+                    self.by_subject.remove(&subject);
+                }
+                TtlKey::Open(subject) => {
+                    self.open_by_subject.remove(&subject);
+                }
+                TtlKey::Resource(res) => {
+                    self.by_resource.remove(&res);
+                }
+                TtlKey::SessionSlots(id) => {
+                    self.slots_by_session.remove(&id);
+                }
+                TtlKey::ResourceSlots(res) => {
+                    self.slots_by_resource.remove(&res);
+                }
+                TtlKey::Expiry => {
+                    self.expiry.clear();
+                    self.gone_sessions.clear();
+                    self.gone_slots.clear();
+                }
+                TtlKey::Active => {
+                    self.active.clear();
+                }
+            }
+        }
+    }
+
+    /// Native-expiry mode's reap: cleans at most `limit` index entries of records the TTL
+    /// already removed (due at `t`, the server's own clock), and removes no record, so it
+    /// counts none.
+    fn reap_index_entries(&mut self, t: Timestamp, limit: usize) {
+        let due: Vec<(Timestamp, Key)> = self
+            .expiry
+            .iter()
+            .take_while(|(d, _)| *d <= t)
+            .filter(|(_, k)| match k {
+                Key::Session(id) => !self.sessions.contains_key(id),
+                Key::Ticket(id) => !self.tickets.contains_key(id),
+                Key::Slot(id) => !self.slots.contains_key(id),
+                Key::Rate(subject) => !self.creations.contains_key(subject),
+            })
+            .take(limit)
+            .cloned()
+            .collect();
+        for entry in due {
+            self.expiry_remove(&entry);
+            match entry.1 {
+                Key::Session(id) => {
+                    if let Some((subject, res)) = self.gone_sessions.remove(&id) {
+                        self.unindex_session(&id, &subject, res.as_ref());
+                    }
+                }
+                Key::Slot(id) => {
+                    if let Some((session, res)) = self.gone_slots.remove(&id) {
+                        self.unindex_slot(&id, &session, res.as_ref());
+                    }
+                }
+                Key::Ticket(_) | Key::Rate(_) => {}
+            }
+        }
     }
 
     fn session_live(&self, id: &SessionId, now: Timestamp) -> bool {
@@ -230,10 +469,12 @@ impl Inner {
             .creations
             .entry(subject.clone())
             .or_insert_with(|| (due, VecDeque::new()));
-        self.expiry.remove(&(entry.0, Key::Rate(subject.clone())));
+        let old = (entry.0, Key::Rate(subject.clone()));
         entry.0 = due;
         entry.1.push_back(now);
-        self.expiry.insert((due, Key::Rate(subject.clone())));
+        self.expiry_remove(&old);
+        self.expiry_insert(due, Key::Rate(subject.clone()));
+        self.ttl_set(Key::Rate(subject.clone()), due);
     }
 
     /// Tombstones every listed session that is not one yet (expired or not: a revocation never
@@ -265,6 +506,8 @@ pub struct MemoryStore {
     inner: Arc<Mutex<Inner>>,
     /// A clock of its own, as a database server has (tests of the server-clock rules).
     server_clock: Option<std::sync::Arc<dyn Clock>>,
+    /// Keys expire on `server_clock`, as Redis TTLs do ([`MemoryStore::with_native_expiry`]).
+    native_expiry: bool,
 }
 
 impl std::fmt::Debug for MemoryStore {
@@ -288,6 +531,30 @@ impl MemoryStore {
         MemoryStore {
             inner: Arc::default(),
             server_clock: Some(std::sync::Arc::new(clock)),
+            native_expiry: false,
+        }
+    }
+
+    /// An empty store whose "server" expires keys itself, as Redis does — the reference for
+    /// adapters that declare `native_expiry`. It is [`with_server_clock`](Self::with_server_clock)
+    /// plus TTLs: every record key expires at its record's deadline (a tombstone keeps its
+    /// record's), every index key no earlier than its latest member's, each removed once
+    /// `clock` passes it (before every call, as a server expires keys without being asked).
+    /// `load_session` then returns `None` for an expired record, and `reap` only cleans index
+    /// entries pointing at records already gone, counting nothing (it removes no record).
+    /// [`Store::key_deadlines`] lists every key with its TTL.
+    ///
+    /// Keys expire on `clock` itself: [`Store::set_clock_offset`] moves the time the store
+    /// judges at, not the time its keys expire at — as a Redis adapter's offset is a script
+    /// argument while `PEXPIREAT` runs on the server's real clock.
+    pub fn with_native_expiry(clock: impl Clock) -> Self {
+        MemoryStore {
+            inner: Arc::new(Mutex::new(Inner {
+                ttl: Some(Ttls::default()),
+                ..Inner::default()
+            })),
+            server_clock: Some(std::sync::Arc::new(clock)),
+            native_expiry: true,
         }
     }
 
@@ -307,12 +574,18 @@ impl MemoryStore {
         judged_at(now, self.store_time(g))
     }
 
+    /// The store, locked, with every key whose TTL has passed removed (native-expiry mode).
     fn lock(&self) -> Result<MutexGuard<'_, Inner>, StoreError> {
         // A poisoned lock means a panic mid-update: refuse (fail closed) rather than read
         // possibly half-written state.
-        self.inner
+        let mut g = self
+            .inner
             .lock()
-            .map_err(|_| StoreError::Unavailable("memory store lock poisoned".into()))
+            .map_err(|_| StoreError::Unavailable("memory store lock poisoned".into()))?;
+        if let (true, Some(clock)) = (self.native_expiry, &self.server_clock) {
+            g.expire(clock.now());
+        }
+        Ok(g)
     }
 
     /// Number of stored session records (live, expired and tombstones).
@@ -320,7 +593,8 @@ impl MemoryStore {
         self.lock().map(|g| g.sessions.len()).unwrap_or(0)
     }
 
-    /// Every entry the store holds — records, index entries, expiry-index entries, rate logs —
+    /// Every entry the store holds — records, index entries, expiry-index entries, rate logs,
+    /// and in native-expiry mode the TTLs and the notes of removed records' index entries —
     /// the footprint INV-bounded-storage bounds: it returns to zero once everything stored has
     /// expired and been reaped.
     pub fn stored_entries(&self) -> usize {
@@ -329,7 +603,11 @@ impl MemoryStore {
         }
         let Ok(g) = self.lock() else { return 0 };
         let logs: usize = g.creations.values().map(|(_, log)| log.len()).sum();
+        let ttls = g.ttl.as_ref().map_or(0, |t| t.at.len());
         [
+            ttls,
+            g.gone_sessions.len(),
+            g.gone_slots.len(),
             g.sessions.len(),
             sets(&g.by_subject),
             sets(&g.open_by_subject),
@@ -354,6 +632,7 @@ impl Store for MemoryStore {
         Capabilities::NONE
             .with_raw_dump(true)
             .with_server_clock(self.server_clock.is_some())
+            .with_native_expiry(self.native_expiry)
     }
 
     async fn load_session(&self, id: &SessionId) -> Result<Loaded, StoreError> {
@@ -502,8 +781,7 @@ impl Store for MemoryStore {
             expires_at: rebase(ticket.expires_at, ticket.created_at, at),
             ..ticket.clone()
         };
-        g.expiry.insert((ticket.expires_at, Key::Ticket(ticket.id)));
-        g.tickets.insert(ticket.id, ticket);
+        g.put_ticket(ticket);
         Ok(())
     }
 
@@ -614,6 +892,11 @@ impl Store for MemoryStore {
 
     async fn reap(&self, now: Timestamp, limit: usize) -> Result<ReapOutcome, StoreError> {
         let mut g = self.lock()?;
+        if let (true, Some(clock)) = (self.native_expiry, &self.server_clock) {
+            // The server reclaims records on its own clock; reaping only tidies indexes.
+            g.reap_index_entries(clock.now(), limit);
+            return Ok(ReapOutcome::default());
+        }
         let now = self.at(&g, now);
         let mut out = ReapOutcome::default();
         let mut removed = 0usize;
@@ -624,7 +907,7 @@ impl Store for MemoryStore {
             if due > now {
                 break;
             }
-            g.expiry.remove(&(due, key.clone()));
+            g.expiry_remove(&(due, key.clone()));
             match key {
                 Key::Session(id) => {
                     if g.remove_session(&id) {
@@ -643,6 +926,7 @@ impl Store for MemoryStore {
                 }
                 Key::Rate(subject) => {
                     g.creations.remove(&subject);
+                    g.ttl_clear(true, TtlKey::Record(Key::Rate(subject)));
                     continue; // bookkeeping, not a record
                 }
             }
@@ -665,6 +949,76 @@ impl Store for MemoryStore {
         for s in g.slots.values() {
             out.push(s.id.as_bytes().to_vec());
             out.push(codec::encode_slot(s));
+        }
+        Ok(Some(out))
+    }
+
+    async fn key_deadlines(&self) -> Result<Option<Vec<KeyDeadline>>, StoreError> {
+        let g = self.lock()?;
+        let Some(ttl) = &g.ttl else {
+            return Ok(None);
+        };
+        let mut out = Vec::new();
+        let mut key = |name: String, holds: KeyHolds, k: TtlKey| {
+            out.push(KeyDeadline {
+                key: name.into_bytes(),
+                holds,
+                deadline: ttl.at.get(&k).copied(),
+            });
+        };
+        for id in g.sessions.keys() {
+            let k = TtlKey::Record(Key::Session(*id));
+            key(format!("s:{id}"), KeyHolds::Session(*id), k);
+        }
+        for id in g.tickets.keys() {
+            let k = TtlKey::Record(Key::Ticket(*id));
+            key(format!("t:{id}"), KeyHolds::Ticket(*id), k);
+        }
+        for id in g.slots.keys() {
+            let k = TtlKey::Record(Key::Slot(*id));
+            key(format!("l:{id}"), KeyHolds::Slot(*id), k);
+        }
+        for who in g.creations.keys() {
+            let k = TtlKey::Record(Key::Rate(who.clone()));
+            key(format!("r:{who}"), KeyHolds::Index, k);
+        }
+        for who in g.by_subject.keys() {
+            key(
+                format!("u:{who}"),
+                KeyHolds::Index,
+                TtlKey::Subject(who.clone()),
+            );
+        }
+        for who in g.open_by_subject.keys() {
+            key(
+                format!("o:{who}"),
+                KeyHolds::Index,
+                TtlKey::Open(who.clone()),
+            );
+        }
+        for res in g.by_resource.keys() {
+            key(
+                format!("m:{res}"),
+                KeyHolds::Index,
+                TtlKey::Resource(res.clone()),
+            );
+        }
+        for id in g.slots_by_session.keys() {
+            key(
+                format!("ls:{id}"),
+                KeyHolds::Index,
+                TtlKey::SessionSlots(*id),
+            );
+        }
+        for res in g.slots_by_resource.keys() {
+            let k = TtlKey::ResourceSlots(res.clone());
+            key(format!("lr:{res}"), KeyHolds::Index, k);
+        }
+        if !g.expiry.is_empty() {
+            key("x".to_owned(), KeyHolds::Index, TtlKey::Expiry);
+        }
+        if !g.active.is_empty() {
+            key("g".to_owned(), KeyHolds::Index, TtlKey::Active);
         }
         Ok(Some(out))
     }

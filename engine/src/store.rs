@@ -339,13 +339,40 @@ impl ReapOutcome {
     }
 }
 
+/// What a key listed by [`Store::key_deadlines`] holds, so the TTL audit can hold each record
+/// key to its own record's deadline.
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum KeyHolds {
+    /// The record of this session (live, expired or tombstone).
+    Session(SessionId),
+    /// This ticket.
+    Ticket(TicketId),
+    /// This slot.
+    Slot(SlotId),
+    /// Anything else the store keeps: an index, a creation log, a reservation set.
+    Index,
+}
+
+/// One stored key and when the store's server removes it ([`Store::key_deadlines`]).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct KeyDeadline {
+    /// The key as stored (for messages).
+    pub key: Vec<u8>,
+    /// What it holds.
+    pub holds: KeyHolds,
+    /// When the server removes it (Redis `PEXPIRETIME`); `None` if it has no TTL.
+    pub deadline: Option<Timestamp>,
+}
+
 /// What an adapter supports beyond the contract; conformance cases needing one are skipped
 /// (and reported as skipped) where it is absent.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct Capabilities {
     /// The store deletes expired records by itself (Redis TTL); `load_session` may return
-    /// `None` for a record past `expires_at` instead of the expired record.
+    /// `None` for a record past `expires_at` instead of the expired record. Such a store must
+    /// implement [`Store::key_deadlines`] (the conformance TTL audit).
     pub native_expiry: bool,
     /// [`Store::raw_dump`] returns everything stored (for the hash-at-rest audit).
     pub raw_dump: bool,
@@ -519,6 +546,17 @@ pub trait Store: Send + Sync + 'static {
         Ok(None)
     }
 
+    /// Test hook for the TTL audit of stores with `native_expiry`, which must implement it:
+    /// every key the store holds, what it holds, and the deadline its server removes it at.
+    /// Under native expiry a key's own TTL is what reclaims it (`reap` cleans index entries
+    /// only), so no key may lack one, and no record key may outlive its record's deadline
+    /// (`min(expires_at, absolute_deadline)` for a session — a tombstone keeps the one its
+    /// record had —, `expires_at` for a ticket or a slot). Stores without native expiry
+    /// return `None`. It walks every key: never call it in production.
+    async fn key_deadlines(&self) -> Result<Option<Vec<KeyDeadline>>, StoreError> {
+        Ok(None)
+    }
+
     /// Test hook for stores with `server_clock`: from now on the store's clock reads the wall
     /// clock plus `offset_ms` (negative: behind). Returns `false` (and does nothing) on stores
     /// without a clock of their own. Never call it in production.
@@ -600,6 +638,9 @@ impl<S: Store + ?Sized> Store for std::sync::Arc<S> {
     }
     async fn raw_dump(&self) -> Result<Option<Vec<Vec<u8>>>, StoreError> {
         (**self).raw_dump().await
+    }
+    async fn key_deadlines(&self) -> Result<Option<Vec<KeyDeadline>>, StoreError> {
+        (**self).key_deadlines().await
     }
     fn set_clock_offset(&self, offset_ms: i64) -> bool {
         (**self).set_clock_offset(offset_ms)

@@ -369,4 +369,9 @@ impl<S: Store> Store for Broken<S> {
         }
         self.inner.raw_dump().await
     }
+    async fn key_deadlines(
+        &self,
+    ) -> Result<Option<Vec<leasehold::store::KeyDeadline>>, StoreError> {
+        self.inner.key_deadlines().await
+    }
 }

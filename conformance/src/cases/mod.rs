@@ -15,26 +15,29 @@ pub(crate) mod store_time;
 use leasehold::{Context, CreateOptions, Created, Policy, Subject};
 
 use crate::env::CaseError;
-use crate::runner::{Capability, Case, Invariant};
+use crate::runner::{Capability, Case, Invariant, Requirement};
 
 macro_rules! requirement {
     (none) => {
         None
     };
     (native_expiry) => {
-        Some(Capability::NativeExpiry)
+        Some(Requirement::Has(Capability::NativeExpiry))
     };
     (raw_dump) => {
-        Some(Capability::RawDump)
+        Some(Requirement::Has(Capability::RawDump))
     };
     (multi_process) => {
-        Some(Capability::MultiProcess)
+        Some(Requirement::Has(Capability::MultiProcess))
     };
     (server_clock) => {
-        Some(Capability::ServerClock)
+        Some(Requirement::Has(Capability::ServerClock))
     };
     (sharded) => {
-        Some(Capability::Sharded)
+        Some(Requirement::Has(Capability::Sharded))
+    };
+    (reaper) => {
+        Some(Requirement::REAPER)
     };
 }
 

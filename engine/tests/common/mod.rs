@@ -321,6 +321,11 @@ impl Store for Counting {
         self.pause().await;
         r
     }
+    async fn key_deadlines(
+        &self,
+    ) -> Result<Option<Vec<leasehold::store::KeyDeadline>>, StoreError> {
+        self.inner.key_deadlines().await
+    }
 }
 
 /// `Sessions` over a store, with a manual clock, seeded entropy and collected events.

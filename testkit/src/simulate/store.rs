@@ -269,4 +269,9 @@ impl<S: Store + Clone> Store for SimStore<S> {
     async fn raw_dump(&self) -> Result<Option<Vec<Vec<u8>>>, StoreError> {
         self.inner.raw_dump().await
     }
+    async fn key_deadlines(
+        &self,
+    ) -> Result<Option<Vec<leasehold::store::KeyDeadline>>, StoreError> {
+        self.inner.key_deadlines().await
+    }
 }
