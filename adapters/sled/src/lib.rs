@@ -920,11 +920,9 @@ impl Store for SledStore {
         let mut total = ReapOutcome::default();
         let mut left = limit;
         // Every pass takes its entries out of the expiry index (removed, quarantined, or moved
-        // to the record's real deadline), so passes make progress even when they remove no
-        // record (a pass of rate logs only); the bound is a safety net.
-        let mut passes = limit.saturating_add(1);
-        while left > 0 && passes > 0 {
-            passes -= 1;
+        // to the record's own deadline), so passes make progress even when they remove no
+        // record (a pass of creation logs only) and the loop ends when nothing due is left.
+        while left > 0 {
             let (entries, truncated) = self.due_entries(now, left)?;
             if entries.is_empty() {
                 break;

@@ -1173,3 +1173,42 @@ async fn a_due_rate_log_does_not_hide_a_due_session_from_a_bounded_reap() {
     let out = s.reap(1).await.unwrap();
     assert_eq!(out.sessions, 1, "{out:?}");
 }
+
+/// Several due creation logs in front of a due session do not end a bounded reap early.
+#[tokio::test]
+async fn many_due_rate_logs_do_not_hide_a_due_session_from_a_bounded_reap() {
+    let policy = Policy::builder()
+        .creation_rate(Some(Rate {
+            max: 10,
+            window: secs(60),
+        }))
+        .build()
+        .unwrap();
+    let (s, clock, _dir) = sessions(policy);
+    // Five subjects' creation logs fall due a minute after creation, long before the session.
+    for i in 0..5 {
+        let c = s
+            .create(&subject(&format!("user-{i}")), opts())
+            .await
+            .unwrap();
+        if i > 0 {
+            s.revoke(&c.session.id).await.unwrap();
+        }
+    }
+    clock.advance(secs(31 * 60));
+    let mut reaped = 0;
+    for _ in 0..5 {
+        let out = s.reap(1).await.unwrap();
+        assert!(out.sessions <= 1, "{out:?}");
+        reaped += out.sessions;
+        if reaped == 5 {
+            break;
+        }
+    }
+    let out = s.reap(1).await.unwrap();
+    assert_eq!(
+        reaped + out.sessions,
+        5,
+        "every due session is reaped, one per call"
+    );
+}
