@@ -637,7 +637,9 @@ impl Store for SledStore {
                         let replay = InsertOutcome::Inserted {
                             evicted: Vec::new(),
                         };
-                        return Ok((replay, Written::Nothing));
+                        // The first attempt may have failed at its flush: acknowledge the
+                        // replay only once the record is on disk.
+                        return Ok((replay, Written::Security));
                     }
                     Err(e) => return fail(e),
                 }
