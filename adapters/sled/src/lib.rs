@@ -512,7 +512,7 @@ impl SledStore {
                 // Every member not yet a tombstone, expired or not: a revocation never depends
                 // on a clock. The count is of those live at `now`.
                 for m in &snap.open {
-                    if let Some(r) = tx.session(&SessionId::from_bytes(*m))?
+                    if let Some(r) = tx.session_or_quarantine(&SessionId::from_bytes(*m))?
                         && !r.is_tombstone()
                         && belongs(&r)
                     {
@@ -687,7 +687,7 @@ impl Store for SledStore {
                     self.counted
                         .fetch_add(snap.open.len() as u64, Ordering::Relaxed);
                     for m in &snap.open {
-                        let Some(r) = tx.session(&SessionId::from_bytes(*m))? else {
+                        let Some(r) = tx.session_or_quarantine(&SessionId::from_bytes(*m))? else {
                             continue;
                         };
                         if r.subject != record.subject || r.is_tombstone() {

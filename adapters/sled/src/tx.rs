@@ -345,6 +345,24 @@ impl<'a> Tx<'a> {
         }
     }
 
+    /// For group operations: the session `id`, with bytes that do not decode moved to the
+    /// quarantine tree (and read as absent) instead of failing the whole operation, so one
+    /// corrupt member never blocks "log out everywhere" or a capped create. Its expiry entry is
+    /// left for the reaper, which drops an entry whose record is gone.
+    pub(crate) fn session_or_quarantine(&self, id: &SessionId) -> TxResult<Option<SessionRecord>> {
+        match self.tree(SESSIONS).get(id.as_bytes())? {
+            None => Ok(None),
+            Some(v) => match decode_session_at(id, &v) {
+                Ok(r) => Ok(Some(r)),
+                Err(_) => {
+                    self.quarantine(SESSIONS, id.as_bytes(), &v)?;
+                    self.tree(SESSIONS).remove(id.as_bytes())?;
+                    Ok(None)
+                }
+            },
+        }
+    }
+
     /// Keeps `bytes`, found under `key` in `tree`, in the quarantine tree.
     pub(crate) fn quarantine(&self, tree: usize, key: &[u8], bytes: &[u8]) -> TxResult<()> {
         let mut qkey = Vec::with_capacity(key.len() + 1);

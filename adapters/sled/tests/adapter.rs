@@ -1212,3 +1212,40 @@ async fn many_due_rate_logs_do_not_hide_a_due_session_from_a_bounded_reap() {
         "every due session is reaped, one per call"
     );
 }
+
+/// One undecodable member never blocks "log out everywhere": `revoke_subject` moves its bytes
+/// to the quarantine tree (the session reads as absent: fail closed) and revokes the others;
+/// a capped create of the subject goes on likewise.
+#[tokio::test]
+async fn a_corrupt_member_does_not_block_group_revocation_or_a_capped_create() {
+    let (s, _clock, _dir) = sessions(capped(3, CapPolicy::Reject));
+    let alice = subject("alice");
+    let made: Vec<_> = [
+        s.create(&alice, opts()).await.unwrap(),
+        s.create(&alice, opts()).await.unwrap(),
+        s.create(&alice, opts()).await.unwrap(),
+    ]
+    .into();
+    let sessions_tree = s.store().db().open_tree(trees::SESSIONS).unwrap();
+    sessions_tree
+        .insert(made[1].session.id.as_bytes(), &b"torn page"[..])
+        .unwrap();
+    // The capped create counts 2 readable members and quarantines the third: it fits.
+    s.create(&alice, opts()).await.unwrap();
+    let quarantine = s.store().db().open_tree(trees::QUARANTINE).unwrap();
+    assert_eq!(quarantine.len(), 1);
+    assert_eq!(s.revoke_subject(&alice).await.unwrap(), 3);
+    for c in [&made[0], &made[2]] {
+        assert!(matches!(
+            s.validate(c.token.expose_secret(), &Context::none()).await,
+            Err(Error::Revoked {
+                reason: RevokeReason::Subject
+            })
+        ));
+    }
+    assert!(matches!(
+        s.validate(made[1].token.expose_secret(), &Context::none())
+            .await,
+        Err(Error::NotAuthenticated)
+    ));
+}
