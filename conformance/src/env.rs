@@ -6,16 +6,13 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
-use leasehold::crypto::Verifier;
-use leasehold::record::{SlotRecord, TicketRecord};
-use leasehold::store::{
-    CreateLimits, HeartbeatOutcome, InsertOutcome, KeyDeadline, Loaded, ReapOutcome, SlotCaps,
-    SlotOutcome, Store, StoreError, TakeOutcome,
-};
+use leasehold::store::{Store, StoreError};
 use leasehold::{
-    Capabilities, Clock, ManualClock, Policy, Resource, SeededEntropy, SessionId, SessionRecord,
-    Sessions, SlotId, Subject, SystemClock, TicketId, Timestamp,
+    Capabilities, Clock, ManualClock, Policy, Resource, SeededEntropy, Sessions, Subject,
+    SystemClock, Timestamp,
 };
+use leasehold_testkit::faults::Op;
+use leasehold_testkit::hooked::{Hooked, Hooks};
 use tokio::sync::{Barrier, oneshot};
 use tokio::task::JoinHandle;
 
@@ -104,7 +101,7 @@ impl Env {
             .now()
             .max(SystemClock.now().saturating_add(CLOCK_LEAD));
         Env {
-            store: Arc::new(Interleaving(store)),
+            store: Arc::new(Hooked::new(store, YieldAround)),
             clock: ManualClock::new(start),
             entropy: SeededEntropy::new(seed),
         }
@@ -195,10 +192,7 @@ impl Env {
     /// exactly in that gap — the race a real request loses only rarely.
     pub fn cas_hook(&self) -> (DynStore, CasHook) {
         let hook = CasHook::default();
-        let store: DynStore = Arc::new(Hooked {
-            inner: self.store.clone(),
-            hook: hook.clone(),
-        });
+        let store: DynStore = Arc::new(Hooked::new(self.store.clone(), hook.clone()));
         (store, hook)
     }
 
@@ -280,12 +274,6 @@ impl Parked {
     }
 }
 
-/// The store of [`Env::cas_hook`]: the store under test, with a park before a swap.
-struct Hooked {
-    inner: DynStore,
-    hook: CasHook,
-}
-
 /// A subject from a test name.
 pub(crate) fn subject(name: &str) -> Result<Subject, CaseError> {
     Ok(Subject::new(name)?)
@@ -359,186 +347,37 @@ pub(crate) fn describe<T: fmt::Debug>(items: &[T]) -> String {
     s
 }
 
-/// A store wrapper that yields to the Tokio scheduler before and after every call, so that
-/// concurrent tasks really interleave between a load and the compare-and-swap that follows it,
-/// even when the wrapped store (memory, an embedded database) never waits. Each wrapped call
-/// stays exactly as atomic as the store makes it.
-pub struct Interleaving<S>(pub S);
-
-macro_rules! interleave {
-    ($call:expr) => {{
-        tokio::task::yield_now().await;
-        let out = $call.await;
-        tokio::task::yield_now().await;
-        out
-    }};
-}
+/// Hooks that yield to the Tokio scheduler before and after every call, so that concurrent
+/// tasks really interleave between a load and the compare-and-swap that follows it, even when
+/// the wrapped store (memory, an embedded database) never waits. Each wrapped call stays
+/// exactly as atomic as the store makes it.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct YieldAround;
 
 #[async_trait]
-impl<S: Store> Store for Interleaving<S> {
-    fn capabilities(&self) -> Capabilities {
-        self.0.capabilities()
+impl Hooks for YieldAround {
+    async fn before(&self, _: Op) {
+        tokio::task::yield_now().await;
     }
-    async fn load_session(&self, id: &SessionId) -> Result<Loaded, StoreError> {
-        interleave!(self.0.load_session(id))
-    }
-    fn set_clock_offset(&self, offset_ms: i64) -> bool {
-        self.0.set_clock_offset(offset_ms)
-    }
-    async fn insert_session(
-        &self,
-        record: &SessionRecord,
-        limits: &CreateLimits,
-        now: Timestamp,
-    ) -> Result<InsertOutcome, StoreError> {
-        interleave!(self.0.insert_session(record, limits, now))
-    }
-    async fn compare_and_swap(
-        &self,
-        new: &SessionRecord,
-        expected_version: u64,
-        now: Timestamp,
-    ) -> Result<(), StoreError> {
-        interleave!(self.0.compare_and_swap(new, expected_version, now))
-    }
-    async fn revoke_subject(&self, subject: &Subject, now: Timestamp) -> Result<u64, StoreError> {
-        interleave!(self.0.revoke_subject(subject, now))
-    }
-    async fn revoke_resource(
-        &self,
-        resource: &Resource,
-        now: Timestamp,
-    ) -> Result<u64, StoreError> {
-        interleave!(self.0.revoke_resource(resource, now))
-    }
-    async fn list_subject(&self, subject: &Subject) -> Result<Vec<SessionRecord>, StoreError> {
-        interleave!(self.0.list_subject(subject))
-    }
-    async fn put_ticket(&self, ticket: &TicketRecord) -> Result<(), StoreError> {
-        interleave!(self.0.put_ticket(ticket))
-    }
-    async fn take_ticket(
-        &self,
-        id: &TicketId,
-        verifier: &Verifier,
-        now: Timestamp,
-    ) -> Result<TakeOutcome, StoreError> {
-        interleave!(self.0.take_ticket(id, verifier, now))
-    }
-    async fn acquire_slot(
-        &self,
-        slot: &SlotRecord,
-        caps: &SlotCaps,
-        now: Timestamp,
-    ) -> Result<SlotOutcome, StoreError> {
-        interleave!(self.0.acquire_slot(slot, caps, now))
-    }
-    async fn heartbeat_slot(
-        &self,
-        id: &SlotId,
-        expires_at: Timestamp,
-        now: Timestamp,
-    ) -> Result<HeartbeatOutcome, StoreError> {
-        interleave!(self.0.heartbeat_slot(id, expires_at, now))
-    }
-    async fn release_slot(&self, id: &SlotId) -> Result<bool, StoreError> {
-        interleave!(self.0.release_slot(id))
-    }
-    async fn reap(&self, now: Timestamp, limit: usize) -> Result<ReapOutcome, StoreError> {
-        interleave!(self.0.reap(now, limit))
-    }
-    async fn raw_dump(&self) -> Result<Option<Vec<Vec<u8>>>, StoreError> {
-        self.0.raw_dump().await
-    }
-    async fn key_deadlines(&self) -> Result<Option<Vec<KeyDeadline>>, StoreError> {
-        self.0.key_deadlines().await
+    async fn after(&self, _: Op) {
+        tokio::task::yield_now().await;
     }
 }
 
+/// The store under test as every case sees it: each call yields before and after.
+pub type Interleaving<S> = Hooked<S, YieldAround>;
+
+/// The hook of [`Env::cas_hook`]: parks the next compare-and-swap once armed.
 #[async_trait]
-impl Store for Hooked {
-    fn capabilities(&self) -> Capabilities {
-        self.inner.capabilities()
-    }
-    async fn load_session(&self, id: &SessionId) -> Result<Loaded, StoreError> {
-        self.inner.load_session(id).await
-    }
-    fn set_clock_offset(&self, offset_ms: i64) -> bool {
-        self.inner.set_clock_offset(offset_ms)
-    }
-    async fn insert_session(
-        &self,
-        record: &SessionRecord,
-        limits: &CreateLimits,
-        now: Timestamp,
-    ) -> Result<InsertOutcome, StoreError> {
-        self.inner.insert_session(record, limits, now).await
-    }
-    async fn compare_and_swap(
-        &self,
-        new: &SessionRecord,
-        expected_version: u64,
-        now: Timestamp,
-    ) -> Result<(), StoreError> {
-        if let Some(armed) = self.hook.take() {
+impl Hooks for CasHook {
+    async fn before(&self, op: Op) {
+        if op != Op::Cas {
+            return;
+        }
+        if let Some(armed) = self.take() {
             let _ = armed.reached.send(());
             // Released, or the case dropped its handle: go on either way.
             let _ = armed.release.await;
         }
-        self.inner
-            .compare_and_swap(new, expected_version, now)
-            .await
-    }
-    async fn revoke_subject(&self, subject: &Subject, now: Timestamp) -> Result<u64, StoreError> {
-        self.inner.revoke_subject(subject, now).await
-    }
-    async fn revoke_resource(
-        &self,
-        resource: &Resource,
-        now: Timestamp,
-    ) -> Result<u64, StoreError> {
-        self.inner.revoke_resource(resource, now).await
-    }
-    async fn list_subject(&self, subject: &Subject) -> Result<Vec<SessionRecord>, StoreError> {
-        self.inner.list_subject(subject).await
-    }
-    async fn put_ticket(&self, ticket: &TicketRecord) -> Result<(), StoreError> {
-        self.inner.put_ticket(ticket).await
-    }
-    async fn take_ticket(
-        &self,
-        id: &TicketId,
-        verifier: &Verifier,
-        now: Timestamp,
-    ) -> Result<TakeOutcome, StoreError> {
-        self.inner.take_ticket(id, verifier, now).await
-    }
-    async fn acquire_slot(
-        &self,
-        slot: &SlotRecord,
-        caps: &SlotCaps,
-        now: Timestamp,
-    ) -> Result<SlotOutcome, StoreError> {
-        self.inner.acquire_slot(slot, caps, now).await
-    }
-    async fn heartbeat_slot(
-        &self,
-        id: &SlotId,
-        expires_at: Timestamp,
-        now: Timestamp,
-    ) -> Result<HeartbeatOutcome, StoreError> {
-        self.inner.heartbeat_slot(id, expires_at, now).await
-    }
-    async fn release_slot(&self, id: &SlotId) -> Result<bool, StoreError> {
-        self.inner.release_slot(id).await
-    }
-    async fn reap(&self, now: Timestamp, limit: usize) -> Result<ReapOutcome, StoreError> {
-        self.inner.reap(now, limit).await
-    }
-    async fn raw_dump(&self) -> Result<Option<Vec<Vec<u8>>>, StoreError> {
-        self.inner.raw_dump().await
-    }
-    async fn key_deadlines(&self) -> Result<Option<Vec<KeyDeadline>>, StoreError> {
-        self.inner.key_deadlines().await
     }
 }

@@ -29,7 +29,9 @@ mod env;
 mod factory;
 mod runner;
 
-pub use env::{CLOCK_LEAD, CasHook, CaseError, CaseResult, DynStore, Env, Interleaving, Parked};
+pub use env::{
+    CLOCK_LEAD, CasHook, CaseError, CaseResult, DynStore, Env, Interleaving, Parked, YieldAround,
+};
 pub use factory::{Fallible, Guarded, StoreFactory, fallible};
 pub use runner::{
     CASE_TIMEOUT, Capability, Case, CaseFn, CaseReport, Invariant, Outcome, Report, Requirement,
