@@ -77,6 +77,16 @@ async fn stored<S: Store>(store: &S, id: &SessionId) -> Option<SessionRecord> {
     store.load_session(id).await.unwrap().record
 }
 
+/// Refreshes `t` (which must succeed) and returns the successor's text.
+async fn refreshed<S: Store>(s: &Sessions<S>, t: &str) -> String {
+    s.refresh(t, &Context::none())
+        .await
+        .unwrap()
+        .token
+        .expose_secret()
+        .to_owned()
+}
+
 async fn validate<S: Store>(s: &Sessions<S>, t: &str) -> Result<leasehold::Validated, Error> {
     s.validate(t, &Context::none()).await
 }
@@ -791,14 +801,7 @@ async fn a_lagging_caller_cannot_stretch_the_grace_window() {
     let (_, t0) = create(&w.accurate, "alice").await;
     w.advance(mins(1));
     let rotated = w.now();
-    let t1 = w
-        .accurate
-        .refresh(&t0, &Context::none())
-        .await
-        .unwrap()
-        .token
-        .expose_secret()
-        .to_owned();
+    let t1 = refreshed(&w.accurate, &t0).await;
     // The successor is presented: only the grace window keeps the predecessor now.
     validate(&w.accurate, &t1).await.unwrap();
     w.advance(secs(30) - MS);
@@ -829,14 +832,7 @@ async fn a_lagging_caller_cannot_stretch_the_orphan_window() {
     let (id, t0) = create(&w.accurate, "alice").await;
     w.advance(mins(1));
     let rotated = w.now();
-    let t1 = w
-        .accurate
-        .refresh(&t0, &Context::none())
-        .await
-        .unwrap()
-        .token
-        .expose_secret()
-        .to_owned();
+    let t1 = refreshed(&w.accurate, &t0).await;
     // The successor is never presented (its reply was lost): the orphan window keeps t0.
     w.advance(mins(5) - MS);
     let sink = CollectingSink::default();
@@ -1495,13 +1491,7 @@ async fn the_sealed_successor_is_dropped_by_the_first_write_after_its_windows_cl
     let (id, t0) = create(&s, "alice").await;
     clock.advance(mins(1));
     let rotated = clock.now();
-    let t1 = s
-        .refresh(&t0, &Context::none())
-        .await
-        .unwrap()
-        .token
-        .expose_secret()
-        .to_owned();
+    let t1 = refreshed(&s, &t0).await;
 
     // While a window is open, the seal is kept — and it is exactly what makes a dump plus the
     // old token worth the current token (the attack below is real).
@@ -1563,13 +1553,7 @@ async fn an_orphaned_successor_keeps_its_seal_until_the_orphan_window_closes() {
     let s = driver(store.clone(), &policy, &clock, 1);
     let (id, t0) = create(&s, "alice").await;
     let rotated = clock.now();
-    let t1 = s
-        .refresh(&t0, &Context::none())
-        .await
-        .unwrap()
-        .token
-        .expose_secret()
-        .to_owned();
+    let t1 = refreshed(&s, &t0).await;
     // The predecessor answered by the orphan rule, with a touch: the seal is still needed.
     clock.set(rotated.saturating_add(mins(2)));
     let v = validate(&s, &t0).await.unwrap();
