@@ -174,6 +174,36 @@ impl<S: Store, G: Send + Sync + 'static> Store for Guarded<S, G> {
     async fn release_slot(&self, id: &SlotId) -> Result<bool, StoreError> {
         self.store.release_slot(id).await
     }
+    async fn list_sessions(
+        &self,
+        scope: &leasehold::Scope,
+        after: Option<&leasehold::SessionId>,
+        limit: usize,
+    ) -> Result<leasehold::Page, StoreError> {
+        self.store.list_sessions(scope, after, limit).await
+    }
+    async fn count_live(
+        &self,
+        scope: &leasehold::Scope,
+        now: Timestamp,
+    ) -> Result<u64, StoreError> {
+        self.store.count_live(scope, now).await
+    }
+    async fn check_limits(
+        &self,
+        subject: &leasehold::Subject,
+        limits: &leasehold::store::CreateLimits,
+        now: Timestamp,
+    ) -> Result<leasehold::store::InsertOutcome, StoreError> {
+        self.store.check_limits(subject, limits, now).await
+    }
+    async fn forget_creation(
+        &self,
+        subject: &leasehold::Subject,
+        id: &leasehold::SessionId,
+    ) -> Result<bool, StoreError> {
+        self.store.forget_creation(subject, id).await
+    }
     async fn reap(&self, now: Timestamp, limit: usize) -> Result<ReapOutcome, StoreError> {
         self.store.reap(now, limit).await
     }

@@ -240,6 +240,36 @@ impl Store for Flawed {
     async fn release_slot(&self, id: &SlotId) -> Result<bool, StoreError> {
         self.inner.release_slot(id).await
     }
+    async fn list_sessions(
+        &self,
+        scope: &leasehold::Scope,
+        after: Option<&leasehold::SessionId>,
+        limit: usize,
+    ) -> Result<leasehold::Page, StoreError> {
+        self.inner.list_sessions(scope, after, limit).await
+    }
+    async fn count_live(
+        &self,
+        scope: &leasehold::Scope,
+        now: Timestamp,
+    ) -> Result<u64, StoreError> {
+        self.inner.count_live(scope, now).await
+    }
+    async fn check_limits(
+        &self,
+        subject: &leasehold::Subject,
+        limits: &leasehold::store::CreateLimits,
+        now: Timestamp,
+    ) -> Result<leasehold::store::InsertOutcome, StoreError> {
+        self.inner.check_limits(subject, limits, now).await
+    }
+    async fn forget_creation(
+        &self,
+        subject: &leasehold::Subject,
+        id: &leasehold::SessionId,
+    ) -> Result<bool, StoreError> {
+        self.inner.forget_creation(subject, id).await
+    }
     async fn reap(&self, now: Timestamp, limit: usize) -> Result<ReapOutcome, StoreError> {
         let mut r = self.inner.reap(now, limit).await?;
         if self.flaw == Flaw2::ReapCountsIndexEntries {
@@ -401,6 +431,36 @@ fn without_the_audit_hook_the_ttl_case_fails_with_the_reason() {
         }
         async fn release_slot(&self, id: &SlotId) -> Result<bool, StoreError> {
             self.0.release_slot(id).await
+        }
+        async fn list_sessions(
+            &self,
+            scope: &leasehold::Scope,
+            after: Option<&leasehold::SessionId>,
+            limit: usize,
+        ) -> Result<leasehold::Page, StoreError> {
+            self.0.list_sessions(scope, after, limit).await
+        }
+        async fn count_live(
+            &self,
+            scope: &leasehold::Scope,
+            now: Timestamp,
+        ) -> Result<u64, StoreError> {
+            self.0.count_live(scope, now).await
+        }
+        async fn check_limits(
+            &self,
+            subject: &leasehold::Subject,
+            limits: &leasehold::store::CreateLimits,
+            now: Timestamp,
+        ) -> Result<leasehold::store::InsertOutcome, StoreError> {
+            self.0.check_limits(subject, limits, now).await
+        }
+        async fn forget_creation(
+            &self,
+            subject: &leasehold::Subject,
+            id: &leasehold::SessionId,
+        ) -> Result<bool, StoreError> {
+            self.0.forget_creation(subject, id).await
         }
         async fn reap(&self, now: Timestamp, limit: usize) -> Result<ReapOutcome, StoreError> {
             self.0.reap(now, limit).await

@@ -4,14 +4,14 @@
 //! against a hard limit, unknown versions and kinds are refused (never guessed), trailing bytes
 //! are an error, and nothing panics.
 //!
-//! # Format 2 (written by this build): a fixed-offset session header
+//! # Format 3 (written by this build): a fixed-offset session header
 //!
 //! A session starts with the fields a store must read or write *without* this codec (a Lua
 //! script, a SQL function), at fixed offsets, little-endian ([`layout`]):
 //!
 //! | offset | size | field |
 //! |---|---|---|
-//! | 0 | 1 | format version (2) |
+//! | 0 | 1 | format version (3; 2 has the same header) |
 //! | 1 | 1 | kind (`S`) |
 //! | 2 | 1 | state: 0 active, 1 tombstone |
 //! | 3 | 1 | revoke reason code (0 when active) |
@@ -22,24 +22,29 @@
 //! | 36 | 8 | created_at, ms |
 //! | 44 | 18 | id |
 //! | 62 | 4 + n | subject (u32 length, bytes) |
-//! | … | 1 (+ 4 + n) | resource (flag, length, bytes) — *identity ends here* |
+//! | … | 1 (+ 4 + n) | resource (flag, length, bytes) |
+//! | … | 4 + n | kind (u32 length, bytes; format 3 only) — *identity ends here* |
 //!
-//! then `last_seen`, the credential, binding, summary, data and data version. So a store can
-//! tombstone a record in place (write bytes 2..20: state, reason, revoked_at, version + 1) and
-//! check that a compare-and-swap keeps the identity by comparing one byte range
-//! ([`identity_range`]). Format 1 records (no header) still decode.
+//! then `last_seen`, the credential, binding, summary, data, data version and (format 3) the
+//! access grant. So a store can tombstone a record in place (write bytes 2..28: state, reason,
+//! revoked_at, version + 1, and `expires_at` lowered to at most `revoked_at` +
+//! [`TOMBSTONE_RETENTION`](crate::record::TOMBSTONE_RETENTION)) and check that a
+//! compare-and-swap keeps the identity by comparing one byte range ([`identity_range`]).
+//! Format 1 and 2 records still decode (kind [`Kind::legacy`], no access grant).
 
 use crate::crypto::{BindingHash, Sealed, Verifier};
-use crate::ids::{ID_BYTES, MAX_NAME_LEN, Resource, SessionId, SlotId, Subject, TicketId};
+use crate::ids::{ID_BYTES, Kind, MAX_NAME_LEN, Resource, SessionId, SlotId, Subject, TicketId};
 use crate::policy::{MAX_DATA_LEN, MAX_REUSE_HISTORY};
 use crate::record::{
-    Credential, Predecessor, RevokeReason, SessionRecord, SessionState, SlotRecord, TicketRecord,
+    AccessGrant, Credential, Predecessor, RevokeReason, SessionRecord, SessionState, SlotRecord,
+    TicketRecord,
 };
 use crate::time::Timestamp;
+use crate::token::MAX_PREFIX_LEN;
 
-/// The format version written by this build. Decoders also read format 1; they refuse any
-/// other.
-pub const FORMAT_VERSION: u8 = 2;
+/// The format version written by this build. Decoders also read formats 1 and 2 (their
+/// records get [`Kind::legacy`] and no access token); they refuse any other.
+pub const FORMAT_VERSION: u8 = 3;
 
 /// Fixed offsets of the format-2 session header (see the module docs).
 pub mod layout {
@@ -229,6 +234,7 @@ pub fn encode_session(r: &SessionRecord) -> Vec<u8> {
     w.raw(r.id.as_bytes());
     w.bytes(r.subject.as_str().as_bytes());
     w.opt_str(r.resource.as_ref().map(Resource::as_str));
+    w.bytes(r.kind.as_str().as_bytes());
     w.ts(r.last_seen);
     let c = &r.credential;
     w.u64(c.generation);
@@ -261,19 +267,32 @@ pub fn encode_session(r: &SessionRecord) -> Vec<u8> {
     w.opt_str(r.context_summary.as_deref());
     w.bytes(&r.data);
     w.u64(r.data_version);
+    match &c.access {
+        None => w.u8(0),
+        Some(a) => {
+            w.u8(1);
+            w.raw(&a.verifier.0);
+            w.ts(a.expires_at);
+        }
+    }
     w.0
 }
 
-/// The byte range of a format-2 session encoding that holds its identity (absolute deadline,
-/// creation time, id, subject, resource): a compare-and-swap must leave it byte-for-byte
-/// unchanged. `None` if `bytes` is not a well-formed format-2 session header.
+/// The byte range of a format-2 or -3 session encoding that holds its identity (absolute
+/// deadline, creation time, id, subject, resource and — format 3 — kind): a compare-and-swap
+/// must leave it byte-for-byte unchanged. `None` if `bytes` is not a well-formed format-2/3
+/// session header.
 pub fn identity_range(bytes: &[u8]) -> Option<std::ops::Range<usize>> {
-    if bytes.get(layout::FORMAT) != Some(&2) || bytes.get(layout::KIND) != Some(&KIND_SESSION) {
+    let format = *bytes.get(layout::FORMAT)?;
+    if !(2..=3).contains(&format) || bytes.get(layout::KIND) != Some(&KIND_SESSION) {
         return None;
     }
     let mut r = Reader(bytes.get(layout::SUBJECT..)?);
     r.bytes(MAX_NAME_LEN, "subject").ok()?;
     r.opt_string(MAX_NAME_LEN, "resource").ok()?;
+    if format == 3 {
+        r.bytes(MAX_PREFIX_LEN, "kind").ok()?;
+    }
     Some(layout::ABSOLUTE_DEADLINE..bytes.len() - r.0.len())
 }
 
@@ -284,7 +303,7 @@ pub fn decode_session(input: &[u8]) -> Result<SessionRecord, CodecError> {
     let head = if format == 1 {
         Head::v1(&mut r)?
     } else {
-        Head::v2(&mut r)?
+        Head::v2(&mut r, format)?
     };
     let generation = r.u64()?;
     let current = Verifier(r.array()?);
@@ -317,11 +336,20 @@ pub fn decode_session(input: &[u8]) -> Result<SessionRecord, CodecError> {
     let context_summary = r.opt_string(MAX_SUMMARY_LEN, "context_summary")?;
     let data = r.bytes(MAX_DATA_LEN, "data")?.to_vec();
     let data_version = r.u64()?;
+    let access = if format >= 3 && r.flag("access")? {
+        Some(AccessGrant {
+            verifier: Verifier(r.array()?),
+            expires_at: r.ts()?,
+        })
+    } else {
+        None
+    };
     r.finish()?;
     let Head {
         id,
         subject,
         resource,
+        kind,
         version,
         created_at,
         last_seen,
@@ -336,6 +364,7 @@ pub fn decode_session(input: &[u8]) -> Result<SessionRecord, CodecError> {
         id,
         subject,
         resource,
+        kind,
         version,
         created_at,
         last_seen,
@@ -348,6 +377,7 @@ pub fn decode_session(input: &[u8]) -> Result<SessionRecord, CodecError> {
             rotated_at,
             previous,
             retired,
+            access,
         },
         binding,
         context_summary,
@@ -361,6 +391,7 @@ struct Head {
     id: SessionId,
     subject: Subject,
     resource: Option<Resource>,
+    kind: Kind,
     version: u64,
     created_at: Timestamp,
     last_seen: Timestamp,
@@ -380,6 +411,7 @@ impl Head {
         let last_seen = r.ts()?;
         let absolute_deadline = r.ts()?;
         let expires_at = r.ts()?;
+        let kind = Kind::legacy();
         let state = if r.flag("state")? {
             let at = r.ts()?;
             let reason = RevokeReason::from_code(r.u8()?).ok_or(CodecError::Invalid("reason"))?;
@@ -391,6 +423,7 @@ impl Head {
             id,
             subject,
             resource,
+            kind,
             version,
             created_at,
             last_seen,
@@ -400,8 +433,9 @@ impl Head {
         })
     }
 
-    /// Format 2: the fixed-offset header (module docs), then the identity, then last seen.
-    fn v2(r: &mut Reader<'_>) -> Result<Head, CodecError> {
+    /// Formats 2 and 3: the fixed-offset header (module docs), then the identity (format 3
+    /// ends it with the kind), then last seen.
+    fn v2(r: &mut Reader<'_>, format: u8) -> Result<Head, CodecError> {
         let tombstone = r.flag("state")?;
         let reason = r.u8()?;
         let revoked_at = r.ts()?;
@@ -423,11 +457,17 @@ impl Head {
         let id = SessionId::from_bytes(r.array::<ID_BYTES>()?);
         let subject = subject(r.string(MAX_NAME_LEN, "subject")?)?;
         let resource = resource(r.opt_string(MAX_NAME_LEN, "resource")?)?;
+        let kind = if format >= 3 {
+            Kind::new(r.string(MAX_PREFIX_LEN, "kind")?).map_err(|_| CodecError::Invalid("kind"))?
+        } else {
+            Kind::legacy()
+        };
         let last_seen = r.ts()?;
         Ok(Head {
             id,
             subject,
             resource,
+            kind,
             version,
             created_at,
             last_seen,
@@ -497,6 +537,7 @@ mod tests {
             id: SessionId::from_bytes([3; ID_BYTES]),
             subject: Subject::new("alice").unwrap(),
             resource: Some(Resource::new("sandbox-1").unwrap()),
+            kind: Kind::new("refresh").unwrap(),
             version: 7,
             created_at: Timestamp::from_millis(1000),
             last_seen: Timestamp::from_millis(2000),
@@ -516,6 +557,10 @@ mod tests {
                     successor_seen: true,
                 }),
                 retired: vec![Verifier([5; 32]), Verifier([6; 32])],
+                access: Some(AccessGrant {
+                    verifier: Verifier([9; 32]),
+                    expires_at: Timestamp::from_millis(40_000),
+                }),
             },
             binding: Some(BindingHash([8; 32])),
             context_summary: Some("Firefox on Linux".into()),
@@ -536,6 +581,7 @@ mod tests {
             credential: Credential {
                 previous: None,
                 retired: vec![],
+                access: None,
                 ..r.credential.clone()
             },
             ..r
@@ -609,7 +655,7 @@ mod tests {
     #[test]
     fn unknown_version_and_kind_are_refused() {
         let mut bytes = encode_session(&sample());
-        for v in [0, 3, u8::MAX] {
+        for v in [0, 4, u8::MAX] {
             bytes[0] = v;
             assert_eq!(decode_session(&bytes), Err(CodecError::UnknownVersion(v)));
         }
@@ -728,9 +774,43 @@ mod tests {
         assert_eq!(decode_session(&bytes), Err(CodecError::Invalid("state")));
     }
 
+    /// Format 2, as written by earlier builds: format 3 without the kind and the access grant.
+    fn encode_v2(r: &SessionRecord) -> Vec<u8> {
+        let v3 = encode_session(r);
+        let identity = identity_range(&v3).unwrap();
+        let kind_len = 4 + r.kind.as_str().len();
+        let access_len = if r.credential.access.is_some() { 41 } else { 1 };
+        let mut out = v3[..identity.end - kind_len].to_vec();
+        out.extend_from_slice(&v3[identity.end..v3.len() - access_len]);
+        out[layout::FORMAT] = 2;
+        out
+    }
+
+    /// What a format-1 or -2 record decodes to: the legacy kind, no access grant.
+    fn legacy(r: &SessionRecord) -> SessionRecord {
+        let mut r = r.clone();
+        r.kind = Kind::legacy();
+        r.credential.access = None;
+        r
+    }
+
+    #[test]
+    fn format_2_records_still_decode_with_the_legacy_kind() {
+        let mut active = sample();
+        active.state = SessionState::Active;
+        for r in [sample(), active] {
+            let v2 = encode_v2(&r);
+            assert_eq!(decode_session(&v2).unwrap(), legacy(&r));
+            // Re-encoded, it is format 3 and keeps what it decoded to.
+            let again = encode_session(&legacy(&r));
+            assert_eq!(again[layout::FORMAT], 3);
+            assert_eq!(decode_session(&again).unwrap(), legacy(&r));
+        }
+    }
+
     /// Format 1, as written by earlier builds (the field order of `Head::v1`).
     fn encode_v1(r: &SessionRecord) -> Vec<u8> {
-        let v2 = encode_session(r);
+        let v2 = encode_v2(r);
         let identity = identity_range(&v2).unwrap();
         let mut w = Writer(vec![1, KIND_SESSION]);
         w.raw(&v2[layout::ID..identity.end]); // id, subject, resource
@@ -756,7 +836,7 @@ mod tests {
         let mut active = sample();
         active.state = SessionState::Active;
         for r in [sample(), active] {
-            assert_eq!(decode_session(&encode_v1(&r)).unwrap(), r);
+            assert_eq!(decode_session(&encode_v1(&r)).unwrap(), legacy(&r));
         }
         // A known format-1 record, byte for byte (as an earlier build stored it).
         let mut known = vec![1, b'S'];

@@ -48,6 +48,7 @@ impl fmt::Debug for Secret {
 pub(crate) enum SecretKind {
     Session,
     Ticket,
+    Access,
 }
 
 /// The stored form of a secret: a domain-separated SHA-256. Compared in constant time.
@@ -59,6 +60,7 @@ impl Verifier {
         let label: &[u8] = match kind {
             SecretKind::Session => b"leasehold/v1/verifier/session\0",
             SecretKind::Ticket => b"leasehold/v1/verifier/ticket\0",
+            SecretKind::Access => b"leasehold/v1/verifier/access\0",
         };
         let h = Sha256::new()
             .chain_update(label)
@@ -93,6 +95,22 @@ impl fmt::Debug for Sealed {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str("Sealed(..)")
     }
+}
+
+/// The access secret of generation `generation` of a session whose secret is `session`: a
+/// one-way function of it, so the holder of a session token can always re-derive its access
+/// token (an idempotent re-issue answers the same one) while an access token reveals nothing
+/// about the session secret.
+pub(crate) fn access_secret(id: &[u8; ID_BYTES], generation: u64, session: &Secret) -> Secret {
+    Secret(
+        Sha256::new()
+            .chain_update(b"leasehold/v1/access\0")
+            .chain_update(id)
+            .chain_update(generation.to_le_bytes())
+            .chain_update(session.expose())
+            .finalize()
+            .into(),
+    )
 }
 
 fn seal_key(id: &[u8; ID_BYTES], generation: u64, predecessor: &Secret) -> [u8; SECRET_BYTES] {

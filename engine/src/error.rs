@@ -26,6 +26,10 @@ pub enum InputError {
     /// A name contains a control character.
     #[error("{0} contains a control character")]
     ControlCharacter(&'static str),
+    /// A value is outside what it may be (e.g. a kind that is not `[a-z0-9]`, a lifetime
+    /// longer than the policy allows).
+    #[error("invalid {0}")]
+    Invalid(&'static str),
 }
 
 /// Which limit refused an operation.
@@ -68,6 +72,14 @@ pub enum Error {
     /// A rotated-out token was presented; the session has now been revoked.
     #[error("token reuse detected; session revoked")]
     ReuseDetected,
+    /// The access token is past its deadline (or was replaced by a rotation); the session
+    /// itself may be live: refresh it for a new access token.
+    #[error("access token expired")]
+    AccessTokenExpired,
+    /// A check the application asked for refused the session before anything was written
+    /// (an expected subject, a pre-grant check, an owner check).
+    #[error("refused by the application's check")]
+    Refused,
     /// The request context does not match the session's binding.
     #[error("context binding mismatch")]
     BindingMismatch,
@@ -117,6 +129,8 @@ impl Error {
                 | Error::Revoked { .. }
                 | Error::ReuseDetected
                 | Error::BindingMismatch
+                | Error::AccessTokenExpired
+                | Error::Refused
         )
     }
 }

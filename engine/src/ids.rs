@@ -16,8 +16,9 @@ use crate::error::InputError;
 pub const ID_BYTES: usize = 18;
 /// Length of an id's text form (lowercase hex).
 pub const ID_TEXT_LEN: usize = ID_BYTES * 2;
-/// Maximum length in bytes of a [`Subject`] or a [`Resource`].
-pub const MAX_NAME_LEN: usize = 256;
+/// Maximum length in bytes of a [`Subject`] or a [`Resource`] (long enough for a `did:web`
+/// subject or a URL-shaped resource).
+pub const MAX_NAME_LEN: usize = 1024;
 
 /// A 16-bit tag derived from a subject; ids of that subject's sessions start with it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -186,6 +187,59 @@ name_type!(
     Resource,
     "resource"
 );
+
+/// A session's kind: the token prefix of the [`Policy`](crate::Policy) it was issued under
+/// (`lh1`, `refresh`, `pty`…), bound into its record. A token is refused by a driver of another
+/// kind even over the same store, so a prefix swapped on a token can never move a session
+/// under another kind's lifetimes. 1–16 characters of `[a-z0-9]`.
+#[derive(Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct Kind(String);
+
+impl Kind {
+    /// Validates `[a-z0-9]{1,16}` (a token prefix).
+    pub fn new(s: impl Into<String>) -> Result<Self, InputError> {
+        let s = s.into();
+        if s.is_empty() {
+            return Err(InputError::Empty("kind"));
+        }
+        if s.len() > crate::token::MAX_PREFIX_LEN {
+            return Err(InputError::TooLong {
+                what: "kind",
+                max: crate::token::MAX_PREFIX_LEN,
+            });
+        }
+        if !s
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit())
+        {
+            return Err(InputError::Invalid("kind"));
+        }
+        Ok(Kind(s))
+    }
+
+    /// The kind of records written before kinds were stored (format ≤ 2): the default token
+    /// prefix, which is what nearly every such deployment used.
+    pub fn legacy() -> Self {
+        Kind("lh1".to_owned())
+    }
+
+    /// The text.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Display for Kind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl fmt::Debug for Kind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "Kind({:?})", self.0)
+    }
+}
 
 #[cfg(test)]
 mod tests {

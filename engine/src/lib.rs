@@ -50,11 +50,16 @@ pub use entropy::{Entropy, EntropyError, OsEntropy, SeededEntropy};
 pub use error::{Error, InputError, Limit};
 pub use event::{CollectingSink, Event, EventSink, TracingSink};
 pub use ids::{
-    ID_TEXT_LEN, MAX_NAME_LEN, Resource, SessionId, ShardTag, SlotId, Subject, TicketId,
+    ID_TEXT_LEN, Kind, MAX_NAME_LEN, Resource, SessionId, ShardTag, SlotId, Subject, TicketId,
 };
 pub use memory::MemoryStore;
-pub use policy::{CapPolicy, Policy, PolicyBuilder, PolicyError, Rate, SubjectCap};
-pub use record::{RevokeReason, SessionRecord, SessionState};
-pub use store::{Capabilities, Loaded, Store, StoreError};
+pub use policy::{
+    CapPolicy, GlobalCap, MAX_DATA_LEN, MAX_DURATION, MAX_REUSE_HISTORY, Policy, PolicyBuilder,
+    PolicyError, Rate, SubjectCap,
+};
+pub use record::{RevokeReason, SessionRecord, SessionState, TOMBSTONE_RETENTION};
+pub use store::{
+    Capabilities, Loaded, MAX_PAGE, Page, ReapOutcome, Reaped, Scope, Store, StoreError,
+};
 pub use time::{Clock, ManualClock, SystemClock, Timestamp};
 pub use token::{SessionToken, TicketToken, TokenError};

@@ -22,6 +22,16 @@ pub struct SubjectCap {
     pub on_full: CapPolicy,
 }
 
+/// A cap on live sessions in the whole store.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct GlobalCap {
+    /// Most live sessions the store may hold (≥ 1).
+    pub max: u64,
+    /// What to do when a create would exceed it: refuse it, or evict the store's oldest live
+    /// session (a bounded registry). Evicting is exact only on an unsharded store.
+    pub on_full: CapPolicy,
+}
+
 /// A rate: at most `max` events per rolling `window`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Rate {
@@ -52,7 +62,7 @@ pub struct Policy {
     pub(crate) ticket_ttl: Duration,
     pub(crate) subject_cap: Option<SubjectCap>,
     pub(crate) creation_rate: Option<Rate>,
-    pub(crate) global_cap: Option<u64>,
+    pub(crate) global_cap: Option<GlobalCap>,
     pub(crate) slot_ttl: Duration,
     pub(crate) max_slots_per_session: Option<u32>,
     pub(crate) max_slots_per_resource: Option<u32>,
@@ -60,6 +70,8 @@ pub struct Policy {
     pub(crate) max_data_len: usize,
     pub(crate) token_prefix: String,
     pub(crate) ticket_prefix: String,
+    pub(crate) access_ttl: Option<Duration>,
+    pub(crate) access_prefix: String,
     pub(crate) max_cas_retries: u32,
     pub(crate) future_tolerance: Duration,
     pub(crate) inexact_global_cap_ok: bool,
@@ -87,6 +99,8 @@ impl Default for Policy {
             max_data_len: 4096,
             token_prefix: "lh1".to_owned(),
             ticket_prefix: "lht1".to_owned(),
+            access_ttl: None,
+            access_prefix: "lha1".to_owned(),
             max_cas_retries: 16,
             future_tolerance: Duration::from_secs(24 * 3600),
             inexact_global_cap_ok: false,
@@ -107,12 +121,17 @@ macro_rules! getters {
 
 getters! {
     /// Hard lifetime from creation; nothing moves a session past it. Default 24 h; must be > 0.
+    /// For sessions with no absolute lifetime use [`PolicyBuilder::no_absolute_lifetime`]
+    /// (it sets [`MAX_DURATION`]); a create may ask for less
+    /// ([`CreateOptions::absolute_lifetime`](crate::CreateOptions::absolute_lifetime)).
     absolute_lifetime: Duration;
     /// Inactivity after which a session expires; `None` disables. Default 30 min.
     idle_timeout: Option<Duration>;
     /// The idle deadline is written only when it would move by at least this much, so most
-    /// reads are one round trip with no write. The effective idle timeout is therefore between
-    /// `idle_timeout - touch_granularity` and `idle_timeout`. Default 60 s; 0 writes every read.
+    /// reads are one round trip with no write. It is clamped to a tenth of the idle timeout
+    /// ([`Policy::effective_touch_granularity`]), so a short idle timeout (a 1 s test lease)
+    /// needs no tuning; the effective idle timeout is between `idle_timeout` minus that and
+    /// `idle_timeout`. Default 60 s; 0 writes every read.
     touch_granularity: Duration;
     /// Validate rotates the secret once this much time passed since the last rotation, and
     /// returns the new token; `None` disables. Default 15 min.
@@ -135,8 +154,8 @@ getters! {
     subject_cap: Option<SubjectCap>;
     /// Creations per subject per rolling window (rejections carry retry-after). Default none.
     creation_rate: Option<Rate>;
-    /// Live sessions in the whole store. Default none.
-    global_cap: Option<u64>;
+    /// Live sessions in the whole store, with the policy when full. Default none.
+    global_cap: Option<GlobalCap>;
     /// A slot expires unless heartbeated within this. Default 60 s; must be > 0.
     slot_ttl: Duration;
     /// Live slots per session. Default none.
@@ -153,6 +172,13 @@ getters! {
     token_prefix: String;
     /// Ticket token prefix, distinct from `token_prefix`. Default `lht1`.
     ticket_prefix: String;
+    /// Lifetime of the access token issued with every session and every rotation: a
+    /// short-lived multi-use credential ([`Sessions::validate_access`](crate::Sessions::validate_access)),
+    /// replaced on rotation, ended with its session, never past the session's own deadline.
+    /// `None` (the default) issues none.
+    access_ttl: Option<Duration>;
+    /// Access token prefix, distinct from the other two. Default `lha1`.
+    access_prefix: String;
     /// Bound on compare-and-swap retries under contention before `VersionConflict`. Default 16.
     max_cas_retries: u32;
     /// How far past the reader's (judged) time a session's last write may lie before the read
@@ -191,6 +217,7 @@ impl Policy {
         ];
         durations.extend(self.idle_timeout.map(|d| ("idle_timeout", d)));
         durations.extend(self.renewal_interval.map(|d| ("renewal_interval", d)));
+        durations.extend(self.access_ttl.map(|d| ("access_ttl", d)));
         durations.extend(
             self.creation_rate
                 .map(|r| ("creation_rate.window", r.window)),
@@ -206,6 +233,7 @@ impl Policy {
             ("renewal_interval", self.renewal_interval),
             ("ticket_ttl", Some(self.ticket_ttl)),
             ("slot_ttl", Some(self.slot_ttl)),
+            ("access_ttl", self.access_ttl),
             ("creation_rate.window", self.creation_rate.map(|r| r.window)),
         ] {
             if d.is_some_and(|d| d.as_millis() == 0) {
@@ -218,11 +246,6 @@ impl Policy {
         if self.orphan_window < self.grace_window {
             return Err(E::OrphanBelowGrace);
         }
-        if let Some(idle) = self.idle_timeout
-            && self.touch_granularity >= idle
-        {
-            return Err(E::TouchGranularityNotBelowIdle);
-        }
         if self.reuse_history > MAX_REUSE_HISTORY {
             return Err(E::ReuseHistoryTooLarge);
         }
@@ -231,13 +254,13 @@ impl Policy {
         }
         if self.subject_cap.is_some_and(|c| c.max == 0)
             || self.creation_rate.is_some_and(|r| r.max == 0)
-            || self.global_cap == Some(0)
+            || self.global_cap.is_some_and(|c| c.max == 0)
             || self.max_slots_per_session == Some(0)
             || self.max_slots_per_resource == Some(0)
         {
             return Err(E::ZeroCap);
         }
-        for prefix in [&self.token_prefix, &self.ticket_prefix] {
+        for prefix in [&self.token_prefix, &self.ticket_prefix, &self.access_prefix] {
             let ok = !prefix.is_empty()
                 && prefix.len() <= MAX_PREFIX_LEN
                 && prefix
@@ -247,7 +270,10 @@ impl Policy {
                 return Err(E::InvalidPrefix(prefix.clone()));
             }
         }
-        if self.token_prefix == self.ticket_prefix {
+        if self.token_prefix == self.ticket_prefix
+            || self.token_prefix == self.access_prefix
+            || self.ticket_prefix == self.access_prefix
+        {
             return Err(E::SamePrefixes);
         }
         if self.max_cas_retries == 0 {
@@ -264,6 +290,14 @@ pub struct PolicyBuilder {
 }
 
 impl PolicyBuilder {
+    /// Sessions with no absolute lifetime (only the idle timeout, if any, ends them):
+    /// `absolute_lifetime` = [`MAX_DURATION`]. Their tombstones are still reclaimed
+    /// ([`TOMBSTONE_RETENTION`](crate::record::TOMBSTONE_RETENTION)).
+    pub fn no_absolute_lifetime(mut self) -> Self {
+        self.policy.absolute_lifetime = MAX_DURATION;
+        self
+    }
+
     /// The validated policy, or the first rule it breaks.
     pub fn build(self) -> Result<Policy, PolicyError> {
         self.policy.validate()?;
@@ -287,9 +321,6 @@ pub enum PolicyError {
     /// The orphan window must be at least the grace window.
     #[error("orphan_window must be at least grace_window")]
     OrphanBelowGrace,
-    /// Touch granularity must be below the idle timeout, or sessions would expire while used.
-    #[error("touch_granularity must be shorter than idle_timeout")]
-    TouchGranularityNotBelowIdle,
     /// `reuse_history` exceeds [`MAX_REUSE_HISTORY`].
     #[error("reuse_history exceeds {MAX_REUSE_HISTORY}")]
     ReuseHistoryTooLarge,
@@ -302,8 +333,8 @@ pub enum PolicyError {
     /// A token prefix is empty, too long, or not `[a-z0-9]`.
     #[error("invalid token prefix {0:?}: 1-16 characters of [a-z0-9]")]
     InvalidPrefix(String),
-    /// Session and ticket prefixes must differ.
-    #[error("token_prefix and ticket_prefix must differ")]
+    /// Session, ticket and access prefixes must differ.
+    #[error("token_prefix, ticket_prefix and access_prefix must differ")]
     SamePrefixes,
     /// The policy asks for a guarantee the store cannot give (said when `Sessions` is built).
     #[error("the store cannot guarantee {what}: {why}")]
@@ -316,8 +347,34 @@ pub enum PolicyError {
 }
 
 impl Policy {
+    /// The touch granularity in effect: `touch_granularity`, at most a tenth of the idle
+    /// timeout.
+    pub fn effective_touch_granularity(&self) -> Duration {
+        match self.idle_timeout {
+            Some(idle) => self.touch_granularity.min(idle / 10),
+            None => self.touch_granularity,
+        }
+    }
+
+    /// The kind of the sessions this policy issues: its token prefix.
+    pub fn kind(&self) -> Result<crate::Kind, PolicyError> {
+        crate::Kind::new(self.token_prefix.clone())
+            .map_err(|_| PolicyError::InvalidPrefix(self.token_prefix.clone()))
+    }
+
     /// Refuses a policy that asks for something a store with `caps` cannot guarantee.
     pub fn check_against(&self, caps: &crate::Capabilities) -> Result<(), PolicyError> {
+        if self
+            .global_cap
+            .is_some_and(|c| c.on_full == CapPolicy::EvictOldest)
+            && caps.sharded
+        {
+            return Err(PolicyError::NotGuaranteed {
+                what: "a global_cap that evicts the oldest session",
+                why: "on a sharded store no one step sees every shard's oldest session; use \
+                      CapPolicy::Reject for the global cap",
+            });
+        }
         if self.global_cap.is_some() && caps.sharded && !self.inexact_global_cap_ok {
             return Err(PolicyError::NotGuaranteed {
                 what: "an exact global_cap",
@@ -335,9 +392,46 @@ mod tests {
     use super::*;
 
     #[test]
+    fn a_short_idle_timeout_needs_no_touch_tuning() {
+        let p = Policy::builder()
+            .idle_timeout(Some(Duration::from_secs(1)))
+            .build()
+            .unwrap();
+        assert_eq!(p.effective_touch_granularity(), Duration::from_millis(100));
+        assert_eq!(
+            Policy::default().effective_touch_granularity(),
+            Duration::from_secs(60)
+        );
+    }
+
+    #[test]
+    fn a_global_cap_that_evicts_is_refused_on_a_sharded_store() {
+        let p = Policy::builder()
+            .global_cap(Some(GlobalCap {
+                max: 10,
+                on_full: CapPolicy::EvictOldest,
+            }))
+            .inexact_global_cap_ok(true)
+            .build()
+            .unwrap();
+        let sharded = crate::Capabilities::NONE.with_sharded(true);
+        assert!(matches!(
+            p.check_against(&sharded),
+            Err(PolicyError::NotGuaranteed { .. })
+        ));
+        assert!(p.check_against(&crate::Capabilities::NONE).is_ok());
+    }
+
+    #[test]
     fn an_exact_global_cap_is_refused_on_a_sharded_store_unless_accepted() {
         let sharded = crate::Capabilities::NONE.with_sharded(true);
-        let capped = Policy::builder().global_cap(Some(10)).build().unwrap();
+        let capped = Policy::builder()
+            .global_cap(Some(GlobalCap {
+                max: 10,
+                on_full: CapPolicy::Reject,
+            }))
+            .build()
+            .unwrap();
         assert!(matches!(
             capped.check_against(&sharded),
             Err(PolicyError::NotGuaranteed { .. })
@@ -345,7 +439,10 @@ mod tests {
         capped.check_against(&crate::Capabilities::NONE).unwrap();
         Policy::default().check_against(&sharded).unwrap();
         let accepted = Policy::builder()
-            .global_cap(Some(10))
+            .global_cap(Some(GlobalCap {
+                max: 10,
+                on_full: CapPolicy::Reject,
+            }))
             .inexact_global_cap_ok(true)
             .build()
             .unwrap();
@@ -396,10 +493,6 @@ mod tests {
                 b().orphan_window(Duration::from_secs(1)),
                 PolicyError::OrphanBelowGrace,
             ),
-            (
-                b().touch_granularity(Duration::from_secs(30 * 60)),
-                PolicyError::TouchGranularityNotBelowIdle,
-            ),
             (b().reuse_history(65), PolicyError::ReuseHistoryTooLarge),
             (
                 b().max_data_len(MAX_DATA_LEN + 1),
@@ -426,7 +519,14 @@ mod tests {
                 })),
                 PolicyError::Zero("creation_rate.window"),
             ),
-            (b().global_cap(Some(0)), PolicyError::ZeroCap),
+            (
+                b().global_cap(Some(GlobalCap {
+                    max: 0,
+                    on_full: CapPolicy::Reject,
+                })),
+                PolicyError::ZeroCap,
+            ),
+            (b().access_prefix("lh1".into()), PolicyError::SamePrefixes),
             (b().max_slots_per_session(Some(0)), PolicyError::ZeroCap),
             (b().max_slots_per_resource(Some(0)), PolicyError::ZeroCap),
             (b().max_cas_retries(0), PolicyError::ZeroCap),

@@ -7,8 +7,14 @@
 //! "logic" a store needs, so no adapter re-implements policy.
 
 use crate::crypto::{BindingHash, Sealed, Verifier};
-use crate::ids::{Resource, SessionId, SlotId, Subject, TicketId};
+use crate::ids::{Kind, Resource, SessionId, SlotId, Subject, TicketId};
 use crate::time::Timestamp;
+
+/// How long a tombstone is kept at most after its revocation, before the reaper may remove
+/// it (sooner if the record's own deadline comes first). It only has to outlive retries of
+/// writes decided before the revocation (a compare-and-swap can never recreate a removed
+/// record, only a replayed insert could); a week is far past any retry.
+pub const TOMBSTONE_RETENTION: std::time::Duration = std::time::Duration::from_secs(7 * 24 * 3600);
 
 /// Why a session was revoked (recorded on its tombstone, reported in errors and events).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -97,6 +103,20 @@ pub struct Credential {
     pub previous: Option<Predecessor>,
     /// Older verifiers, newest last, bounded by `reuse_history`: presenting one is reuse.
     pub retired: Vec<Verifier>,
+    /// The current access token, if the policy issues them: a short-lived multi-use credential
+    /// derived from the current secret, replaced by every rotation, ended with the session.
+    pub access: Option<AccessGrant>,
+}
+
+/// A session's current access token, as stored: its verifier and when it stops being
+/// accepted. Its secret is derived from the session secret it was issued with, so an
+/// idempotent re-issue of a rotation re-derives the very same access token.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct AccessGrant {
+    /// Verifier of the access secret.
+    pub verifier: Verifier,
+    /// Accepted strictly before this (never past the session's own deadline).
+    pub expires_at: Timestamp,
 }
 
 /// A stored session.
@@ -108,6 +128,8 @@ pub struct SessionRecord {
     pub subject: Subject,
     /// Optional resource tag.
     pub resource: Option<Resource>,
+    /// The kind (token prefix) it was issued under: only a driver of that kind accepts it.
+    pub kind: Kind,
     /// Incremented by every write; compare-and-swap compares it.
     pub version: u64,
     /// Creation time.
@@ -151,13 +173,16 @@ impl SessionRecord {
     }
 
     /// The tombstone written by every revocation (by id, group, eviction, reuse, observed
-    /// expiry): same deadline (so it outlives any stale write, then is reaped), next version
-    /// (so in-flight compare-and-swaps fail). A tombstone may be written over an expired
-    /// record; nothing but the reaper ever replaces a tombstone.
+    /// expiry): next version (so in-flight compare-and-swaps fail), and kept until the record's
+    /// deadline or [`TOMBSTONE_RETENTION`] after the revocation, whichever is earlier — long
+    /// past any retried write, and reclaimed even for a session with no absolute lifetime.
+    /// A tombstone may be written over an expired record; nothing but the reaper ever replaces
+    /// a tombstone.
     pub fn tombstone(&self, at: Timestamp, reason: RevokeReason) -> SessionRecord {
         SessionRecord {
             state: SessionState::Revoked { at, reason },
             version: self.version.wrapping_add(1),
+            expires_at: self.expires_at.min(at.saturating_add(TOMBSTONE_RETENTION)),
             ..self.clone()
         }
     }

@@ -30,7 +30,8 @@ use async_trait::async_trait;
 
 use crate::crypto::Verifier;
 use crate::ids::{Resource, SessionId, SlotId, Subject, TicketId};
-use crate::policy::{Rate, SubjectCap};
+use crate::policy::{GlobalCap, Rate, SubjectCap};
+use crate::record::RevokeReason;
 use crate::record::{SessionRecord, SlotRecord, TicketRecord};
 use crate::time::Timestamp;
 
@@ -118,7 +119,7 @@ impl Loaded {
 /// - stored version ≠ `expected_version` → `Conflict`;
 /// - the stored record is past its deadline at `at` → `NotFound`, *unless* `new` is its
 ///   tombstone (an ending may always be written down: revocation never depends on a clock);
-/// - `new` changes the identity (id, subject, resource, created_at, absolute_deadline) or does
+/// - `new` changes the identity (id, subject, resource, kind, created_at, absolute_deadline) or does
 ///   not increase the version → `InvalidWrite` (indexes keyed on identity stay correct).
 pub fn check_swap(
     current: Option<&SessionRecord>,
@@ -141,6 +142,7 @@ pub fn check_swap(
     if new.id != current.id
         || new.subject != current.subject
         || new.resource != current.resource
+        || new.kind != current.kind
         || new.created_at != current.created_at
         || new.absolute_deadline != current.absolute_deadline
     {
@@ -226,6 +228,7 @@ impl WriteClass {
         let touch_only = old.id == new.id
             && old.subject == new.subject
             && old.resource == new.resource
+            && old.kind == new.kind
             && old.created_at == new.created_at
             && old.absolute_deadline == new.absolute_deadline
             && old.state == new.state
@@ -249,17 +252,18 @@ pub struct CreateLimits {
     pub subject_cap: Option<SubjectCap>,
     /// Creations per subject per rolling window.
     pub creation_rate: Option<Rate>,
-    /// Live sessions in the store.
-    pub global_cap: Option<u64>,
+    /// Live sessions in the store, with the policy when full.
+    pub global_cap: Option<GlobalCap>,
 }
 
 /// The result of [`Store::insert_session`].
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum InsertOutcome {
-    /// Inserted; these sessions (the subject's oldest live ones) were revoked with reason
+    /// Inserted; these sessions (the subject's oldest live ones under an evicting subject cap,
+    /// then the store's oldest live ones under an evicting global cap) were revoked with reason
     /// `Evicted` in the same atomic step.
     Inserted {
-        /// Ids of evicted sessions, oldest first.
+        /// Ids of evicted sessions, oldest first within each cap.
         evicted: Vec<SessionId>,
     },
     /// The subject has `max` live sessions and the policy is `Reject`.
@@ -318,8 +322,24 @@ pub enum HeartbeatOutcome {
     SessionNotLive,
 }
 
+/// A session a reap removed, so the application can tear down what hung on it (a PTY, a
+/// tunnel) without polling every id.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Reaped {
+    /// Its id.
+    pub id: SessionId,
+    /// Its owner.
+    pub subject: Subject,
+    /// Its resource tag.
+    pub resource: Option<Resource>,
+    /// How it ended: its tombstone's reason, `Expired` for a record that lapsed without one, or
+    /// `None` when a store's native expiry had already removed the record (only its index
+    /// entries were left to clean).
+    pub reason: Option<RevokeReason>,
+}
+
 /// What a reap removed.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct ReapOutcome {
     /// Sessions (expired or tombstones past their deadline) removed.
     pub sessions: u64,
@@ -330,6 +350,34 @@ pub struct ReapOutcome {
     /// Stored entries that did not decode, moved aside (kept for inspection, not counted in
     /// [`total`](Self::total)) so that one corrupt record never stalls reaping.
     pub quarantined: u64,
+    /// The sessions removed (at most `sessions` of them; with native expiry, also those whose
+    /// index entries this reap cleaned after the server had removed the record).
+    pub ended: Vec<Reaped>,
+}
+
+/// Which sessions a listing or a count covers.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub enum Scope {
+    /// Every session in the store.
+    All,
+    /// The sessions of one subject.
+    Subject(Subject),
+    /// The sessions tagged with one resource.
+    Resource(Resource),
+}
+
+/// Largest page [`Store::list_sessions`] returns; larger requests are served this many.
+pub const MAX_PAGE: usize = 1000;
+
+/// One page of [`Store::list_sessions`].
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Page {
+    /// Records of the scope not yet reaped (live, expired, tombstones), in ascending id order,
+    /// all with ids after the cursor.
+    pub records: Vec<SessionRecord>,
+    /// The cursor of the next page (the last id returned), or `None` when this page ended
+    /// the listing.
+    pub next: Option<SessionId>,
 }
 
 impl ReapOutcome {
@@ -444,11 +492,15 @@ pub trait Store: Send + Sync + 'static {
     /// Errors: `Corrupt` for undecodable bytes; `Unavailable`/`Timeout`.
     async fn load_session(&self, id: &SessionId) -> Result<Loaded, StoreError>;
 
-    /// Atomically, as one step: check `limits` for `record.subject` at `now` (creation rate
-    /// over the rolling window, then the global cap, then the subject cap), evict the subject's
-    /// oldest live sessions if the cap policy is `EvictOldest` (write their
-    /// [`tombstone`](SessionRecord::tombstone) with reason `Evicted`), insert `record`, and count
-    /// it as a creation for the rate. If a limit refuses, nothing is written.
+    /// Atomically, as one step: check `limits` for `record.subject` at `now` — the creation
+    /// rate over the rolling window, then the subject cap, then the global cap counting the
+    /// live sessions the subject cap is about to evict as gone — evict the oldest live
+    /// sessions (the subject's, then the store's) where a cap's policy is `EvictOldest` (write
+    /// their [`tombstone`](SessionRecord::tombstone) with reason `Evicted`), insert `record`,
+    /// and count it as a creation for the rate. If a limit refuses, nothing is written.
+    ///
+    /// "Oldest" is creation order: by `created_at`, and among sessions created in the same
+    /// millisecond, by the order the store inserted them (never by id).
     ///
     /// Two concurrent inserts for one subject must never both pass a cap: the count and the
     /// insert commit together. A member the count treated as past its deadline gets its
@@ -539,6 +591,38 @@ pub trait Store: Send + Sync + 'static {
     /// aside and counted in [`ReapOutcome::quarantined`] (they count against `limit`), never
     /// returned as an error: one corrupt record must not stall reaping.
     async fn reap(&self, now: Timestamp, limit: usize) -> Result<ReapOutcome, StoreError>;
+
+    /// Up to `min(limit, MAX_PAGE)` records of `scope` (live, expired, tombstones: the driver
+    /// filters) with ids strictly greater than `after`, in ascending id order. The listing is
+    /// not a snapshot: a record inserted or reaped between pages may or may not appear, but
+    /// every record present for the whole listing appears exactly once. Read-only. Cost in
+    /// proportion to the page (plus the scope's index), never to the whole store.
+    async fn list_sessions(
+        &self,
+        scope: &Scope,
+        after: Option<&SessionId>,
+        limit: usize,
+    ) -> Result<Page, StoreError>;
+
+    /// How many sessions of `scope` are live at the judged time. Read-only; exact on an
+    /// unsharded store (a sharded one sums its shards' counts, each exact at its own instant).
+    async fn count_live(&self, scope: &Scope, now: Timestamp) -> Result<u64, StoreError>;
+
+    /// What [`insert_session`](Store::insert_session) of a session for `subject` would answer
+    /// at `now` against `limits` (with `Inserted { evicted }` naming who it would evict), without
+    /// writing anything. Only advice: a concurrent create may change the answer.
+    async fn check_limits(
+        &self,
+        subject: &Subject,
+        limits: &CreateLimits,
+        now: Timestamp,
+    ) -> Result<InsertOutcome, StoreError>;
+
+    /// Gives back the creation of session `id` (of `subject`) to the subject's creation-rate
+    /// log: for an application that counts only creations whose follow-up succeeded (the
+    /// driver ends the session first). Removes that session's entry only; `false` if it has
+    /// none (never counted, already given back, or out of the window). Idempotent.
+    async fn forget_creation(&self, subject: &Subject, id: &SessionId) -> Result<bool, StoreError>;
 
     /// Every stored key and value as raw bytes: an audit hook for the hash-at-rest check.
     /// Stores without the `raw_dump` capability return `None`.
@@ -636,6 +720,28 @@ impl<S: Store + ?Sized> Store for std::sync::Arc<S> {
     async fn reap(&self, now: Timestamp, limit: usize) -> Result<ReapOutcome, StoreError> {
         (**self).reap(now, limit).await
     }
+    async fn list_sessions(
+        &self,
+        scope: &Scope,
+        after: Option<&SessionId>,
+        limit: usize,
+    ) -> Result<Page, StoreError> {
+        (**self).list_sessions(scope, after, limit).await
+    }
+    async fn count_live(&self, scope: &Scope, now: Timestamp) -> Result<u64, StoreError> {
+        (**self).count_live(scope, now).await
+    }
+    async fn check_limits(
+        &self,
+        subject: &Subject,
+        limits: &CreateLimits,
+        now: Timestamp,
+    ) -> Result<InsertOutcome, StoreError> {
+        (**self).check_limits(subject, limits, now).await
+    }
+    async fn forget_creation(&self, subject: &Subject, id: &SessionId) -> Result<bool, StoreError> {
+        (**self).forget_creation(subject, id).await
+    }
     async fn raw_dump(&self) -> Result<Option<Vec<Vec<u8>>>, StoreError> {
         (**self).raw_dump().await
     }
@@ -658,6 +764,7 @@ mod tests {
             id: SessionId::from_bytes([1; crate::ids::ID_BYTES]),
             subject: Subject::new("alice").unwrap(),
             resource: None,
+            kind: crate::Kind::legacy(),
             version: 3,
             created_at: Timestamp::from_millis(1_000),
             last_seen: Timestamp::from_millis(2_000),
@@ -670,6 +777,7 @@ mod tests {
                 rotated_at: Timestamp::from_millis(1_000),
                 previous: None,
                 retired: Vec::new(),
+                access: None,
             },
             binding: None,
             context_summary: None,

@@ -172,6 +172,12 @@ token_type!(
     TicketToken,
     TicketId
 );
+token_type!(
+    /// An access token: a short-lived, multi-use credential of a session (policy `access_ttl`),
+    /// replaced by every rotation and ended with its session.
+    AccessToken,
+    SessionId
+);
 
 #[cfg(test)]
 mod tests {

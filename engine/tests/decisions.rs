@@ -1025,7 +1025,13 @@ async fn creation_rate_rejects_with_exact_retry_after_and_accepts_once_the_windo
 
 #[tokio::test]
 async fn global_cap_counts_live_sessions_of_every_subject() {
-    let policy = Policy::builder().global_cap(Some(2)).build().unwrap();
+    let policy = Policy::builder()
+        .global_cap(Some(leasehold::GlobalCap {
+            max: 2,
+            on_full: leasehold::CapPolicy::Reject,
+        }))
+        .build()
+        .unwrap();
     let h = H::new(policy);
     let (a, _) = create(&h, "alice").await;
     create(&h, "bob").await;
@@ -1758,7 +1764,15 @@ async fn every_state_change_emits_its_event_and_no_event_shows_a_secret() {
     let (_, te) = create(&h, "frank").await;
     h.advance(mins(30));
     assert_err!(validate(&h, &te).await, Error::Expired); // ExpiredOnRead
-    let capped = Harness::new(Policy::builder().global_cap(Some(1)).build().unwrap());
+    let capped = Harness::new(
+        Policy::builder()
+            .global_cap(Some(leasehold::GlobalCap {
+                max: 1,
+                on_full: leasehold::CapPolicy::Reject,
+            }))
+            .build()
+            .unwrap(),
+    );
     capped
         .sessions
         .create(&subject("x"), CreateOptions::default())
@@ -2128,7 +2142,10 @@ async fn an_over_long_binding_on_validate_is_refused_before_the_store() {
 #[tokio::test]
 async fn global_cap_frees_up_as_sessions_expire_without_reaping() {
     let policy = Policy::builder()
-        .global_cap(Some(2))
+        .global_cap(Some(leasehold::GlobalCap {
+            max: 2,
+            on_full: leasehold::CapPolicy::Reject,
+        }))
         .renewal_interval(None)
         .build()
         .unwrap();

@@ -91,6 +91,40 @@ impl Store for Down {
     async fn release_slot(&self, _: &SlotId) -> Result<bool, StoreError> {
         down()
     }
+    async fn list_sessions(
+        &self,
+        scope: &leasehold::Scope,
+        after: Option<&leasehold::SessionId>,
+        limit: usize,
+    ) -> Result<leasehold::Page, StoreError> {
+        let _ = (scope, after, limit);
+        down()
+    }
+    async fn count_live(
+        &self,
+        scope: &leasehold::Scope,
+        now: Timestamp,
+    ) -> Result<u64, StoreError> {
+        let _ = (scope, now);
+        down()
+    }
+    async fn check_limits(
+        &self,
+        subject: &leasehold::Subject,
+        limits: &leasehold::store::CreateLimits,
+        now: Timestamp,
+    ) -> Result<leasehold::store::InsertOutcome, StoreError> {
+        let _ = (subject, limits, now);
+        down()
+    }
+    async fn forget_creation(
+        &self,
+        subject: &leasehold::Subject,
+        id: &leasehold::SessionId,
+    ) -> Result<bool, StoreError> {
+        let _ = (subject, id);
+        down()
+    }
     async fn reap(&self, _: Timestamp, _: usize) -> Result<ReapOutcome, StoreError> {
         down()
     }
@@ -149,6 +183,7 @@ fn reap_outcome_total_is_the_sum() {
         tickets: 5,
         slots: 7,
         quarantined: 11,
+        ended: Vec::new(),
     };
     assert_eq!(r.total(), 15, "quarantined entries are not removed records");
 }
@@ -250,7 +285,13 @@ fn memory_store_footprint_returns_to_zero_once_everything_is_reaped() {
 #[test]
 fn sessions_refuse_a_policy_the_store_cannot_guarantee() {
     let sharded = || Down(Capabilities::NONE.with_sharded(true));
-    let capped = Policy::builder().global_cap(Some(100)).build().unwrap();
+    let capped = Policy::builder()
+        .global_cap(Some(leasehold::GlobalCap {
+            max: 100,
+            on_full: leasehold::CapPolicy::Reject,
+        }))
+        .build()
+        .unwrap();
     match Sessions::new(sharded(), capped.clone()) {
         Err(e @ leasehold::PolicyError::NotGuaranteed { .. }) => {
             assert!(e.to_string().contains("inexact_global_cap_ok"), "{e}");
@@ -261,7 +302,10 @@ fn sessions_refuse_a_policy_the_store_cannot_guarantee() {
     assert!(Sessions::new(Down(Capabilities::NONE), capped).is_ok());
     assert!(Sessions::new(sharded(), Policy::default()).is_ok());
     let accepted = Policy::builder()
-        .global_cap(Some(100))
+        .global_cap(Some(leasehold::GlobalCap {
+            max: 100,
+            on_full: leasehold::CapPolicy::Reject,
+        }))
         .inexact_global_cap_ok(true)
         .build()
         .unwrap();

@@ -493,7 +493,7 @@ impl PolicyKnobs {
                     window: w.get(),
                 })
             }),
-            global_cap: self.global_cap.unwrap_or(d.global_cap()),
+            global_cap: self.global_cap.unwrap_or(d.global_cap().map(|c| c.max)),
             slot_ttl: self.slot_ttl.map_or(d.slot_ttl(), Dur::get),
             slots_session: self
                 .max_slots_per_session
@@ -553,7 +553,10 @@ impl PolicyKnobs {
             b = b.creation_rate(r.rate);
         }
         if let Some(v) = self.global_cap {
-            b = b.global_cap(v);
+            b = b.global_cap(v.map(|max| leasehold::GlobalCap {
+                max,
+                on_full: leasehold::CapPolicy::Reject,
+            }));
         }
         if let Some(v) = self.slot_ttl {
             b = b.slot_ttl(v.get());
@@ -618,9 +621,6 @@ fn documented_rules(r: &Resolved) -> Result<(), Vec<&'static str>> {
     if r.orphan < r.grace {
         broken.push("orphan < grace");
     }
-    if r.idle.is_some_and(|idle| r.touch >= idle) {
-        broken.push("touch ≥ idle");
-    }
     if r.reuse_history > 64 {
         broken.push("reuse history > 64");
     }
@@ -663,7 +663,6 @@ fn error_matches(e: &PolicyError, broken: &[&str], r: &Resolved) -> bool {
         PolicyError::Zero(_) => has("duration below 1 ms"),
         PolicyError::GraceNotBelowAbsolute => has("grace ≥ absolute"),
         PolicyError::OrphanBelowGrace => has("orphan < grace"),
-        PolicyError::TouchGranularityNotBelowIdle => has("touch ≥ idle"),
         PolicyError::ReuseHistoryTooLarge => has("reuse history > 64"),
         PolicyError::DataLimitTooLarge => has("data limit > 1 MiB"),
         PolicyError::ZeroCap => has("zero cap"),
@@ -785,7 +784,7 @@ pub fn check_policy(knobs: &PolicyKnobs) {
             assert_eq!(p.ticket_ttl(), r.ticket_ttl);
             assert_eq!(p.subject_cap(), r.subject_cap);
             assert_eq!(p.creation_rate(), r.rate);
-            assert_eq!(p.global_cap(), r.global_cap);
+            assert_eq!(p.global_cap().map(|c| c.max), r.global_cap);
             assert_eq!(p.slot_ttl(), r.slot_ttl);
             assert_eq!(p.max_slots_per_session(), r.slots_session);
             assert_eq!(p.max_slots_per_resource(), r.slots_resource);
@@ -1143,6 +1142,7 @@ fn issued() -> (Vec<String>, Vec<Vec<u8>>) {
             context: Context::bound("device-1"),
             summary: Some("Firefox on Linux".into()),
             data: vec![1, 2, 3],
+            absolute_lifetime: None,
         };
         let Ok(a) = s.create(&alice, opts).await else {
             return;

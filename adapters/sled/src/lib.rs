@@ -616,7 +616,7 @@ impl Store for SledStore {
             .map(|_| self.locks.lock(&[(GroupKind::Subject, subject)]));
         let mut need_candidates = limits
             .global_cap
-            .map(|max| self.active_counter().map(|n| n >= max))
+            .map(|cap| self.active_counter().map(|n| n >= cap.max))
             .transpose()?
             .unwrap_or(false);
         self.optimistic(|asked| {
@@ -655,7 +655,7 @@ impl Store for SledStore {
                     }
                     log = trimmed;
                 }
-                if let Some(max) = limits.global_cap {
+                if let Some(max) = limits.global_cap.map(|c| c.max) {
                     let active = tx.active_count()?;
                     if active >= max {
                         let Some(due) = &candidates else {
@@ -916,6 +916,40 @@ impl Store for SledStore {
                 Ok((true, Written::Routine))
             }
         })
+    }
+
+    async fn list_sessions(
+        &self,
+        _scope: &leasehold::Scope,
+        _after: Option<&SessionId>,
+        _limit: usize,
+    ) -> Result<leasehold::Page, StoreError> {
+        Err(StoreError::Unavailable("TODO list_sessions".into()))
+    }
+
+    async fn count_live(
+        &self,
+        _scope: &leasehold::Scope,
+        _now: Timestamp,
+    ) -> Result<u64, StoreError> {
+        Err(StoreError::Unavailable("TODO count_live".into()))
+    }
+
+    async fn check_limits(
+        &self,
+        _subject: &leasehold::Subject,
+        _limits: &CreateLimits,
+        _now: Timestamp,
+    ) -> Result<InsertOutcome, StoreError> {
+        Err(StoreError::Unavailable("TODO check_limits".into()))
+    }
+
+    async fn forget_creation(
+        &self,
+        _subject: &leasehold::Subject,
+        _id: &SessionId,
+    ) -> Result<bool, StoreError> {
+        Err(StoreError::Unavailable("TODO forget_creation".into()))
     }
 
     async fn reap(&self, now: Timestamp, limit: usize) -> Result<ReapOutcome, StoreError> {

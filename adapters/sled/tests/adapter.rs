@@ -529,7 +529,10 @@ async fn creation_rate_refuses_with_retry_after_then_recovers() {
 #[tokio::test]
 async fn global_cap_counts_exactly_the_live_sessions() {
     let policy = Policy::builder()
-        .global_cap(Some(3))
+        .global_cap(Some(leasehold::GlobalCap {
+            max: 3,
+            on_full: leasehold::CapPolicy::Reject,
+        }))
         .idle_timeout(Some(secs(600)))
         .build()
         .unwrap();
@@ -562,7 +565,13 @@ async fn global_cap_counts_exactly_the_live_sessions() {
 
 #[test]
 fn global_cap_under_64_threads_admits_exactly_max() {
-    let policy = Policy::builder().global_cap(Some(10)).build().unwrap();
+    let policy = Policy::builder()
+        .global_cap(Some(leasehold::GlobalCap {
+            max: 10,
+            on_full: leasehold::CapPolicy::Reject,
+        }))
+        .build()
+        .unwrap();
     let (s, _clock, _dir) = sessions(policy);
     let results = race(64, {
         let s = Arc::clone(&s);

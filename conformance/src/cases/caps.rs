@@ -172,7 +172,12 @@ pub(crate) async fn dead_sessions_do_not_count(env: Env) -> CaseResult {
 
 /// A global cap of 3 live sessions across subjects.
 pub(crate) async fn global_cap(env: Env) -> CaseResult {
-    let s = env.sessions(build(Policy::builder().global_cap(Some(3)))?)?;
+    let s = env.sessions(build(Policy::builder().global_cap(Some(
+        leasehold::GlobalCap {
+            max: 3,
+            on_full: leasehold::CapPolicy::Reject,
+        },
+    )))?)?;
     let mut made = Vec::new();
     for i in 0..3 {
         made.push(create(&s, &subject(&format!("user-{i}"))?).await?);

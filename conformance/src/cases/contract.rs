@@ -43,6 +43,7 @@ async fn rich_record(env: &Env, s: &S) -> Result<SessionRecord, CaseError> {
                 context: binding.clone(),
                 summary: Some("Firefox on Linux".into()),
                 data: b"cart=1".to_vec(),
+                absolute_lifetime: None,
             },
         )
         .await?;

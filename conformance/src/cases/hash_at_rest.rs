@@ -123,6 +123,7 @@ fn opts(i: usize) -> Result<CreateOptions, CaseError> {
         context: Context::none(),
         summary: Some(format!("Firefox on Linux #{i}")),
         data: format!("cart={i}").into_bytes(),
+        absolute_lifetime: None,
     })
 }
 

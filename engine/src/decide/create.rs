@@ -20,15 +20,25 @@ pub fn check_options(opts: &CreateOptions, policy: &Policy) -> Result<(), InputE
             max: policy.max_data_len,
         });
     }
+    if let Some(s) = &opts.summary {
+        if s.len() > MAX_SUMMARY_LEN {
+            return Err(InputError::TooLong {
+                what: "summary",
+                max: MAX_SUMMARY_LEN,
+            });
+        }
+        // It is shown in "your devices" lists and logs: no line breaks or escapes smuggled in.
+        if s.chars().any(char::is_control) {
+            return Err(InputError::ControlCharacter("summary"));
+        }
+    }
     if opts
-        .summary
-        .as_ref()
-        .is_some_and(|s| s.len() > MAX_SUMMARY_LEN)
+        .absolute_lifetime
+        .is_some_and(|d| d.as_millis() == 0 || d > policy.absolute_lifetime)
     {
-        return Err(InputError::TooLong {
-            what: "summary",
-            max: MAX_SUMMARY_LEN,
-        });
+        return Err(InputError::Invalid(
+            "absolute_lifetime (must be at least 1 ms and at most the policy's)",
+        ));
     }
     check_context(&opts.context)
 }
@@ -65,13 +75,18 @@ pub fn new_session(
     entropy: &dyn Entropy,
 ) -> Result<(SessionRecord, SessionToken), Error> {
     check_options(opts, policy)?;
+    let kind = policy
+        .kind()
+        .map_err(|_| InputError::Invalid("token_prefix"))?;
     let id = SessionId::generate(ShardTag::of(subject), entropy)?;
     let secret = Secret::generate(entropy)?;
-    let absolute_deadline = now.saturating_add(policy.absolute_lifetime);
+    let lifetime = opts.absolute_lifetime.unwrap_or(policy.absolute_lifetime);
+    let absolute_deadline = now.saturating_add(lifetime);
     let record = SessionRecord {
         id,
         subject: subject.clone(),
         resource: opts.resource.clone(),
+        kind,
         version: 0,
         created_at: now,
         last_seen: now,
@@ -84,6 +99,7 @@ pub fn new_session(
             rotated_at: now,
             previous: None,
             retired: Vec::new(),
+            access: crate::decide::access::grant(&id, 0, &secret, now, absolute_deadline, policy),
         },
         binding: opts
             .context

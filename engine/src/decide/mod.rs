@@ -10,8 +10,10 @@
 //! - validate / refresh, expiry, binding, touch: [`read`]
 //! - rotation, grace window, orphan recovery, reuse: [`rotation`]
 //! - revoke and data updates: [`mutate`]
-//! - tickets: [`ticket`]; slots: [`slot`]
+//! - tickets: [`ticket`]; slots: [`slot`]; access tokens: [`access`]
+//! - trusted by-id reads and keepalive: [`by_id`]; logout by token: [`mutate::logout`]
 
+pub mod access;
 pub mod create;
 pub mod mutate;
 pub mod read;
@@ -73,6 +75,9 @@ pub struct CreateOptions {
     pub summary: Option<String>,
     /// Opaque application data (≤ policy `max_data_len`).
     pub data: Vec<u8>,
+    /// A shorter absolute lifetime for this session than the policy's (a "remember me for an
+    /// hour" login); `None` takes the policy's. Longer than the policy's is refused.
+    pub absolute_lifetime: Option<std::time::Duration>,
 }
 
 /// A session as the application sees it: everything but secrets.
@@ -84,6 +89,8 @@ pub struct Session {
     pub subject: Subject,
     /// Resource tag.
     pub resource: Option<Resource>,
+    /// The kind (token prefix) it was issued under.
+    pub kind: crate::ids::Kind,
     /// Creation time.
     pub created_at: Timestamp,
     /// Last recorded activity (updated at touch granularity).
@@ -108,6 +115,7 @@ impl From<&SessionRecord> for Session {
             id: r.id,
             subject: r.subject.clone(),
             resource: r.resource.clone(),
+            kind: r.kind.clone(),
             created_at: r.created_at,
             last_seen: r.last_seen,
             expires_at: r.expires_at,

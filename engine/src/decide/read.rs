@@ -109,7 +109,7 @@ fn binding_matches(rec: &SessionRecord, ctx: &Context) -> bool {
 /// Whether the idle deadline is due to be written at `now`: it moved by at least the touch
 /// granularity (and at all: rewriting the same instant only adds contention).
 pub fn touch_due(rec: &SessionRecord, now: Timestamp, policy: &Policy) -> bool {
-    now > rec.last_seen && now.since(rec.last_seen) >= policy.touch_granularity
+    now > rec.last_seen && now.since(rec.last_seen) >= policy.effective_touch_granularity()
 }
 
 /// Whether automatic renewal is due at `now`.

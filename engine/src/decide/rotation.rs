@@ -72,6 +72,14 @@ pub fn rotate(
             successor_seen: false,
         }),
         retired,
+        access: crate::decide::access::grant(
+            &id,
+            generation,
+            &successor,
+            now,
+            record.absolute_deadline,
+            policy,
+        ),
     };
     Ok((
         credential,

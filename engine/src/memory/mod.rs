@@ -22,8 +22,8 @@ use crate::policy::CapPolicy;
 use crate::record::{RevokeReason, SessionRecord, SlotRecord, TicketRecord};
 use crate::store::{
     Capabilities, CreateLimits, HeartbeatOutcome, InsertCheck, InsertOutcome, KeyDeadline,
-    KeyHolds, Loaded, ReapOutcome, SlotCaps, SlotOutcome, Store, StoreError, TakeOutcome,
-    check_insert, check_loaded, check_swap, judged_at, rebase,
+    KeyHolds, Loaded, Page, ReapOutcome, Scope, SlotCaps, SlotOutcome, Store, StoreError,
+    TakeOutcome, check_insert, check_loaded, check_swap, judged_at, rebase,
 };
 use crate::sync::{Arc, Mutex, MutexGuard};
 
@@ -211,8 +211,8 @@ impl Store for MemoryStore {
         {
             return Ok(InsertOutcome::RateLimited { retry_after });
         }
-        if let Some(max) = limits.global_cap {
-            if g.live_sessions(now) as u64 >= max {
+        if let Some(cap) = limits.global_cap {
+            if g.live_sessions(now) as u64 >= cap.max {
                 return Ok(InsertOutcome::GlobalCapReached);
             }
         }
@@ -422,6 +422,36 @@ impl Store for MemoryStore {
 
     async fn release_slot(&self, id: &SlotId) -> Result<bool, StoreError> {
         Ok(self.lock()?.remove_slot(id))
+    }
+
+    async fn list_sessions(
+        &self,
+        _scope: &Scope,
+        _after: Option<&SessionId>,
+        _limit: usize,
+    ) -> Result<Page, StoreError> {
+        Err(StoreError::Unavailable("TODO list_sessions".into()))
+    }
+
+    async fn count_live(&self, _scope: &Scope, _now: Timestamp) -> Result<u64, StoreError> {
+        Err(StoreError::Unavailable("TODO count_live".into()))
+    }
+
+    async fn check_limits(
+        &self,
+        _subject: &Subject,
+        _limits: &CreateLimits,
+        _now: Timestamp,
+    ) -> Result<InsertOutcome, StoreError> {
+        Err(StoreError::Unavailable("TODO check_limits".into()))
+    }
+
+    async fn forget_creation(
+        &self,
+        _subject: &Subject,
+        _id: &SessionId,
+    ) -> Result<bool, StoreError> {
+        Err(StoreError::Unavailable("TODO forget_creation".into()))
     }
 
     async fn reap(&self, now: Timestamp, limit: usize) -> Result<ReapOutcome, StoreError> {

@@ -309,6 +309,36 @@ impl Store for Counting {
         self.pause().await;
         r
     }
+    async fn list_sessions(
+        &self,
+        scope: &leasehold::Scope,
+        after: Option<&leasehold::SessionId>,
+        limit: usize,
+    ) -> Result<leasehold::Page, StoreError> {
+        self.inner.list_sessions(scope, after, limit).await
+    }
+    async fn count_live(
+        &self,
+        scope: &leasehold::Scope,
+        now: Timestamp,
+    ) -> Result<u64, StoreError> {
+        self.inner.count_live(scope, now).await
+    }
+    async fn check_limits(
+        &self,
+        subject: &leasehold::Subject,
+        limits: &leasehold::store::CreateLimits,
+        now: Timestamp,
+    ) -> Result<leasehold::store::InsertOutcome, StoreError> {
+        self.inner.check_limits(subject, limits, now).await
+    }
+    async fn forget_creation(
+        &self,
+        subject: &leasehold::Subject,
+        id: &leasehold::SessionId,
+    ) -> Result<bool, StoreError> {
+        self.inner.forget_creation(subject, id).await
+    }
     async fn reap(&self, now: Timestamp, limit: usize) -> Result<ReapOutcome, StoreError> {
         bump(&self.counters.reap);
         let r = self.inner.reap(now, limit).await;

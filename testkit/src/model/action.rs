@@ -399,6 +399,7 @@ pub async fn perform<S: Store>(sessions: &Sessions<S>, action: &Action) -> Obser
                 context: context(binding),
                 summary: None,
                 data: data.clone(),
+                absolute_lifetime: None,
             };
             match sessions.create(subject, opts).await {
                 Ok(c) => Observed::Created {

@@ -214,7 +214,7 @@ impl Checker {
         Checker {
             absolute: policy.absolute_lifetime(),
             subject_max: policy.subject_cap().map(|c| c.max),
-            global_max: policy.global_cap(),
+            global_max: policy.global_cap().map(|c| c.max),
             slots_per_session: policy.max_slots_per_session(),
             slots_per_resource: policy.max_slots_per_resource(),
             successors: BTreeMap::new(),

@@ -85,7 +85,10 @@ impl PolicyChoice {
                     max: 2,
                     on_full: CapPolicy::EvictOldest,
                 }))
-                .global_cap(Some(3))
+                .global_cap(Some(leasehold::GlobalCap {
+                    max: 3,
+                    on_full: CapPolicy::Reject,
+                }))
                 .max_slots_per_session(Some(1)),
             PolicyChoice::Lenient => base()
                 .absolute_lifetime(secs(30))
@@ -113,7 +116,10 @@ impl PolicyChoice {
                     on_full: CapPolicy::EvictOldest,
                 }))
                 .max_slots_per_resource(Some(1))
-                .global_cap(Some(8)),
+                .global_cap(Some(leasehold::GlobalCap {
+                    max: 8,
+                    on_full: CapPolicy::Reject,
+                })),
             PolicyChoice::Simulation => base()
                 .subject_cap(Some(SubjectCap {
                     max: 3,

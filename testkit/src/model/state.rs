@@ -926,7 +926,7 @@ impl Model {
             }
         }
         // The caps' counts write down the endings they count.
-        if let Some(cap) = self.p.global_cap() {
+        if let Some(cap) = self.p.global_cap().map(|c| c.max) {
             let live = self
                 .sessions
                 .values()
@@ -1127,7 +1127,8 @@ impl Model {
         let bound = !p.enforce_binding() || !s.bound || binding.as_ref() == s.binding.as_ref();
         // The touch is written when it moved by at least the granularity — and moved at all:
         // rewriting the same instant (or going backwards, on a lagging clock) is not a touch.
-        let touch_due = now > s.last_seen && now.since(s.last_seen) >= p.touch_granularity();
+        let touch_due =
+            now > s.last_seen && now.since(s.last_seen) >= p.effective_touch_granularity();
         let age = now.since(s.rotated_at);
         let windows_open = age < p.grace_window() || (!s.successor_seen && age < p.orphan_window());
         let c = s.generation;
