@@ -11,14 +11,15 @@ use crate::decide::{self, Context, CreateOptions, Decision, Session};
 use crate::entropy::{Entropy, OsEntropy};
 use crate::error::{Error, Limit};
 use crate::event::{Event, EventSink, TracingSink};
-use crate::ids::{Resource, SessionId, SlotId, Subject};
+use crate::ids::{Kind, Resource, SessionId, SlotId, Subject};
 use crate::policy::{Policy, PolicyError};
 use crate::record::SessionRecord;
 use crate::store::{
-    HeartbeatOutcome, InsertOutcome, ReapOutcome, SlotOutcome, Store, StoreError, TakeOutcome,
+    HeartbeatOutcome, InsertOutcome, ReapOutcome, Scope, SlotOutcome, Store, StoreError,
+    TakeOutcome,
 };
 use crate::time::{Clock, SystemClock, Timestamp};
-use crate::token::{self, SessionToken, TicketToken};
+use crate::token::{self, AccessToken, SessionToken, TicketToken};
 
 /// A newly created session and the token to hand to the client.
 #[derive(Debug)]
@@ -27,6 +28,8 @@ pub struct Created {
     pub session: Session,
     /// Its token (the only time the secret exists outside the client).
     pub token: SessionToken,
+    /// Its first access token, if the policy issues them (`access_ttl`).
+    pub access: Option<AccessToken>,
 }
 
 /// A valid session. If `renewed` is set, the client must switch to that token.
@@ -36,6 +39,8 @@ pub struct Validated {
     pub session: Session,
     /// The token to hand back (after automatic renewal, or when a predecessor was presented).
     pub renewed: Option<SessionToken>,
+    /// With `renewed`, its access token (if the policy issues them): the old one is replaced.
+    pub access: Option<AccessToken>,
 }
 
 /// A refreshed session and its (new, or idempotently re-issued) token.
@@ -45,6 +50,8 @@ pub struct Refreshed {
     pub session: Session,
     /// The token the client must use from now on.
     pub token: SessionToken,
+    /// Its access token, if the policy issues them (the previous one no longer validates).
+    pub access: Option<AccessToken>,
 }
 
 /// A minted ticket, with the validation that authorised it.
@@ -67,10 +74,37 @@ pub struct SlotLease {
     pub expires_at: Timestamp,
 }
 
+/// One page of [`Sessions::list_page`]: the live sessions among one page of the store's
+/// listing, and the cursor of the next page.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SessionPage {
+    /// Live sessions of this driver's kind, in ascending id order (a page may hold fewer than
+    /// asked, even none, when the store's page held ended sessions: follow `next`).
+    pub sessions: Vec<Session>,
+    /// Pass it as `after` for the next page; `None` when the listing is complete.
+    pub next: Option<SessionId>,
+}
+
+/// A ticket minted by id ([`TrustedById::mint_ticket`]).
+#[derive(Debug)]
+pub struct Minted {
+    /// The one-shot ticket token.
+    pub ticket: TicketToken,
+    /// When it expires.
+    pub expires_at: Timestamp,
+    /// The session it was minted for.
+    pub session: Session,
+}
+
 /// Sessions over a store: the API applications use.
+///
+/// Everything here is reached by a secret (a session, access or ticket token) or names a
+/// whole group the application has authorised (a subject, a resource, a scope). Operations
+/// on a session named only by its public id are on [`trusted_by_id`](Self::trusted_by_id).
 pub struct Sessions<S> {
     store: S,
     policy: Policy,
+    kind: Kind,
     clock: Arc<dyn Clock>,
     entropy: Arc<dyn Entropy>,
     events: Option<Arc<dyn EventSink>>,
@@ -85,9 +119,11 @@ impl<S: Store> Sessions<S> {
     /// never silently means less than it says.
     pub fn new(store: S, policy: Policy) -> Result<Self, PolicyError> {
         policy.check_against(&store.capabilities())?;
+        let kind = policy.kind()?;
         Ok(Sessions {
             store,
             policy,
+            kind,
             clock: Arc::new(SystemClock),
             entropy: Arc::new(OsEntropy),
             events: None,
@@ -122,9 +158,28 @@ impl<S: Store> Sessions<S> {
         &self.policy
     }
 
+    /// The kind of the sessions this driver issues and accepts (its token prefix).
+    pub fn kind(&self) -> &Kind {
+        &self.kind
+    }
+
     /// The driver's current time.
     pub fn now(&self) -> Timestamp {
         self.clock.now()
+    }
+
+    /// Operations on a session named by its public id, for **trusted server-side code only**:
+    /// code that has authenticated the caller by its own means and decided that this caller
+    /// may act on this session (a PTY lease registry, an admin console, a logout fan-out).
+    /// Never pass an id a client supplied: ids are not secrets. Same events, clock and
+    /// entropy as the rest of the driver.
+    pub fn trusted_by_id(&self) -> TrustedById<'_, S> {
+        TrustedById { sessions: self }
+    }
+
+    /// The access token for a session token this driver just answered.
+    fn access_for(&self, record: &SessionRecord, token: &SessionToken) -> Option<AccessToken> {
+        decide::access::token_for(record, token, &self.policy)
     }
 
     fn emit(&self, events: &[Event]) {
@@ -193,6 +248,7 @@ impl<S: Store> Sessions<S> {
                 self.emit(&events);
                 Ok(Created {
                     session: Session::from(&record),
+                    access: self.access_for(&record, &token),
                     token,
                 })
             }
@@ -222,12 +278,14 @@ impl<S: Store> Sessions<S> {
         }
     }
 
-    /// A validate or refresh; also returns the time it was judged at.
+    /// A validate or refresh; also returns the time it was judged at. `check` runs on the
+    /// session a grant would give, before its write: a refusal writes nothing.
     async fn read(
         &self,
         token: &[u8],
         ctx: &Context,
         mode: ReadMode,
+        check: Option<&(dyn Fn(&Session) -> bool + Sync)>,
     ) -> Result<(decide::Grant, Timestamp), Error> {
         let presented = token::parse(token, &self.policy.token_prefix)?;
         decide::create::check_context(ctx)?;
@@ -237,10 +295,43 @@ impl<S: Store> Sessions<S> {
         let grant = self
             .run(&id, now, |rec, at| {
                 judged = at;
-                decide::read::read(rec, &presented, ctx, mode, at, &self.policy, &*self.entropy)
+                let d = decide::read::read(
+                    rec,
+                    &presented,
+                    ctx,
+                    mode,
+                    at,
+                    &self.policy,
+                    &*self.entropy,
+                );
+                match (&d.outcome, check) {
+                    (Ok(g), Some(check)) if !check(&Session::from(&g.record)) => {
+                        Decision::deny(Error::Refused)
+                    }
+                    _ => d,
+                }
             })
             .await?;
         Ok((grant, judged))
+    }
+
+    fn validated(&self, g: decide::Grant) -> Validated {
+        Validated {
+            session: Session::from(&g.record),
+            access: g.token.as_ref().and_then(|t| self.access_for(&g.record, t)),
+            renewed: g.token,
+        }
+    }
+
+    fn refreshed(&self, g: decide::Grant) -> Result<Refreshed, Error> {
+        let token = g
+            .token
+            .ok_or_else(|| Error::CorruptRecord("refresh produced no token".into()))?;
+        Ok(Refreshed {
+            session: Session::from(&g.record),
+            access: self.access_for(&g.record, &token),
+            token,
+        })
     }
 
     /// Validates a presented token: one store round trip unless a touch, renewal or orphan
@@ -250,11 +341,67 @@ impl<S: Store> Sessions<S> {
         token: impl AsRef<[u8]>,
         ctx: &Context,
     ) -> Result<Validated, Error> {
-        let (g, _) = self.read(token.as_ref(), ctx, ReadMode::Validate).await?;
-        Ok(Validated {
-            session: Session::from(&g.record),
-            renewed: g.token,
-        })
+        let (g, _) = self
+            .read(token.as_ref(), ctx, ReadMode::Validate, None)
+            .await?;
+        Ok(self.validated(g))
+    }
+
+    /// Validates as [`validate`](Self::validate), but grants only if `check` accepts the
+    /// session; `check` runs *before* any write (touch, renewal), so a refusal leaves the
+    /// session exactly as it was and no rotated token is stranded. Refused:
+    /// [`Error::Refused`].
+    ///
+    /// ```
+    /// # futures::executor::block_on(async {
+    /// use leasehold::{Context, CreateOptions, Error, MemoryStore, Policy, Sessions, Subject};
+    /// let sessions = Sessions::new(MemoryStore::new(), Policy::default())?;
+    /// let alice = Subject::new("alice")?;
+    /// let c = sessions.create(&alice, CreateOptions::default()).await?;
+    /// let t = c.token.expose_secret();
+    /// let ctx = Context::none();
+    /// let premium = sessions.validate_with(t, &ctx, |s| s.data == b"premium").await;
+    /// assert!(matches!(premium, Err(Error::Refused)));
+    /// assert!(sessions.validate_as(t, &ctx, &alice).await.is_ok());
+    /// # Ok::<(), Box<dyn std::error::Error>>(()) }).unwrap();
+    /// ```
+    pub async fn validate_with(
+        &self,
+        token: impl AsRef<[u8]>,
+        ctx: &Context,
+        check: impl Fn(&Session) -> bool + Sync,
+    ) -> Result<Validated, Error> {
+        let (g, _) = self
+            .read(token.as_ref(), ctx, ReadMode::Validate, Some(&check))
+            .await?;
+        Ok(self.validated(g))
+    }
+
+    /// Validates, granting only a session of `subject` (the caller knows who it expects,
+    /// e.g. from a signed cookie): [`validate_with`](Self::validate_with) with that check.
+    pub async fn validate_as(
+        &self,
+        token: impl AsRef<[u8]>,
+        ctx: &Context,
+        subject: &Subject,
+    ) -> Result<Validated, Error> {
+        self.validate_with(token, ctx, |s| s.subject == *subject)
+            .await
+    }
+
+    /// Validates an access token (policy `access_ttl`): one store read, no write (unless the
+    /// session is found past its deadline: that ending is written down first). Refused once
+    /// its session ended, after a rotation replaced it, or past its own deadline
+    /// ([`Error::AccessTokenExpired`]: refresh the session for a new one).
+    pub async fn validate_access(&self, access: impl AsRef<[u8]>) -> Result<Session, Error> {
+        let presented = token::parse(access.as_ref(), &self.policy.access_prefix)?;
+        let id = SessionId::from_bytes(presented.id);
+        let rec = self
+            .run(&id, self.now(), |rec, at| {
+                decide::access::validate(rec, &presented, &self.kind, at)
+            })
+            .await?;
+        Ok(Session::from(&rec))
     }
 
     /// Rotates the secret now. Idempotent: concurrent or retried refreshes of one token within
@@ -264,21 +411,51 @@ impl<S: Store> Sessions<S> {
         token: impl AsRef<[u8]>,
         ctx: &Context,
     ) -> Result<Refreshed, Error> {
-        let (g, _) = self.read(token.as_ref(), ctx, ReadMode::Refresh).await?;
-        let token = g
-            .token
-            .ok_or_else(|| Error::CorruptRecord("refresh produced no token".into()))?;
-        Ok(Refreshed {
-            session: Session::from(&g.record),
-            token,
-        })
+        let (g, _) = self
+            .read(token.as_ref(), ctx, ReadMode::Refresh, None)
+            .await?;
+        self.refreshed(g)
     }
 
-    /// Revokes a session by id: writes its tombstone whether it is live or already past its
-    /// deadline (a revocation never depends on a clock), and says what happened.
-    pub async fn revoke(&self, id: &SessionId) -> Result<RevokeOutcome, Error> {
-        let now = self.now();
-        self.run(id, now, decide::mutate::revoke).await
+    /// Refreshes as [`refresh`](Self::refresh), but only if `check` accepts the session;
+    /// `check` runs before the rotation is written, so a refusal strands no token.
+    pub async fn refresh_with(
+        &self,
+        token: impl AsRef<[u8]>,
+        ctx: &Context,
+        check: impl Fn(&Session) -> bool + Sync,
+    ) -> Result<Refreshed, Error> {
+        let (g, _) = self
+            .read(token.as_ref(), ctx, ReadMode::Refresh, Some(&check))
+            .await?;
+        self.refreshed(g)
+    }
+
+    /// Logout by token: checks the secret (any secret the session ever had: each proves the
+    /// holder had the session), never rotates or touches, and revokes. Idempotent: a repeated
+    /// logout answers [`RevokeOutcome::AlreadyRevoked`]. A token that is not this session's
+    /// is `NotAuthenticated` (nothing revoked).
+    pub async fn logout(&self, token: impl AsRef<[u8]>) -> Result<RevokeOutcome, Error> {
+        let presented = token::parse(token.as_ref(), &self.policy.token_prefix)?;
+        let id = SessionId::from_bytes(presented.id);
+        self.run(&id, self.now(), |rec, at| {
+            decide::mutate::logout(rec, &presented, &self.kind, at)
+        })
+        .await
+    }
+
+    /// Revokes session `id` only if it belongs to `subject` ("sign out that device", with the
+    /// subject the application authenticated): another owner's session answers
+    /// [`RevokeOutcome::Unknown`], as a missing one, and is left untouched.
+    pub async fn revoke_owned(
+        &self,
+        subject: &Subject,
+        id: &SessionId,
+    ) -> Result<RevokeOutcome, Error> {
+        self.run(id, self.now(), |rec, at| {
+            decide::mutate::revoke_owned(rec, subject, &self.kind, at)
+        })
+        .await
     }
 
     /// Revokes every session of `subject` (live, or past its deadline but not yet ended);
@@ -317,6 +494,57 @@ impl<S: Store> Sessions<S> {
         Ok(live)
     }
 
+    /// One page of the live sessions of this driver's kind in `scope`, in ascending id order,
+    /// starting after `after` (`None`: the first page); at most `limit` (≤
+    /// [`MAX_PAGE`](crate::MAX_PAGE)) store records are read per page. Follow
+    /// [`SessionPage::next`] until it is `None`. Never includes secrets.
+    pub async fn list_page(
+        &self,
+        scope: &Scope,
+        after: Option<&SessionId>,
+        limit: usize,
+    ) -> Result<SessionPage, Error> {
+        let now = self.now();
+        let page = self.store.list_sessions(scope, after, limit).await?;
+        Ok(SessionPage {
+            sessions: page
+                .records
+                .iter()
+                .filter(|r| r.is_live(now) && r.kind == self.kind)
+                .map(Session::from)
+                .collect(),
+            next: page.next,
+        })
+    }
+
+    /// How many sessions of `scope` are live (of every kind: the store counts what its caps
+    /// count).
+    pub async fn count(&self, scope: &Scope) -> Result<u64, Error> {
+        Ok(self.store.count_live(scope, self.now()).await?)
+    }
+
+    /// Whether a create for `subject` would pass the caps and the creation rate now, without
+    /// creating anything (a peek before costly work): `Ok(())`, or the error
+    /// [`create`](Self::create) would return. Only advice: a concurrent create may take the
+    /// last place.
+    pub async fn check_create(&self, subject: &Subject) -> Result<(), Error> {
+        let limits = decide::create::limits(&self.policy);
+        match self
+            .store
+            .check_limits(subject, &limits, self.now())
+            .await?
+        {
+            InsertOutcome::Inserted { .. } => Ok(()),
+            InsertOutcome::SubjectCapReached => Err(Error::LimitReached {
+                limit: Limit::SubjectSessions,
+            }),
+            InsertOutcome::GlobalCapReached => Err(Error::LimitReached {
+                limit: Limit::GlobalSessions,
+            }),
+            InsertOutcome::RateLimited { retry_after } => Err(Error::RateLimited { retry_after }),
+        }
+    }
+
     /// Replaces a session's data if its data version is still `expected_version`.
     pub async fn update_data(
         &self,
@@ -340,22 +568,31 @@ impl<S: Store> Sessions<S> {
         token: impl AsRef<[u8]>,
         ctx: &Context,
     ) -> Result<Ticketed, Error> {
-        let (g, at) = self.read(token.as_ref(), ctx, ReadMode::Validate).await?;
+        let (g, at) = self
+            .read(token.as_ref(), ctx, ReadMode::Validate, None)
+            .await?;
+        let (ticket, expires_at) = self.put_ticket(&g.record, at).await?;
+        Ok(Ticketed {
+            ticket,
+            expires_at,
+            validated: self.validated(g),
+        })
+    }
+
+    /// Mints and stores a ticket for the live session `record`, judged at `at`.
+    async fn put_ticket(
+        &self,
+        record: &SessionRecord,
+        at: Timestamp,
+    ) -> Result<(TicketToken, Timestamp), Error> {
         let (ticket, ticket_token) =
-            decide::ticket::mint(&g.record, at, &self.policy, &*self.entropy)?;
+            decide::ticket::mint(record, at, &self.policy, &*self.entropy)?;
         self.store.put_ticket(&ticket).await?;
         self.emit(&[Event::TicketMinted {
             ticket: ticket.id,
             session: ticket.session,
         }]);
-        Ok(Ticketed {
-            ticket: ticket_token,
-            expires_at: ticket.expires_at,
-            validated: Validated {
-                session: Session::from(&g.record),
-                renewed: g.token,
-            },
-        })
+        Ok((ticket_token, ticket.expires_at))
     }
 
     /// Redeems a ticket: succeeds at most once per ticket, whatever the concurrency, and only
@@ -370,7 +607,11 @@ impl<S: Store> Sessions<S> {
             TakeOutcome::Expired => return Err(Error::Expired),
             TakeOutcome::Missing => return Err(Error::NotAuthenticated),
         };
-        let rec = self.run(&t.session, now, decide::ticket::redeem).await?;
+        let rec = self
+            .run(&t.session, now, |rec, at| {
+                decide::by_id::get(rec, &self.kind, at)
+            })
+            .await?;
         self.emit(&[Event::TicketRedeemed {
             ticket: t.id,
             session: t.session,
@@ -469,5 +710,99 @@ impl<S: Store> Sessions<S> {
             }]);
         }
         Ok(out)
+    }
+}
+
+/// Operations on a session named by its public id, for trusted server-side code only
+/// ([`Sessions::trusted_by_id`]): the caller has authenticated whoever asks by its own means.
+/// Each refuses a session of another kind, writes down an ending it observes, and emits the
+/// driver's events.
+pub struct TrustedById<'a, S> {
+    sessions: &'a Sessions<S>,
+}
+
+impl<S: Store> TrustedById<'_, S> {
+    /// The session, if live ("is this lease still valid?"). `NotAuthenticated` if absent or of
+    /// another kind; `Expired` / `Revoked` if it ended.
+    pub async fn get(&self, id: &SessionId) -> Result<Session, Error> {
+        let s = self.sessions;
+        let rec = s
+            .run(id, s.now(), |rec, at| decide::by_id::get(rec, &s.kind, at))
+            .await?;
+        Ok(Session::from(&rec))
+    }
+
+    /// Keeps a live session alive as a validate would (the idle deadline moves when the touch
+    /// granularity is due; never past the absolute deadline), and returns it. Never revives an
+    /// ended session.
+    pub async fn keepalive(&self, id: &SessionId) -> Result<Session, Error> {
+        let s = self.sessions;
+        let rec = s
+            .run(id, s.now(), |rec, at| {
+                decide::by_id::keepalive(rec, &s.kind, at, &s.policy)
+            })
+            .await?;
+        Ok(Session::from(&rec))
+    }
+
+    /// Mints a one-shot ticket for a live session (a PTY "attach" token): redeemed at most
+    /// once, never outliving the session.
+    pub async fn mint_ticket(&self, id: &SessionId) -> Result<Minted, Error> {
+        let s = self.sessions;
+        let now = s.now();
+        let mut judged = now;
+        let rec = s
+            .run(id, now, |rec, at| {
+                judged = at;
+                decide::by_id::get(rec, &s.kind, at)
+            })
+            .await?;
+        let (ticket, expires_at) = s.put_ticket(&rec, judged).await?;
+        Ok(Minted {
+            ticket,
+            expires_at,
+            session: Session::from(&rec),
+        })
+    }
+
+    /// Revokes a session: writes its tombstone whether it is live or already past its
+    /// deadline (a revocation never depends on a clock), and says what happened. A session of
+    /// another kind answers `Unknown` and is left as it is.
+    pub async fn revoke(&self, id: &SessionId) -> Result<RevokeOutcome, Error> {
+        let s = self.sessions;
+        s.run(id, s.now(), |rec, at| match rec {
+            Some(r) if r.kind != s.kind => Decision {
+                write: None,
+                outcome: Ok(RevokeOutcome::Unknown),
+                events: Vec::new(),
+            },
+            _ => decide::mutate::revoke(rec, at),
+        })
+        .await
+    }
+
+    /// Gives a creation back: revokes the session (as [`revoke`](Self::revoke)) and removes
+    /// its entry from its subject's creation-rate log, for an application that counts only
+    /// creations whose follow-up succeeded (a PTY that failed to spawn). Idempotent.
+    pub async fn give_back(&self, id: &SessionId) -> Result<RevokeOutcome, Error> {
+        let s = self.sessions;
+        let mut owner = None;
+        let outcome = s
+            .run(id, s.now(), |rec, at| {
+                owner = rec.filter(|r| r.kind == s.kind).map(|r| r.subject.clone());
+                match rec {
+                    Some(r) if r.kind != s.kind => Decision {
+                        write: None,
+                        outcome: Ok(RevokeOutcome::Unknown),
+                        events: Vec::new(),
+                    },
+                    _ => decide::mutate::revoke(rec, at),
+                }
+            })
+            .await?;
+        if let Some(subject) = owner {
+            s.store.forget_creation(&subject, id).await?;
+        }
+        Ok(outcome)
     }
 }

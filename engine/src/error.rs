@@ -118,6 +118,20 @@ pub enum Error {
 }
 
 impl Error {
+    /// For [`RateLimited`](Error::RateLimited): the delay in whole seconds, rounded *up*, for
+    /// an HTTP `Retry-After` header (`Duration::as_secs` rounds down, and a client that waits
+    /// that long is refused again). `None` for every other error.
+    pub fn retry_after_secs(&self) -> Option<u64> {
+        match self {
+            Error::RateLimited { retry_after } => Some(
+                retry_after
+                    .as_secs()
+                    .saturating_add(u64::from(retry_after.subsec_nanos() > 0)),
+            ),
+            _ => None,
+        }
+    }
+
     /// True for every outcome meaning "the presented credential does not give a session" (as
     /// opposed to a limit, bad input or an infrastructure failure).
     pub fn is_unauthenticated(&self) -> bool {

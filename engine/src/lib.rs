@@ -19,7 +19,7 @@
 //! // Hand `created.token.expose_secret()` to the client; later it presents it back:
 //! let v = sessions.validate(created.token.expose_secret(), &Context::none()).await?;
 //! assert_eq!(v.session.subject, alice);
-//! sessions.revoke(&v.session.id).await?;
+//! sessions.logout(created.token.expose_secret()).await?;
 //! assert!(sessions.validate(created.token.expose_secret(), &Context::none()).await.is_err());
 //! # Ok::<(), Box<dyn std::error::Error>>(()) }).unwrap();
 //! ```
@@ -45,7 +45,9 @@ pub mod token;
 
 pub use decide::mutate::RevokeOutcome;
 pub use decide::{Context, CreateOptions, Session};
-pub use driver::{Created, Refreshed, Sessions, SlotLease, Ticketed, Validated};
+pub use driver::{
+    Created, Minted, Refreshed, SessionPage, Sessions, SlotLease, Ticketed, TrustedById, Validated,
+};
 pub use entropy::{Entropy, EntropyError, OsEntropy, SeededEntropy};
 pub use error::{Error, InputError, Limit};
 pub use event::{CollectingSink, Event, EventSink, TracingSink};
@@ -57,9 +59,9 @@ pub use policy::{
     CapPolicy, GlobalCap, MAX_DATA_LEN, MAX_DURATION, MAX_REUSE_HISTORY, Policy, PolicyBuilder,
     PolicyError, Rate, SubjectCap,
 };
-pub use record::{RevokeReason, SessionRecord, SessionState, TOMBSTONE_RETENTION};
+pub use record::{AccessGrant, RevokeReason, SessionRecord, SessionState, TOMBSTONE_RETENTION};
 pub use store::{
     Capabilities, Loaded, MAX_PAGE, Page, ReapOutcome, Reaped, Scope, Store, StoreError,
 };
 pub use time::{Clock, ManualClock, SystemClock, Timestamp};
-pub use token::{SessionToken, TicketToken, TokenError};
+pub use token::{AccessToken, SessionToken, TicketToken, TokenError};

@@ -36,7 +36,7 @@ use crate::record::{SessionRecord, SlotRecord, TicketRecord};
 use crate::time::Timestamp;
 
 /// A store failure. Denials by design (caps, missing records) are outcomes, not errors.
-#[derive(Debug, thiserror::Error)]
+#[derive(Debug, PartialEq, Eq, thiserror::Error)]
 #[non_exhaustive]
 pub enum StoreError {
     /// `compare_and_swap`: the stored version is not the expected one (someone else wrote).

@@ -292,7 +292,7 @@ async fn an_expired_session_stays_dead_whatever_is_tried_later() {
     // The first read past the deadline wrote the ending down (one write, reason Expired);
     // nothing after it writes again, and revoke reports the ending it found.
     assert_eq!(
-        h.sessions.revoke(&id).await.unwrap(),
+        h.sessions.trusted_by_id().revoke(&id).await.unwrap(),
         RevokeOutcome::AlreadyRevoked {
             reason: RevokeReason::Expired
         }
@@ -325,7 +325,7 @@ async fn revoking_a_session_past_its_deadline_writes_its_tombstone() {
     h.advance(mins(30));
     let from = h.events().len();
     assert_eq!(
-        h.sessions.revoke(&id).await.unwrap(),
+        h.sessions.trusted_by_id().revoke(&id).await.unwrap(),
         RevokeOutcome::Revoked
     );
     assert_eq!(
@@ -357,7 +357,7 @@ async fn revoking_a_session_past_its_deadline_writes_its_tombstone() {
         }
     );
     assert_eq!(
-        h.sessions.revoke(&id).await.unwrap(),
+        h.sessions.trusted_by_id().revoke(&id).await.unwrap(),
         RevokeOutcome::AlreadyRevoked {
             reason: RevokeReason::Revoked
         }
@@ -893,7 +893,7 @@ async fn subject_cap_reject_refuses_the_extra_session() {
         .collect();
     assert_eq!(listed, ids.iter().map(|(id, _)| *id).collect::<Vec<_>>());
     // Revoking one frees a place.
-    h.sessions.revoke(&ids[0].0).await.unwrap();
+    h.sessions.trusted_by_id().revoke(&ids[0].0).await.unwrap();
     create(&h, "alice").await;
     // Expired sessions do not count either.
     h.advance(mins(30));
@@ -1050,7 +1050,7 @@ async fn global_cap_counts_live_sessions_of_every_subject() {
             subject: subject("carol")
         }]
     );
-    h.sessions.revoke(&a).await.unwrap();
+    h.sessions.trusted_by_id().revoke(&a).await.unwrap();
     create(&h, "carol").await;
     assert_err!(
         h.sessions
@@ -1151,7 +1151,7 @@ async fn ticket_of_a_revoked_session_cannot_be_redeemed() {
     let h = H::new(Policy::default());
     let (id, t) = create(&h, "alice").await;
     let tk = h.sessions.mint_ticket(&t, &Context::none()).await.unwrap();
-    h.sessions.revoke(&id).await.unwrap();
+    h.sessions.trusted_by_id().revoke(&id).await.unwrap();
     let from = h.events().len();
     assert_err!(
         h.sessions.redeem_ticket(tk.ticket.expose_secret()).await,
@@ -1282,7 +1282,7 @@ async fn heartbeat_of_a_slot_whose_session_was_revoked_is_slot_lost() {
     let (b, _) = create(&h, "bob").await;
     let la = h.sessions.acquire_slot(&a, None).await.unwrap();
     let lb = h.sessions.acquire_slot(&b, None).await.unwrap();
-    h.sessions.revoke(&a).await.unwrap();
+    h.sessions.trusted_by_id().revoke(&a).await.unwrap();
     h.sessions.revoke_subject(&subject("bob")).await.unwrap();
     for l in [la, lb] {
         let from = h.events().len();
@@ -1319,7 +1319,7 @@ async fn revoke_by_id_leaves_a_tombstone_and_is_idempotent() {
     let before = load(&h, &id).await;
     let from = h.events().len();
     assert_eq!(
-        h.sessions.revoke(&id).await.unwrap(),
+        h.sessions.trusted_by_id().revoke(&id).await.unwrap(),
         RevokeOutcome::Revoked
     );
     assert_eq!(
@@ -1354,14 +1354,14 @@ async fn revoke_by_id_leaves_a_tombstone_and_is_idempotent() {
         );
     }
     assert_eq!(
-        h.sessions.revoke(&id).await.unwrap(),
+        h.sessions.trusted_by_id().revoke(&id).await.unwrap(),
         RevokeOutcome::AlreadyRevoked {
             reason: RevokeReason::Revoked
         }
     );
     let unknown = SessionId::from_bytes([7; 18]);
     assert_eq!(
-        h.sessions.revoke(&unknown).await.unwrap(),
+        h.sessions.trusted_by_id().revoke(&unknown).await.unwrap(),
         RevokeOutcome::Unknown
     );
     assert_eq!(
@@ -1465,7 +1465,7 @@ async fn list_returns_only_live_sessions_oldest_first_and_never_secrets() {
         made.push(create_with(&h, "alice", opts).await);
     }
     create(&h, "bob").await;
-    h.sessions.revoke(&made[3].0).await.unwrap();
+    h.sessions.trusted_by_id().revoke(&made[3].0).await.unwrap();
     // At t0 + 30 min, session 0 (never touched) has expired; session 1 has not.
     h.clock.set(t0.saturating_add(mins(30)));
     let list = h.sessions.list(&subject("alice")).await.unwrap();
@@ -1535,7 +1535,7 @@ async fn update_data_is_compare_and_swap_on_the_data_version() {
         (&b"client-2"[..], 3)
     );
 
-    h.sessions.revoke(&id).await.unwrap();
+    h.sessions.trusted_by_id().revoke(&id).await.unwrap();
     assert_err!(
         h.sessions.update_data(&id, 3, b"x").await,
         Error::Revoked { .. }
@@ -1553,10 +1553,10 @@ async fn reap_removes_only_expired_and_dead_tombstones_within_the_batch_limit() 
     let (r1, tr1) = create(&h, "alice").await;
     let (l1, tl1) = create(&h, "alice").await;
     h.clock.set(t0.saturating_add(mins(1)));
-    h.sessions.revoke(&r1).await.unwrap(); // tombstone, deadline t0 + 30 min
+    h.sessions.trusted_by_id().revoke(&r1).await.unwrap(); // tombstone, deadline t0 + 30 min
     h.clock.set(t0.saturating_add(mins(10)));
     let (r2, tr2) = create(&h, "bob").await;
-    h.sessions.revoke(&r2).await.unwrap(); // tombstone, deadline t0 + 40 min
+    h.sessions.trusted_by_id().revoke(&r2).await.unwrap(); // tombstone, deadline t0 + 40 min
     let (_l2, tl2) = create(&h, "bob").await; // deadline t0 + 40 min
     h.clock.set(t0.saturating_add(mins(20)));
     validate(&h, &tl1).await.unwrap(); // touched: deadline t0 + 50 min
@@ -1748,7 +1748,7 @@ async fn every_state_change_emits_its_event_and_no_event_shows_a_secret() {
     let _tc3 = refresh(&h, &tc2).await;
     assert_err!(validate(&h, &tc).await, Error::ReuseDetected); // ReuseDetected + Revoked
     let (d, _) = create(&h, "carol").await;
-    h.sessions.revoke(&d).await.unwrap();
+    h.sessions.trusted_by_id().revoke(&d).await.unwrap();
     create(&h, "dave").await;
     h.sessions.revoke_subject(&subject("dave")).await.unwrap();
     create_with(
@@ -1877,7 +1877,11 @@ async fn validate_with_no_touch_due_costs_exactly_one_store_round_trip() {
     assert_eq!(h.calls().total(), 1);
     h.reset_calls();
     assert_eq!(
-        h.sessions.revoke(&r.session.id).await.unwrap(),
+        h.sessions
+            .trusted_by_id()
+            .revoke(&r.session.id)
+            .await
+            .unwrap(),
         RevokeOutcome::Revoked
     );
     let calls = h.calls();
@@ -2106,7 +2110,7 @@ async fn revoking_a_session_frees_its_slots_capacity_at_once() {
         }
     );
     assert_eq!(
-        h.sessions.revoke(&s1).await.unwrap(),
+        h.sessions.trusted_by_id().revoke(&s1).await.unwrap(),
         RevokeOutcome::Revoked
     );
     // No waiting for the slot's TTL: a revoked session holds no capacity.
@@ -2175,7 +2179,7 @@ async fn global_cap_frees_up_as_sessions_expire_without_reaping() {
     );
     // A revoked session does not count either.
     let (e, _) = (h.sessions.list(&subject("c")).await.unwrap()[0].id, ());
-    h.sessions.revoke(&e).await.unwrap();
+    h.sessions.trusted_by_id().revoke(&e).await.unwrap();
     create(&h, "d").await;
 }
 

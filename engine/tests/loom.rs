@@ -168,7 +168,7 @@ fn refresh_vs_revoke() {
             block_on(s.refresh(&t, &Context::none())).map(|r| r.token.expose_secret().to_owned())
         });
         let s = w.sessions();
-        let revoker = thread::spawn(move || block_on(s.revoke(&id)));
+        let revoker = thread::spawn(move || block_on(s.trusted_by_id().revoke(&id)));
         let refreshed = refresher.join().unwrap();
         let revoked = revoker.join().unwrap();
         assert!(
@@ -403,7 +403,7 @@ fn touch_vs_end_at_deadline(ender: Ender) {
         let ending = thread::spawn(move || {
             clock.set(after);
             match ender {
-                Ender::Revoke => format!("{:?}", block_on(s.revoke(&id))),
+                Ender::Revoke => format!("{:?}", block_on(s.trusted_by_id().revoke(&id))),
                 Ender::RevokeSubject => format!("{:?}", block_on(s.revoke_subject(&alice()))),
                 Ender::Validate => format!(
                     "{:?}",

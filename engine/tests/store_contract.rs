@@ -150,7 +150,7 @@ fn a_store_that_is_down_never_yields_a_session_and_every_error_is_typed() {
         unavailable(s.refresh(&token, &Context::none()).await);
         unavailable(s.mint_ticket(&token, &Context::none()).await);
         let id = SessionId::parse(&token[4..40]).unwrap();
-        unavailable(s.revoke(&id).await);
+        unavailable(s.trusted_by_id().revoke(&id).await);
         unavailable(s.revoke_subject(&alice).await);
         unavailable(s.list(&alice).await);
         unavailable(s.update_data(&id, 0, b"x").await);
@@ -170,7 +170,7 @@ fn arc_forwards_capabilities_and_every_call() {
     let c = block_on(s.create(&Subject::new("a").unwrap(), CreateOptions::default())).unwrap();
     assert_eq!(inner.session_count(), 1);
     assert_eq!(
-        block_on(s.revoke(&c.session.id)).unwrap(),
+        block_on(s.trusted_by_id().revoke(&c.session.id)).unwrap(),
         leasehold::RevokeOutcome::Revoked
     );
     assert!(!block_on(inner.raw_dump()).unwrap().unwrap().is_empty());

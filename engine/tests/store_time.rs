@@ -139,7 +139,7 @@ async fn never_valid_again<S: Store>(
         let a = s.acquire_slot(id, None).await;
         assert!(matches!(&a, Err(e) if ended_as(e, reason)), "{a:?}");
         assert_eq!(
-            s.revoke(id).await.unwrap(),
+            s.trusted_by_id().revoke(id).await.unwrap(),
             RevokeOutcome::AlreadyRevoked { reason }
         );
         assert_eq!(
@@ -395,7 +395,7 @@ async fn in_flight_touch_then(second: Second) {
         store.reached().await; // A has loaded at E−1 ms and decided its touch
         clock.set(deadline.saturating_add(MS));
         let out = match second {
-            Second::Revoke => format!("{:?}", s.revoke(&id).await),
+            Second::Revoke => format!("{:?}", s.trusted_by_id().revoke(&id).await),
             Second::RevokeSubject => format!("{:?}", s.revoke_subject(&subject("alice")).await),
             Second::RevokeResource => {
                 format!("{:?}", s.revoke_resource(&resource("box-1")).await)
@@ -558,7 +558,10 @@ async fn revoke_under_a_clock_stepped_forward_survives_the_step_back() {
     let t0 = clock.now();
     let (id, token) = create(&s, "alice").await;
     clock.advance(mins(45)); // an NTP correction steps the clock past the idle deadline
-    assert_eq!(s.revoke(&id).await.unwrap(), RevokeOutcome::Revoked);
+    assert_eq!(
+        s.trusted_by_id().revoke(&id).await.unwrap(),
+        RevokeOutcome::Revoked
+    );
     let rec = stored(&store, &id).await.unwrap();
     assert_eq!(reason_of(&rec), Some(RevokeReason::Revoked));
     assert_eq!(rec.version, 1);
@@ -698,7 +701,10 @@ async fn what_the_fast_driver_revoked_stays_revoked_for_the_slow_one() {
     let (b, tb) = create(&w.slow, "bob").await;
     w.advance(mins(26));
     // Past the deadline by the fast clock, live by the slow one: revoked either way.
-    assert_eq!(w.fast.revoke(&a).await.unwrap(), RevokeOutcome::Revoked);
+    assert_eq!(
+        w.fast.trusted_by_id().revoke(&a).await.unwrap(),
+        RevokeOutcome::Revoked
+    );
     assert_eq!(w.fast.revoke_subject(&subject("bob")).await.unwrap(), 0);
     let at = [w.slow_clock.now()];
     never_valid_again(&w.slow, &w.slow_clock, &a, &ta, RevokeReason::Revoked, &at).await;
@@ -1149,7 +1155,10 @@ async fn a_clock_glitch_ends_what_it_touched_and_nothing_else() {
     let years = Duration::from_secs(5 * 365 * 24 * 3600);
     clock.set(t0.saturating_add(years));
     assert_err!(validate(&s, &ta).await, Error::Expired); // touched during it: ended
-    assert_eq!(s.revoke(&b).await.unwrap(), RevokeOutcome::Revoked); // a logout during it
+    assert_eq!(
+        s.trusted_by_id().revoke(&b).await.unwrap(),
+        RevokeOutcome::Revoked
+    ); // a logout during it
     let (g, tg) = create(&s, "gina").await; // created during it, deadlines years ahead
     validate(&s, &tg).await.unwrap();
     clock.advance(mins(1));

@@ -1173,7 +1173,7 @@ fn issued() -> (Vec<String>, Vec<Vec<u8>>) {
         }
         let _ = s.acquire_slot(&b.session.id, Some(&res)).await;
         let _ = s.create(&alice, CreateOptions::default()).await; // evicts one
-        let _ = s.revoke(&b.session.id).await;
+        let _ = s.trusted_by_id().revoke(&b.session.id).await;
     });
     let values = match block_on(s.store().raw_dump()) {
         Ok(Some(d)) => d

@@ -379,7 +379,7 @@ async fn reap_respects_its_limit_and_never_removes_a_live_record() {
     }
     let keeper = s.create(&alice, opts()).await.unwrap();
     let revoked = s.create(&alice, opts()).await.unwrap();
-    s.revoke(&revoked.session.id).await.unwrap();
+    s.trusted_by_id().revoke(&revoked.session.id).await.unwrap();
     let slot = s.acquire_slot(&keeper.session.id, None).await.unwrap();
     let ticket = s
         .mint_ticket(keeper.token.expose_secret(), &Context::none())
@@ -552,7 +552,7 @@ async fn global_cap_counts_exactly_the_live_sessions() {
         "{e:?}"
     );
     // Revoking frees a place.
-    s.revoke(&c.session.id).await.unwrap();
+    s.trusted_by_id().revoke(&c.session.id).await.unwrap();
     let d = s.create(&subject("d"), opts()).await.unwrap();
     s.create(&subject("e"), opts()).await.unwrap_err();
     // Expiry frees places without any reap: a and b expire at +600 s.
@@ -692,7 +692,7 @@ async fn corrupt_bytes_in_the_sessions_tree_fail_closed() {
             matches!(v, Err(Error::CorruptRecord(_))),
             "{bytes:?}: {v:?}"
         );
-        let r = s.revoke(&c.session.id).await;
+        let r = s.trusted_by_id().revoke(&c.session.id).await;
         assert!(matches!(r, Err(Error::CorruptRecord(_))), "{r:?}");
         let l = s.store().list_subject(&subject("alice")).await;
         assert!(matches!(l, Err(StoreError::Corrupt(_))), "{l:?}");
@@ -805,7 +805,7 @@ async fn sessions_persist_across_close_and_reopen() {
         .refresh(rotated.token.expose_secret(), &Context::none())
         .await
         .unwrap();
-    s.revoke(&revoked.session.id).await.unwrap();
+    s.trusted_by_id().revoke(&revoked.session.id).await.unwrap();
     drop(s);
 
     let s = open(2);
@@ -960,7 +960,7 @@ async fn slots_follow_their_session() {
         s.heartbeat_slot(&lease.id).await,
         Err(Error::SlotLost)
     ));
-    s.revoke(&c.session.id).await.unwrap();
+    s.trusted_by_id().revoke(&c.session.id).await.unwrap();
     assert!(matches!(
         s.heartbeat_slot(&lease2.id).await,
         Err(Error::SlotLost)
@@ -1201,7 +1201,7 @@ async fn many_due_rate_logs_do_not_hide_a_due_session_from_a_bounded_reap() {
             .await
             .unwrap();
         if i > 0 {
-            s.revoke(&c.session.id).await.unwrap();
+            s.trusted_by_id().revoke(&c.session.id).await.unwrap();
         }
     }
     clock.advance(secs(31 * 60));

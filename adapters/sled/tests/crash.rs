@@ -76,7 +76,7 @@ fn crash_child() {
                 }
                 1 => {
                     assert_eq!(
-                        s.revoke(&id).await.unwrap(),
+                        s.trusted_by_id().revoke(&id).await.unwrap(),
                         leasehold::RevokeOutcome::Revoked
                     );
                     ack(format!("REVOKED {id}"));
@@ -93,7 +93,7 @@ fn crash_child() {
                         .unwrap();
                     ack(format!("ROTATED {id} {}", r2.token.expose_secret()));
                     assert_eq!(
-                        s.revoke(&id).await.unwrap(),
+                        s.trusted_by_id().revoke(&id).await.unwrap(),
                         leasehold::RevokeOutcome::Revoked
                     );
                     ack(format!("REVOKED {id}"));

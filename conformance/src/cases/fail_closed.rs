@@ -51,7 +51,7 @@ pub(crate) async fn load_errors_deny(env: Env) -> CaseResult {
             s.validate(&t, &Context::none()).await.map(|_| ()),
             s.refresh(&t, &Context::none()).await.map(|_| ()),
             s.mint_ticket(&t, &Context::none()).await.map(|_| ()),
-            s.revoke(&c.session.id).await.map(|_| ()),
+            s.trusted_by_id().revoke(&c.session.id).await.map(|_| ()),
             s.update_data(&c.session.id, 0, b"x").await.map(|_| ()),
         ];
         for (op, r) in [
@@ -92,7 +92,10 @@ pub(crate) async fn corrupt_load_denies(env: Env) -> CaseResult {
             s.validate(&t, &Context::none()).await.map(|_| ()),
         ),
         ("refresh", s.refresh(&t, &Context::none()).await.map(|_| ())),
-        ("revoke", s.revoke(&c.session.id).await.map(|_| ())),
+        (
+            "revoke",
+            s.trusted_by_id().revoke(&c.session.id).await.map(|_| ()),
+        ),
     ] {
         ensure!(
             matches!(r, Err(Error::CorruptRecord(_))),
@@ -248,14 +251,14 @@ pub(crate) async fn lost_reply_revoke_is_applied(env: Env) -> CaseResult {
     let c = s.create(&alice, Default::default()).await?;
     f.inject_next(Op::Cas, Fault::LostReply);
     ensure!(
-        s.revoke(&c.session.id).await.is_err(),
+        s.trusted_by_id().revoke(&c.session.id).await.is_err(),
         "the lost-reply revoke reported success"
     );
     ensure!(
         s.validate(text(&c), &Context::none()).await.is_err(),
         "the session validates after a lost-reply revoke"
     );
-    match s.revoke(&c.session.id).await? {
+    match s.trusted_by_id().revoke(&c.session.id).await? {
         leasehold::RevokeOutcome::AlreadyRevoked {
             reason: leasehold::RevokeReason::Revoked,
         } => {}
@@ -400,7 +403,7 @@ pub(crate) async fn random_faults_keep_acknowledged_writes(env: Env) -> CaseResu
                 let i = next(current.len());
                 let id = current[i].0;
                 revoke_tried.insert(id);
-                if s.revoke(&id).await.is_ok() {
+                if s.trusted_by_id().revoke(&id).await.is_ok() {
                     revoked.insert(id);
                 }
             }

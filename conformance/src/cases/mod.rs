@@ -90,7 +90,7 @@ pub(crate) async fn validates(s: &S, token: &str) -> bool {
 /// Revokes a live session by id; fails the case unless this call wrote its tombstone
 /// ([`RevokeOutcome::Revoked`](leasehold::RevokeOutcome::Revoked)).
 pub(crate) async fn revoke_live(s: &S, id: &leasehold::SessionId) -> crate::env::CaseResult {
-    match s.revoke(id).await? {
+    match s.trusted_by_id().revoke(id).await? {
         leasehold::RevokeOutcome::Revoked => Ok(()),
         other => Err(CaseError(format!(
             "revoke of a live session: expected Revoked, got {other:?}"

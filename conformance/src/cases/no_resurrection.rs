@@ -40,7 +40,7 @@ pub(crate) async fn revoke_then_validate(env: Env) -> CaseResult {
             s.update_data(&c.session.id, 0, b"x").await.is_err(),
             "data was updated {step} after revoke"
         );
-        match s.revoke(&c.session.id).await? {
+        match s.trusted_by_id().revoke(&c.session.id).await? {
             RevokeOutcome::AlreadyRevoked {
                 reason: RevokeReason::Revoked,
             } => {}
@@ -308,7 +308,7 @@ pub(crate) async fn refresh_vs_revoke_race(env: Env) -> CaseResult {
         let (s, t) = (s.clone(), t.clone());
         async move {
             if i % 5 == 0 {
-                R::Revoke(s.revoke(&id).await)
+                R::Revoke(s.trusted_by_id().revoke(&id).await)
             } else {
                 R::Refresh(
                     s.refresh(&t, &Context::none())
@@ -367,7 +367,7 @@ pub(crate) async fn touch_vs_revoke_race(env: Env) -> CaseResult {
         let (s, t) = (s.clone(), t.clone());
         async move {
             if i % 5 == 0 {
-                s.revoke(&id).await.map(Some)
+                s.trusted_by_id().revoke(&id).await.map(Some)
             } else {
                 s.validate(&t, &Context::none()).await.map(|_| None)
             }

@@ -67,7 +67,7 @@ impl Revoker {
     /// still cover it while counting only live sessions (0).
     async fn end(self, s: &S, c: &Created, who: &Subject, on: &str) -> CaseResult {
         match self {
-            Revoker::Id => match s.revoke(&c.session.id).await? {
+            Revoker::Id => match s.trusted_by_id().revoke(&c.session.id).await? {
                 RevokeOutcome::Revoked => Ok(()),
                 other => fail!(
                     "revoke of a session past its deadline but not yet ended: expected Revoked \
@@ -377,7 +377,7 @@ pub(crate) async fn revoke_expired_unreaped_then_late_touch(env: Env) -> CaseRes
             after == tomb,
             "{what}: the late touch changed the tombstone:\n before {tomb:?}\n after  {after:?}"
         );
-        match lagging.revoke(&id).await? {
+        match lagging.trusted_by_id().revoke(&id).await? {
             RevokeOutcome::AlreadyRevoked { reason } if reason == ended.reason() => {}
             other => fail!(
                 "{what}: a second revoke: expected AlreadyRevoked({:?}), got {other:?}",

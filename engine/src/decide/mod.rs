@@ -14,6 +14,7 @@
 //! - trusted by-id reads and keepalive: [`by_id`]; logout by token: [`mutate::logout`]
 
 pub mod access;
+pub mod by_id;
 pub mod create;
 pub mod mutate;
 pub mod read;

@@ -1,11 +1,15 @@
 //! Revocation by id and application-data updates.
 
+use crate::crypto::{SecretKind, Verifier};
+use crate::decide::rotation::{Presented as Presented_, classify};
 use crate::decide::{Decision, bump, ending};
 use crate::error::{Error, InputError};
 use crate::event::Event;
+use crate::ids::{Kind, Subject};
 use crate::policy::Policy;
 use crate::record::{RevokeReason, SessionRecord, SessionState};
 use crate::time::Timestamp;
+use crate::token::Presented;
 
 /// What [`revoke`](crate::Sessions::revoke) did.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -60,6 +64,46 @@ pub fn revoke(record: Option<&SessionRecord>, at: Timestamp) -> Decision<RevokeO
     }
 }
 
+/// Revoking by id for an owner ("sign out that device"): only a session of `subject` and of
+/// `kind` is revoked; anyone else's answers [`RevokeOutcome::Unknown`], exactly as a session
+/// that does not exist, so a public id reveals nothing and revokes nothing of another owner.
+pub fn revoke_owned(
+    record: Option<&SessionRecord>,
+    subject: &Subject,
+    kind: &Kind,
+    at: Timestamp,
+) -> Decision<RevokeOutcome> {
+    match record {
+        Some(r) if r.subject == *subject && r.kind == *kind => revoke(record, at),
+        _ => Decision {
+            write: None,
+            outcome: Ok(RevokeOutcome::Unknown),
+            events: Vec::new(),
+        },
+    }
+}
+
+/// Logout by token: the presented secret must be one of the session's (current, predecessor
+/// or retired — each proves the holder had the session); then the session is revoked as by
+/// [`revoke`]. Never rotates, never touches; a second logout answers `AlreadyRevoked`. An
+/// unknown secret, another kind's session or an absent one is `NotAuthenticated`.
+pub fn logout(
+    record: Option<&SessionRecord>,
+    presented: &Presented,
+    kind: &Kind,
+    at: Timestamp,
+) -> Decision<RevokeOutcome> {
+    let Some(rec) = record else {
+        return Decision::deny(Error::NotAuthenticated);
+    };
+    let v = Verifier::derive(SecretKind::Session, &presented.id, &presented.secret);
+    let known = classify(&rec.credential, &v) != Presented_::Unknown;
+    if !known || rec.kind != *kind || rec.id.as_bytes() != &presented.id {
+        return Decision::deny(Error::NotAuthenticated);
+    }
+    revoke(record, at)
+}
+
 /// Refuses data over the policy's limit (before any store call).
 pub fn check_data(data: &[u8], policy: &Policy) -> Result<(), InputError> {
     if data.len() > policy.max_data_len {
@@ -81,6 +125,9 @@ pub fn update_data(
 ) -> Decision<SessionRecord> {
     if let Err(e) = check_data(data, policy) {
         return Decision::deny(e.into());
+    }
+    if record.is_some_and(|r| r.kind.as_str() != policy.token_prefix) {
+        return Decision::deny(Error::NotAuthenticated);
     }
     if let Some(d) = ending(record, at) {
         return d;

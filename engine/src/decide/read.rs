@@ -1,8 +1,9 @@
 //! Validate and refresh: the hot path. One load, and a write only when something is due.
 //!
 //! Order of checks, each a denial without a write unless stated:
-//! 1. no record, or a secret that is none of the chain's → `NotAuthenticated` (a non-secret id
-//!    alone learns nothing, and cannot revoke anything);
+//! 1. no record, a session of another kind (a prefix swapped on a token), or a secret that is
+//!    none of the chain's → `NotAuthenticated` (a non-secret id alone learns nothing, and
+//!    cannot revoke anything);
 //! 2. a tombstone → `Revoked` (or `Expired` for an ending observed on expiry);
 //! 3. past its deadline → `Expired`, *after* writing its tombstone (see [`ending`]); likewise a
 //!    record last written more than `future_tolerance` ahead of `now` (a clock glitch wrote it);
@@ -49,6 +50,10 @@ pub fn read(
         return Decision::deny(Error::CorruptRecord(
             "record stored under another id".into(),
         ));
+    }
+    // Another kind's session (a prefix swapped on a token): not this driver's to judge.
+    if rec.kind.as_str() != policy.token_prefix {
+        return Decision::deny(Error::NotAuthenticated);
     }
     let v = Verifier::derive(SecretKind::Session, &token.id, &token.secret);
     let presented = rotation::classify(&rec.credential, &v);

@@ -428,7 +428,7 @@ pub async fn perform<S: Store>(sessions: &Sessions<S>, action: &Action) -> Obser
                 Err(e) => denied(e),
             }
         }
-        Action::Revoke { id } => match sessions.revoke(id).await {
+        Action::Revoke { id } => match sessions.trusted_by_id().revoke(id).await {
             Ok(o) => Observed::Revoked(o),
             Err(e) => denied(e),
         },
