@@ -197,6 +197,15 @@ macro_rules! __for_each_case {
                 native_expiry_never_serves_expired native_expiry;
                 native_expiry_every_key_has_a_ttl native_expiry;
             }
+            authority Authority {
+                kind_is_bound_to_the_record none;
+                logout_checks_the_secret_and_is_idempotent none;
+                revoke_owned_only_reaches_the_owner none;
+                refused_check_writes_nothing none;
+                access_token_lives_and_dies_with_its_session none;
+                by_id_keepalive_never_revives none;
+                per_session_lifetime_within_policy none;
+            }
             store_time StoreTime {
                 inflight_touch_after_revoke none;
                 inflight_touch_after_revoke_subject none;

@@ -39,13 +39,18 @@ pub enum Invariant {
     /// any caller, at any clock setting, makes the session valid again; where the store has a
     /// clock, windows and caps run on it.
     StoreTime,
+    /// INV-authority: only a holder of one of a session's secrets, its owner as the
+    /// application names it, or trusted server code acting by id acts on a session; a session
+    /// is judged only under its own kind's policy; an application's check refuses before
+    /// anything is written.
+    Authority,
     /// The store contract of DESIGN §5 (insert-if-absent, CAS, listing, reap limits…).
     Contract,
 }
 
 impl Invariant {
     /// Every invariant, in report order.
-    pub const ALL: [Invariant; 11] = [
+    pub const ALL: [Invariant; 12] = [
         Invariant::NoResurrection,
         Invariant::AbsoluteBound,
         Invariant::HashAtRest,
@@ -56,6 +61,7 @@ impl Invariant {
         Invariant::FailClosed,
         Invariant::BoundedStorage,
         Invariant::StoreTime,
+        Invariant::Authority,
         Invariant::Contract,
     ];
 
@@ -72,6 +78,7 @@ impl Invariant {
             Invariant::FailClosed => "INV-fail-closed",
             Invariant::BoundedStorage => "INV-bounded-storage",
             Invariant::StoreTime => "INV-store-time",
+            Invariant::Authority => "INV-authority",
             Invariant::Contract => "contract",
         }
     }

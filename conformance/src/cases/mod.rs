@@ -1,6 +1,7 @@
 //! The cases, one module per invariant, and the table built from `__for_each_case!`.
 
 pub(crate) mod absolute_bound;
+pub(crate) mod authority;
 pub(crate) mod bounded_storage;
 pub(crate) mod caps;
 pub(crate) mod contract;
