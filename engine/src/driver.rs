@@ -78,7 +78,7 @@ pub struct SlotLease {
 /// listing, and the cursor of the next page.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct SessionPage {
-    /// Live sessions of this driver's kind, in ascending id order (a page may hold fewer than
+    /// Live sessions, in ascending id order (a page may hold fewer than
     /// asked, even none, when the store's page held ended sessions: follow `next`).
     pub sessions: Vec<Session>,
     /// Pass it as `after` for the next page; `None` when the listing is complete.
@@ -101,6 +101,11 @@ pub struct Minted {
 /// Everything here is reached by a secret (a session, access or ticket token) or names a
 /// whole group the application has authorised (a subject, a resource, a scope). Operations
 /// on a session named only by its public id are on [`trusted_by_id`](Self::trusted_by_id).
+///
+/// A driver issues and accepts sessions of one kind (its policy's token prefix): every
+/// operation on one session refuses another kind's, so one kind's policy is never applied to
+/// another's session. Group operations (`revoke_subject`, `revoke_resource`, `list`,
+/// `list_page`, `count`) span every kind in the store: an account deletion ends them all.
 pub struct Sessions<S> {
     store: S,
     policy: Policy,
@@ -494,7 +499,8 @@ impl<S: Store> Sessions<S> {
         Ok(live)
     }
 
-    /// One page of the live sessions of this driver's kind in `scope`, in ascending id order,
+    /// One page of the live sessions in `scope` (of every kind, as the group operations: see
+    /// [`Session::kind`]), in ascending id order,
     /// starting after `after` (`None`: the first page); at most `limit` (≤
     /// [`MAX_PAGE`](crate::MAX_PAGE)) store records are read per page. Follow
     /// [`SessionPage::next`] until it is `None`. Never includes secrets.
@@ -510,7 +516,7 @@ impl<S: Store> Sessions<S> {
             sessions: page
                 .records
                 .iter()
-                .filter(|r| r.is_live(now) && r.kind == self.kind)
+                .filter(|r| r.is_live(now))
                 .map(Session::from)
                 .collect(),
             next: page.next,

@@ -50,8 +50,9 @@ pub enum Limit {
 ///
 /// The authentication outcomes (`Malformed`, `NotAuthenticated`, `Expired`, `Revoked`,
 /// `ReuseDetected`, `BindingMismatch`) all mean "no valid session"; the rest say what to fix or
-/// retry. No variant ever carries a secret.
-#[derive(Debug, thiserror::Error)]
+/// retry. No variant ever carries a secret. Comparable, so a test (or a caller) can match a
+/// whole error with `==`.
+#[derive(Debug, PartialEq, Eq, thiserror::Error)]
 #[non_exhaustive]
 pub enum Error {
     /// The token is not even well-formed; no store call was made.

@@ -585,3 +585,83 @@ async fn an_over_long_binding_on_a_bound_session_is_a_denial_not_a_grant() {
         .await
         .unwrap();
 }
+
+/// A summary is shown in "your devices" lists and logs: a control character (a line break, an
+/// escape) is refused before the store, like an over-long one.
+#[tokio::test]
+async fn a_summary_with_a_control_character_is_refused_before_the_store() {
+    let (h, _, _) = setup(Policy::default()).await;
+    for bad in ["Firefox\non Linux", "Firefox\u{1b}[2J", "tab\there"] {
+        let opts = CreateOptions {
+            summary: Some(bad.into()),
+            ..CreateOptions::default()
+        };
+        assert_eq!(
+            h.sessions.create(&subject("bob"), opts).await.err(),
+            Some(Error::InvalidInput(InputError::ControlCharacter("summary"))),
+            "{bad:?}"
+        );
+        assert_eq!(h.calls().total(), 0, "{bad:?}: reached the store");
+    }
+}
+
+/// A per-session lifetime longer than the policy's, or zero, is refused before the store.
+#[tokio::test]
+async fn a_per_session_lifetime_outside_the_policy_is_refused_before_the_store() {
+    let (h, _, _) = setup(Policy::default()).await;
+    for lifetime in [
+        std::time::Duration::ZERO,
+        Policy::default().absolute_lifetime() + std::time::Duration::from_millis(1),
+    ] {
+        let opts = CreateOptions {
+            absolute_lifetime: Some(lifetime),
+            ..CreateOptions::default()
+        };
+        assert!(
+            matches!(
+                h.sessions.create(&subject("bob"), opts).await,
+                Err(Error::InvalidInput(InputError::Invalid(_)))
+            ),
+            "{lifetime:?}"
+        );
+        assert_eq!(h.calls().total(), 0, "{lifetime:?}: reached the store");
+    }
+}
+
+/// A `did:web` subject of up to 1 KiB is a subject; one byte more is refused when built.
+#[tokio::test]
+async fn a_one_kibibyte_did_web_subject_works_end_to_end() {
+    let (h, _, _) = setup(Policy::default()).await;
+    let did = format!("did:web:{}", "a".repeat(MAX_NAME_LEN - 8));
+    assert_eq!(did.len(), 1024);
+    let who = Subject::new(did.clone()).unwrap();
+    let c = h
+        .sessions
+        .create(&who, CreateOptions::default())
+        .await
+        .unwrap();
+    let v = h
+        .sessions
+        .validate(c.token.expose_secret(), &Context::none())
+        .await
+        .unwrap();
+    assert_eq!(v.session.subject, who);
+    assert_eq!(h.sessions.revoke_subject(&who).await.unwrap(), 1);
+    assert!(matches!(
+        Subject::new(format!("{did}a")),
+        Err(InputError::TooLong { .. })
+    ));
+}
+
+/// `Retry-After` in whole seconds rounds up: a client told `as_secs()` would come back one
+/// second early and be refused again.
+#[test]
+fn retry_after_in_whole_seconds_rounds_up() {
+    let e = |ms| Error::RateLimited {
+        retry_after: std::time::Duration::from_millis(ms),
+    };
+    assert_eq!(e(3_479_001).retry_after_secs(), Some(3480));
+    assert_eq!(e(3_480_000).retry_after_secs(), Some(3480));
+    assert_eq!(e(1).retry_after_secs(), Some(1));
+    assert_eq!(Error::NotAuthenticated.retry_after_secs(), None);
+}
