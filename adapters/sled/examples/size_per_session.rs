@@ -53,6 +53,7 @@ fn main() {
                 context: Context::bound("device"),
                 summary: Some("Firefox on Linux".into()),
                 data: Vec::new(),
+                absolute_lifetime: None,
             };
             sessions.create(&subject, opts).await.unwrap();
         }
