@@ -217,29 +217,57 @@ pub(crate) fn decode_counter(v: &[u8]) -> Result<u64, StoreError> {
     }
 }
 
+/// One creation in a subject's log: when, and (from format 2 on) which session, so
+/// [`forget_creation`](leasehold::Store::forget_creation) can give back exactly that entry.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct Creation {
+    pub at: Timestamp,
+    /// `None` for entries written by format 1 (they still count, but cannot be given back).
+    pub id: Option<SessionId>,
+}
+
 /// A subject's creation log for the rate limit: when its expiry entry is due (the newest
-/// creation plus the window) and the creation times still inside the window, oldest first.
+/// creation plus the window) and the creations still inside the window, oldest first.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub(crate) struct RateLog {
     pub due: Timestamp,
-    pub creations: Vec<Timestamp>,
+    pub creations: Vec<Creation>,
 }
 
+/// Creation logs written before they named their sessions: `due ‖ n (u32) ‖ n × time`.
+const RATE_FORMAT_TIMES: u8 = 1;
+/// Creation logs naming their sessions: `due ‖ n (u32) ‖ n × (time ‖ has-id byte ‖ id)`, the
+/// id all zeros when the byte is 0 (an entry carried over from a format-1 log). Fixed-size
+/// entries keep the length check exact.
+const RATE_FORMAT_IDS: u8 = 2;
+const RATE_ENTRY_LEN: usize = 8 + 1 + ID_LEN;
+
 pub(crate) fn encode_rate(r: &RateLog) -> Vec<u8> {
-    let mut v = Vec::with_capacity(1 + 8 + 4 + 8 * r.creations.len());
-    v.push(VALUE_FORMAT);
+    let mut v = Vec::with_capacity(1 + 8 + 4 + RATE_ENTRY_LEN * r.creations.len());
+    v.push(RATE_FORMAT_IDS);
     v.extend_from_slice(&r.due.as_millis().to_be_bytes());
     let n = u32::try_from(r.creations.len()).unwrap_or(u32::MAX);
     v.extend_from_slice(&n.to_be_bytes());
-    for t in r.creations.iter().take(n as usize) {
-        v.extend_from_slice(&t.as_millis().to_be_bytes());
+    for c in r.creations.iter().take(n as usize) {
+        v.extend_from_slice(&c.at.as_millis().to_be_bytes());
+        match c.id {
+            Some(id) => {
+                v.push(1);
+                v.extend_from_slice(id.as_bytes());
+            }
+            None => {
+                v.push(0);
+                v.extend_from_slice(&[0; ID_LEN]);
+            }
+        }
     }
     v
 }
 
+/// Decodes a creation log of either format (format-1 entries come back with no id).
 pub(crate) fn decode_rate(v: &[u8]) -> Result<RateLog, StoreError> {
-    let rest = match v {
-        [VALUE_FORMAT, rest @ ..] => rest,
+    let (format, rest) = match v {
+        [f @ (RATE_FORMAT_TIMES | RATE_FORMAT_IDS), rest @ ..] => (*f, rest),
         [f, ..] => return Err(corrupt(&format!("creation log has unknown format {f}"))),
         [] => return Err(corrupt("empty creation log")),
     };
@@ -250,17 +278,83 @@ pub(crate) fn decode_rate(v: &[u8]) -> Result<RateLog, StoreError> {
     let (n, rest) = rest.split_at(4);
     let n = u32::from_be_bytes(<[u8; 4]>::try_from(n).map_err(|_| corrupt("creation log"))?);
     let n = n as usize;
-    if n > MAX_RATE_LOG || rest.len() != n * 8 {
+    let entry = if format == RATE_FORMAT_TIMES {
+        8
+    } else {
+        RATE_ENTRY_LEN
+    };
+    if n > MAX_RATE_LOG || Some(rest.len()) != n.checked_mul(entry) {
         return Err(corrupt("creation log has the wrong length"));
     }
     let creations = rest
-        .chunks_exact(8)
-        .map(|c| array8(c).map(|b| Timestamp::from_millis(u64::from_be_bytes(b))))
+        .chunks_exact(entry)
+        .map(|c| {
+            let (at, tail) = c.split_at(8);
+            let at = Timestamp::from_millis(u64::from_be_bytes(array8(at)?));
+            let id = match tail {
+                [] => None,
+                [0, id @ ..] if id.iter().all(|b| *b == 0) => None,
+                [1, id @ ..] => Some(SessionId::from_bytes(id_bytes(id, "creation log id")?)),
+                _ => return Err(corrupt("creation log entry has a bad id marker")),
+            };
+            Ok(Creation { at, id })
+        })
         .collect::<Result<Vec<_>, _>>()?;
     Ok(RateLog {
         due: Timestamp::from_millis(u64::from_be_bytes(array8(due)?)),
         creations,
     })
+}
+
+/// Key of the creation-order index (`created` tree): `created_at (u64 BE ms) ‖ sequence
+/// (u64 BE) ‖ session id`. Keys sort in creation order: by creation time, then by the order the
+/// store inserted the sessions (the sequence is drawn inside the inserting transaction, so it
+/// follows commit order), never by the random id. The id is only there to name the session.
+pub(crate) fn order_key(at: Timestamp, seq: u64, id: &SessionId) -> Vec<u8> {
+    let mut k = Vec::with_capacity(16 + ID_LEN);
+    k.extend_from_slice(&at.as_millis().to_be_bytes());
+    k.extend_from_slice(&seq.to_be_bytes());
+    k.extend_from_slice(id.as_bytes());
+    k
+}
+
+/// The session named by a creation-order key.
+pub(crate) fn decode_order_key(k: &[u8]) -> Result<SessionId, StoreError> {
+    if k.len() != 16 + ID_LEN {
+        return Err(corrupt("creation-order key has the wrong length"));
+    }
+    id_bytes(&k[16..], "creation-order key id").map(SessionId::from_bytes)
+}
+
+/// Where a session sits in the creation-order index (the `created_by_id` value), so its entry
+/// can be found from its id and so a subject's members sort in the same order.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct Order {
+    pub created_at: Timestamp,
+    pub seq: u64,
+}
+
+pub(crate) fn encode_order(o: Order) -> Vec<u8> {
+    let mut v = Vec::with_capacity(17);
+    v.push(VALUE_FORMAT);
+    v.extend_from_slice(&o.created_at.as_millis().to_be_bytes());
+    v.extend_from_slice(&o.seq.to_be_bytes());
+    v
+}
+
+pub(crate) fn decode_order(v: &[u8]) -> Result<Order, StoreError> {
+    match v {
+        [VALUE_FORMAT, rest @ ..] if rest.len() == 16 => {
+            let (a, s) = rest.split_at(8);
+            Ok(Order {
+                created_at: Timestamp::from_millis(u64::from_be_bytes(array8(a)?)),
+                seq: u64::from_be_bytes(array8(s)?),
+            })
+        }
+        [VALUE_FORMAT, ..] => Err(corrupt("creation order has the wrong length")),
+        [f, ..] => Err(corrupt(&format!("creation order has unknown format {f}"))),
+        [] => Err(corrupt("empty creation order")),
+    }
 }
 
 #[cfg(test)]
@@ -340,7 +434,16 @@ mod tests {
 
         let r = RateLog {
             due: Timestamp::from_millis(5),
-            creations: vec![Timestamp::from_millis(1), Timestamp::from_millis(2)],
+            creations: vec![
+                Creation {
+                    at: Timestamp::from_millis(1),
+                    id: None,
+                },
+                Creation {
+                    at: Timestamp::from_millis(2),
+                    id: Some(SessionId::from_bytes([4; ID_LEN])),
+                },
+            ],
         };
         let b = encode_rate(&r);
         assert_eq!(decode_rate(&b).unwrap(), r);
@@ -351,10 +454,85 @@ mod tests {
         long.push(0);
         assert!(decode_rate(&long).is_err());
         // A huge count must not allocate or panic.
-        let mut huge = vec![VALUE_FORMAT];
+        let mut huge = vec![RATE_FORMAT_IDS];
         huge.extend_from_slice(&0u64.to_be_bytes());
         huge.extend_from_slice(&u32::MAX.to_be_bytes());
         assert!(decode_rate(&huge).is_err());
+    }
+
+    #[test]
+    fn format_1_creation_logs_still_decode() {
+        let mut v = vec![RATE_FORMAT_TIMES];
+        v.extend_from_slice(&9u64.to_be_bytes());
+        v.extend_from_slice(&2u32.to_be_bytes());
+        v.extend_from_slice(&3u64.to_be_bytes());
+        v.extend_from_slice(&4u64.to_be_bytes());
+        let log = decode_rate(&v).unwrap();
+        assert_eq!(log.due, Timestamp::from_millis(9));
+        let times: Vec<_> = log
+            .creations
+            .iter()
+            .map(|c| (c.at.as_millis(), c.id))
+            .collect();
+        assert_eq!(times, vec![(3, None), (4, None)]);
+        // Re-encoded as format 2, the entries keep their (absent) ids.
+        assert_eq!(decode_rate(&encode_rate(&log)).unwrap(), log);
+        v.push(0);
+        assert!(decode_rate(&v).is_err());
+    }
+
+    #[test]
+    fn a_bad_id_marker_in_a_creation_log_is_corrupt() {
+        let r = RateLog {
+            due: Timestamp::from_millis(5),
+            creations: vec![Creation {
+                at: Timestamp::from_millis(1),
+                id: None,
+            }],
+        };
+        let mut b = encode_rate(&r);
+        let marker = 1 + 8 + 4 + 8;
+        b[marker] = 2;
+        assert!(decode_rate(&b).is_err());
+        b[marker] = 0;
+        b[marker + 1] = 1; // "no id" with id bytes
+        assert!(decode_rate(&b).is_err());
+    }
+
+    #[test]
+    fn order_keys_sort_by_time_then_sequence_and_round_trip() {
+        let hi = SessionId::from_bytes([0xff; ID_LEN]);
+        let lo = SessionId::from_bytes([0; ID_LEN]);
+        let a = order_key(Timestamp::from_millis(7), 1, &hi);
+        let b = order_key(Timestamp::from_millis(7), 2, &lo);
+        let c = order_key(Timestamp::from_millis(8), 0, &lo);
+        assert!(a < b && b < c, "creation time, then sequence, never the id");
+        assert_eq!(decode_order_key(&a).unwrap(), hi);
+        assert!(decode_order_key(&a[..a.len() - 1]).is_err());
+        let o = Order {
+            created_at: Timestamp::from_millis(7),
+            seq: 3,
+        };
+        let v = encode_order(o);
+        assert_eq!(decode_order(&v).unwrap(), o);
+        for n in 0..v.len() {
+            assert!(decode_order(&v[..n]).is_err());
+        }
+    }
+
+    #[test]
+    fn long_names_make_valid_keys() {
+        let long = "x".repeat(leasehold::MAX_NAME_LEN);
+        let subject = Subject::new(long.clone()).unwrap();
+        let k = expiry_key(Timestamp::from_millis(1), &Due::Rate(subject.clone()));
+        assert_eq!(
+            decode_expiry_key(&k).unwrap(),
+            (Timestamp::from_millis(1), Due::Rate(subject))
+        );
+        let m = [5u8; ID_LEN];
+        let k = member_key(long.as_bytes(), &m);
+        let p = member_prefix(long.as_bytes());
+        assert_eq!(member_of(&k, p.len()).unwrap(), m);
     }
 
     #[test]

@@ -30,8 +30,10 @@
 //! | `slots_by_session` | session id ‖ `0x00` ‖ slot id | empty |
 //! | `slots_by_resource` | resource ‖ `0x00` ‖ slot id | empty |
 //! | `groups` | kind ‖ subject / resource / session id | head: stamp, member count |
-//! | `rates` | subject | creation log (due, creation times) |
-//! | `meta` | `format`, `seq`, `live` | format marker, sequence, active counter |
+//! | `rates` | subject | creation log (due, creation times and session ids) |
+//! | `meta` | `format`, `seq`, `live`, `order_head` | format marker, sequence, active counter, creation-order stamp |
+//! | `created` | created_at (u64 BE ms) ‖ sequence (u64 BE) ‖ session id | empty |
+//! | `created_by_id` | session id | its `created` position: created_at, sequence |
 //!
 //! Subjects and resources cannot contain control characters, so `0x00` ends a name and a
 //! prefix scan over `name ‖ 0x00` lists exactly one group. Reaping walks `expiry` from its start
@@ -54,6 +56,17 @@
 //! Writes are O(1) per membership change (an index key and a 17-byte head), whatever the size
 //! of the group, unlike a value listing every member id.
 //!
+//! ## Creation order
+//!
+//! "Oldest" means creation order: by `created_at`, then by the order the store inserted the
+//! sessions, never by the random id. `created` lists every session in state `Active` not yet
+//! reaped (the very set `meta/live` counts) under `created_at ‖ sequence`, the sequence drawn
+//! from `meta/seq` inside the inserting transaction (so it follows commit order);
+//! `created_by_id` finds a session's entry from its id. A session leaves both when it becomes a
+//! tombstone or is reaped, so a walk from the start of `created` meets live sessions and the
+//! expired ones the reaper has yet to remove, never tombstones. A subject cap that evicts sorts
+//! the subject's live sessions by the same key.
+//!
 //! ## Global cap
 //!
 //! `meta/live` counts sessions in state `Active` that are not yet reaped — live *and* expired.
@@ -62,7 +75,16 @@
 //! reaper has yet to remove), and the transaction subtracts those it reads as active and
 //! expired: the cap is then enforced on the exact live count, as the reference store does. (It
 //! writes no tombstones for them: a store-wide count must not let one caller whose clock
-//! glitched ahead end every session.)
+//! glitched ahead end every session.) The live sessions an evicting subject cap is about to end
+//! count as gone.
+//!
+//! A global cap with `on_full: EvictOldest` evicts the store's oldest live sessions instead of
+//! refusing: the insert walks the start of `created` outside the transaction, after reading the
+//! index's stamp (`meta/order_head`, the sequence of its newest entry); the transaction checks
+//! the stamp (unchanged: no entry joined, so the walk saw every entry before its last one),
+//! reads the walked sessions' records in order and evicts the first live ones. A walk too short
+//! asks for a longer one (doubling). Such inserts take one store-wide lock, so they wait for
+//! each other instead of invalidating each other's walks.
 //!
 //! ## Time
 //!
@@ -72,6 +94,15 @@
 //! every member that is not one yet, expired or not, and a capped insert tombstones the expired
 //! members it counted. These tombstones are security writes (flushed under both durability
 //! modes), even when the insert itself is refused.
+//!
+//! ## Upgrading from layout 1
+//!
+//! Layout 1 (`leasehold-sled/1`) had no creation-order index and creation logs without session
+//! ids. Opening such a database indexes its active sessions (in `created_at`, then id order:
+//! their insertion order was never recorded), then marks it layout 2 — builds reading layout 1
+//! only then refuse it, as they would not keep the index. Logs of format 1 are still read (their
+//! entries count, but cannot be given back by `forget_creation`) and are rewritten in format 2
+//! by the next creation.
 //!
 //! ## Durability
 //!
@@ -96,8 +127,8 @@ use leasehold::store::{
     SlotCaps, SlotOutcome, TakeOutcome, WriteClass, check_insert, check_loaded, check_swap,
 };
 use leasehold::{
-    CapPolicy, Resource, SessionId, SessionRecord, SlotId, Store, StoreError, Subject, TicketId,
-    Timestamp,
+    CapPolicy, MAX_PAGE, Page, Reaped, Resource, Scope, SessionId, SessionRecord, SessionState,
+    SlotId, Store, StoreError, Subject, TicketId, Timestamp,
 };
 use sled::transaction::{TransactionError, Transactional, TransactionalTree};
 
@@ -137,9 +168,13 @@ pub mod trees {
     pub const META: &str = "leasehold.meta";
     /// Bytes the reaper found undecodable, moved aside for inspection: `tree number ‖ key`.
     pub const QUARANTINE: &str = "leasehold.quarantine";
+    /// Creation order of the active sessions: `created_at ‖ sequence ‖ session id`.
+    pub const CREATED: &str = "leasehold.created";
+    /// A session's position in [`CREATED`], by session id.
+    pub const CREATED_BY_ID: &str = "leasehold.created_by_id";
 
     /// Every tree, in transaction order.
-    pub const ALL: [&str; 12] = [
+    pub const ALL: [&str; 14] = [
         SESSIONS,
         BY_SUBJECT,
         BY_RESOURCE,
@@ -152,12 +187,20 @@ pub mod trees {
         RATES,
         META,
         QUARANTINE,
+        CREATED,
+        CREATED_BY_ID,
     ];
 }
 
-/// The on-disk layout written by this build (in `meta/format`). Opening a database carrying any
-/// other marker is refused.
-pub const FORMAT: &[u8] = b"leasehold-sled/1";
+/// The on-disk layout written by this build (in `meta/format`). A database of layout 1 is
+/// upgraded in place when opened (see the crate docs); any other marker is refused.
+pub const FORMAT: &[u8] = b"leasehold-sled/2";
+
+/// The layout before the creation-order index and session ids in creation logs.
+const FORMAT_1: &[u8] = b"leasehold-sled/1";
+
+/// Creation-order entries an evicting global cap walks first; each request for more doubles it.
+const ORDER_WALK: usize = 16;
 
 /// Optimistic retries before a group operation gives up (each retry means another writer
 /// changed the group; someone always makes progress, so this bound is only a safety net).
@@ -206,6 +249,9 @@ pub enum OpenError {
         /// The marker this build writes.
         expected: String,
     },
+    /// Upgrading a layout-1 database failed (nothing is lost: the next open redoes it).
+    #[error("could not upgrade the sled database to layout 2: {0}")]
+    Upgrade(#[source] StoreError),
     /// sled failed to open the database or its trees.
     #[error("could not open the sled database{}: {source}", path.as_ref().map(|p| format!(" at {}", p.display())).unwrap_or_default())]
     Sled {
@@ -226,6 +272,16 @@ impl Trees {
     fn get(&self, i: usize) -> &sled::Tree {
         &self.all[i]
     }
+}
+
+/// The start of the creation-order index as walked outside a transaction.
+struct OrderWalk {
+    /// `meta/order_head` read before the walk.
+    stamp: u64,
+    /// The sessions of the walked entries, oldest first.
+    ids: Vec<SessionId>,
+    /// Whether the walk reached the end of the index.
+    complete: bool,
 }
 
 /// The sled store. Cheap to clone: clones share the database.
@@ -300,6 +356,7 @@ impl SledStore {
             .map_err(sled_error)?;
         let trees = Trees { all };
         let meta = trees.get(tx::META);
+        let mut upgrade = false;
         match meta
             .compare_and_swap(tx::META_FORMAT, None as Option<&[u8]>, Some(FORMAT))
             .map_err(sled_error)?
@@ -307,7 +364,9 @@ impl SledStore {
             Ok(()) => {}
             Err(cas) => {
                 let found = cas.current.unwrap_or_default();
-                if found != FORMAT {
+                if found == FORMAT_1 {
+                    upgrade = true;
+                } else if found != FORMAT {
                     return Err(OpenError::Format {
                         found: String::from_utf8_lossy(&found).into_owned(),
                         expected: String::from_utf8_lossy(FORMAT).into_owned(),
@@ -315,13 +374,55 @@ impl SledStore {
                 }
             }
         }
-        Ok(SledStore {
+        let store = SledStore {
             db,
             trees,
             durability: Durability::default(),
             locks: GroupLocks::new(),
             counted: Arc::default(),
-        })
+        };
+        if upgrade {
+            store.upgrade_from_1().map_err(OpenError::Upgrade)?;
+        }
+        Ok(store)
+    }
+
+    /// Layout 1 → 2: gives every active session its creation-order entry (idempotent, so a
+    /// crash midway is finished by the next open), then rewrites the marker. Runs once, before
+    /// the store is used (sled serves one process, and this one has not returned it yet).
+    fn upgrade_from_1(&self) -> Result<(), StoreError> {
+        for kv in self.trees.get(tx::SESSIONS).iter() {
+            let (k, _) = kv.map_err(sled_err)?;
+            // Keys that are not ids are left for the reaper's quarantine.
+            let Ok(id) = <[u8; ID_LEN]>::try_from(&k[..]) else {
+                continue;
+            };
+            let id = SessionId::from_bytes(id);
+            let indexed = self.transact(|tx| {
+                if let Some(r) = tx.session_lenient(&id)?
+                    && r.state == SessionState::Active
+                {
+                    tx.order_add(&r)?;
+                }
+                Ok(())
+            })?;
+            if indexed.is_err() {
+                return Err(StoreError::Unavailable(
+                    "sled adapter: unexpected retry request".into(),
+                ));
+            }
+        }
+        self.flush()?;
+        let meta = self.trees.get(tx::META);
+        match meta
+            .compare_and_swap(tx::META_FORMAT, Some(FORMAT_1), Some(FORMAT))
+            .map_err(sled_err)?
+        {
+            Ok(()) => self.flush(),
+            Err(_) => Err(StoreError::Unavailable(
+                "sled adapter: the layout marker changed during the upgrade".into(),
+            )),
+        }
     }
 
     /// Sets the durability.
@@ -404,19 +505,20 @@ impl SledStore {
         }
     }
 
-    /// Runs `attempt` until no snapshot it took went stale.
+    /// Runs `attempt` until no snapshot it took went stale. `attempt` is told how many times
+    /// a transaction asked for (more) candidates so far.
     fn optimistic<T>(
         &self,
-        mut attempt: impl FnMut(bool) -> Result<Result<(T, Written), Fail>, StoreError>,
+        mut attempt: impl FnMut(u32) -> Result<Result<(T, Written), Fail>, StoreError>,
     ) -> Result<T, StoreError> {
-        let mut need_candidates = false;
+        let mut asked = 0u32;
         for _ in 0..MAX_ATTEMPTS {
-            match attempt(need_candidates)? {
+            match attempt(asked)? {
                 Ok((out, written)) => {
                     self.settle(written)?;
                     return Ok(out);
                 }
-                Err(Fail::NeedCandidates) => need_candidates = true,
+                Err(Fail::NeedCandidates) => asked = asked.saturating_add(1),
                 Err(Fail::Stale) => {}
                 Err(Fail::Store(e)) => return Err(e),
             }
@@ -554,6 +656,339 @@ impl SledStore {
         Ok(n)
     }
 
+    /// The one decision of a create, for [`insert_session`](Store::insert_session) (`record`
+    /// given: decide and write in one transaction) and [`check_limits`](Store::check_limits)
+    /// (`None`: decide only, write nothing), so the two cannot diverge.
+    ///
+    /// In order: the creation rate; the subject cap (counting the subject's open sessions,
+    /// planning evictions of its oldest live ones); the global cap, counting the planned
+    /// evictions as gone and, where it evicts, planning the store's oldest live sessions after
+    /// them. A refusal writes nothing but the `Expired` tombstones of what the subject count saw
+    /// lapse (an observed ending stays ended).
+    fn create_step(
+        &self,
+        subject: &Subject,
+        limits: &CreateLimits,
+        now: Timestamp,
+        record: Option<&SessionRecord>,
+    ) -> Result<InsertOutcome, StoreError> {
+        let name = subject.as_str().as_bytes();
+        let apply = record.is_some();
+        let evicting_global = limits
+            .global_cap
+            .is_some_and(|c| c.on_full == CapPolicy::EvictOldest);
+        let subject_group = [(GroupKind::Subject, name)];
+        let groups: &[(GroupKind, &[u8])] = if limits.subject_cap.is_some() {
+            &subject_group
+        } else {
+            &[]
+        };
+        let _held = (!groups.is_empty() || evicting_global)
+            .then(|| self.locks.lock(groups, evicting_global));
+        let initially_full = limits
+            .global_cap
+            .map(|cap| self.active_counter().map(|n| n >= cap.max))
+            .transpose()?
+            .unwrap_or(false);
+        self.optimistic(|asked| {
+            let snap = match limits.subject_cap {
+                Some(_) => Some(self.snapshot(GroupKind::Subject, name)?),
+                None => None,
+            };
+            let full = initially_full || asked > 0;
+            let due = if full && limits.global_cap.is_some() {
+                Some(self.due_sessions(now)?)
+            } else {
+                None
+            };
+            let oldest = if full && evicting_global {
+                Some(self.oldest(
+                    ORDER_WALK.saturating_mul(1usize.checked_shl(asked).unwrap_or(usize::MAX)),
+                )?)
+            } else {
+                None
+            };
+            self.transact(|tx| {
+                if let Some(record) = record {
+                    match check_insert(tx.session(&record.id)?.as_ref(), record) {
+                        Ok(InsertCheck::Fresh) => {}
+                        Ok(InsertCheck::Replay) => {
+                            let replay = InsertOutcome::Inserted {
+                                evicted: Vec::new(),
+                            };
+                            // The first attempt may have failed at its flush: acknowledge the
+                            // replay only once the record is on disk.
+                            return Ok((replay, Written::Security));
+                        }
+                        Err(e) => return fail(e),
+                    }
+                }
+                // Read-only steps must not quarantine (a write): they read bad bytes as absent.
+                let read = |id: &SessionId| {
+                    if apply {
+                        tx.session_or_quarantine(id)
+                    } else {
+                        tx.session_lenient(id)
+                    }
+                };
+                let mut log = None;
+                if let Some(rate) = limits.creation_rate {
+                    let (trimmed, retry) = tx.rate_check(subject, rate.max, rate.window, now)?;
+                    if let Some(retry_after) = retry {
+                        return Ok((InsertOutcome::RateLimited { retry_after }, Written::Nothing));
+                    }
+                    log = trimmed;
+                }
+                // Expired tombstones written by the subject count: an observed ending must
+                // survive a crash even when the insert itself is refused.
+                let mut ended = Written::Nothing;
+                let mut evicted: Vec<SessionRecord> = Vec::new();
+                if let (Some(cap), Some(snap)) = (limits.subject_cap, &snap) {
+                    tx.check(snap)?;
+                    let mut live = Vec::new();
+                    self.counted
+                        .fetch_add(snap.open.len() as u64, Ordering::Relaxed);
+                    for m in &snap.open {
+                        let Some(r) = read(&SessionId::from_bytes(*m))? else {
+                            continue;
+                        };
+                        if r.subject != *subject || r.is_tombstone() {
+                            continue;
+                        }
+                        if r.is_live(now) {
+                            // Creation order; an entry missing (a hand-edited database) sorts
+                            // last among its millisecond.
+                            let seq = tx.order_of(&r.id)?.map_or(u64::MAX, |o| o.seq);
+                            live.push((r.created_at, seq, r));
+                        } else if apply {
+                            // Counted as ended: write it down, so a caller whose clock lags
+                            // cannot see more than the cap live.
+                            tx.write_session(Some(&r), &r.tombstone(now, RevokeReason::Expired))?;
+                            ended = Written::Security;
+                        }
+                    }
+                    let excess = (live.len() + 1).saturating_sub(cap.max as usize);
+                    if excess > 0 {
+                        if cap.on_full == CapPolicy::Reject {
+                            return Ok((InsertOutcome::SubjectCapReached, ended));
+                        }
+                        live.sort_by_key(|a| (a.0, a.1, a.2.id));
+                        evicted.extend(live.into_iter().take(excess).map(|(_, _, r)| r));
+                    }
+                }
+                if let Some(cap) = limits.global_cap {
+                    let active = tx.active_count()?;
+                    let planned = evicted.len() as u64;
+                    let mut live = active;
+                    if active.saturating_sub(planned) >= cap.max {
+                        let Some(due) = &due else {
+                            return Err(sled::transaction::ConflictableTransactionError::Abort(
+                                Fail::NeedCandidates,
+                            ));
+                        };
+                        // Active sessions past their deadline do not count. No tombstones here:
+                        // the count is store-wide, and one caller whose clock glitched ahead
+                        // must not end every session in the store.
+                        for id in due {
+                            if let Some(r) = tx.session_lenient(id)?
+                                && !r.is_tombstone()
+                                && r.is_due(now)
+                            {
+                                live = live.saturating_sub(1);
+                            }
+                        }
+                    }
+                    let excess = live
+                        .saturating_sub(planned)
+                        .saturating_add(1)
+                        .saturating_sub(cap.max);
+                    if excess > 0 {
+                        if cap.on_full == CapPolicy::Reject {
+                            return Ok((InsertOutcome::GlobalCapReached, ended));
+                        }
+                        let Some(walk) = &oldest else {
+                            return Err(sled::transaction::ConflictableTransactionError::Abort(
+                                Fail::NeedCandidates,
+                            ));
+                        };
+                        tx.check_order(walk.stamp)?;
+                        let mut found = 0u64;
+                        for id in &walk.ids {
+                            if found == excess {
+                                break;
+                            }
+                            if evicted.iter().any(|e| e.id == *id) {
+                                continue;
+                            }
+                            if let Some(r) = read(id)?
+                                && r.is_live(now)
+                            {
+                                evicted.push(r);
+                                found += 1;
+                            }
+                        }
+                        if found < excess {
+                            if !walk.complete {
+                                return Err(
+                                    sled::transaction::ConflictableTransactionError::Abort(
+                                        Fail::NeedCandidates,
+                                    ),
+                                );
+                            }
+                            // The counter says more are live than the index holds (only a
+                            // hand-edited database): refuse rather than exceed the cap.
+                            return Ok((InsertOutcome::GlobalCapReached, ended));
+                        }
+                    }
+                }
+                let ids = evicted.iter().map(|r| r.id).collect();
+                let Some(record) = record else {
+                    return Ok((InsertOutcome::Inserted { evicted: ids }, Written::Nothing));
+                };
+                for r in &evicted {
+                    tx.write_session(Some(r), &r.tombstone(now, RevokeReason::Evicted))?;
+                }
+                if let Some(rate) = limits.creation_rate {
+                    tx.record_creation(subject, &record.id, log.clone(), rate.window, now)?;
+                }
+                tx.write_session(None, record)?;
+                Ok((InsertOutcome::Inserted { evicted: ids }, Written::Security))
+            })
+        })
+    }
+
+    /// The stamp of the creation-order index, then up to `want` of its first entries (in that
+    /// order: see [`Tx::check_order`]).
+    fn oldest(&self, want: usize) -> Result<OrderWalk, StoreError> {
+        let stamp = match self
+            .trees
+            .get(tx::META)
+            .get(tx::META_ORDER_HEAD)
+            .map_err(sled_err)?
+        {
+            None => 0,
+            Some(v) => keys::decode_counter(&v)?,
+        };
+        let mut ids = Vec::new();
+        let mut complete = true;
+        for kv in self.trees.get(tx::CREATED).iter() {
+            if ids.len() >= want {
+                complete = false;
+                break;
+            }
+            let (k, _) = kv.map_err(sled_err)?;
+            ids.push(keys::decode_order_key(&k)?);
+        }
+        Ok(OrderWalk {
+            stamp,
+            ids,
+            complete,
+        })
+    }
+
+    /// One page of records named by `keys` (ids in ascending order, with the record bytes
+    /// when the scan already holds them), keeping those `belongs` accepts.
+    ///
+    /// Undecodable records are **skipped**, not an error: one corrupt record must not hide
+    /// every other from an admin listing, and the reaper quarantines it at its deadline (a
+    /// load of that id still answers `Corrupt`). Index entries whose record is gone (reaped
+    /// between the scan and the read) are skipped too.
+    fn page(
+        &self,
+        keys: impl Iterator<Item = Result<(SessionId, Option<sled::IVec>), StoreError>>,
+        n: usize,
+        after: Option<&SessionId>,
+        belongs: impl Fn(&SessionRecord) -> bool,
+    ) -> Result<Page, StoreError> {
+        let sessions = self.trees.get(tx::SESSIONS);
+        let mut records = Vec::new();
+        for key in keys {
+            let (id, bytes) = key?;
+            if records.len() >= n {
+                // Another entry follows: more may follow. Resume after what was returned.
+                let next = records
+                    .last()
+                    .map(|r: &SessionRecord| r.id)
+                    .or(after.copied());
+                return Ok(Page { records, next });
+            }
+            let bytes = match bytes {
+                Some(b) => Some(b),
+                None => sessions.get(id.as_bytes()).map_err(sled_err)?,
+            };
+            if let Some(b) = bytes
+                && let Ok(r) = tx::decode_session_at(&id, &b)
+                && belongs(&r)
+            {
+                records.push(r);
+            }
+        }
+        Ok(Page {
+            records,
+            next: None,
+        })
+    }
+
+    /// Sessions of a subject or resource group, in id order, after `after`.
+    fn group_page(
+        &self,
+        kind: GroupKind,
+        name: &[u8],
+        after: Option<&SessionId>,
+        n: usize,
+        belongs: impl Fn(&SessionRecord) -> bool,
+    ) -> Result<Page, StoreError> {
+        use std::ops::Bound;
+        let prefix = keys::member_prefix(name);
+        let start = match after {
+            Some(a) => Bound::Excluded(keys::member_key(name, a.as_bytes())),
+            None => Bound::Included(prefix.clone()),
+        };
+        // `name ‖ 0x01`: just past every key of the group (`0x00` ends the name).
+        let mut end = name.to_vec();
+        end.push(1);
+        let entries = self
+            .index_tree(kind)
+            .range::<Vec<u8>, _>((start, Bound::Excluded(end)))
+            .map(|kv| {
+                let (k, _) = kv.map_err(sled_err)?;
+                Ok((
+                    SessionId::from_bytes(tx::member_of(&k, prefix.len())?),
+                    None,
+                ))
+            });
+        self.page(entries, n, after, belongs)
+    }
+
+    /// Live sessions of a group at `now`, exact: its open members are read in one transaction
+    /// validated by the group's stamp (under the group's lock, so capped creates cannot starve
+    /// it).
+    fn count_group(
+        &self,
+        kind: GroupKind,
+        name: &[u8],
+        belongs: impl Fn(&SessionRecord) -> bool,
+        now: Timestamp,
+    ) -> Result<u64, StoreError> {
+        let _held = self.locks.lock(&[(kind, name)], false);
+        self.optimistic(|_| {
+            let snap = self.snapshot(kind, name)?;
+            self.transact(|tx| {
+                tx.check(&snap)?;
+                let mut n = 0u64;
+                for m in &snap.open {
+                    if let Some(r) = tx.session_lenient(&SessionId::from_bytes(*m))?
+                        && belongs(&r)
+                        && r.is_live(now)
+                    {
+                        n += 1;
+                    }
+                }
+                Ok((n, Written::Nothing))
+            })
+        })
+    }
+
     /// Collects up to `limit` due record entries (and up to `limit` due creation-log entries).
     fn due_entries(
         &self,
@@ -610,117 +1045,7 @@ impl Store for SledStore {
         limits: &CreateLimits,
         now: Timestamp,
     ) -> Result<InsertOutcome, StoreError> {
-        let subject = record.subject.as_str().as_bytes();
-        let _held = limits
-            .subject_cap
-            .map(|_| self.locks.lock(&[(GroupKind::Subject, subject)]));
-        let mut need_candidates = limits
-            .global_cap
-            .map(|cap| self.active_counter().map(|n| n >= cap.max))
-            .transpose()?
-            .unwrap_or(false);
-        self.optimistic(|asked| {
-            need_candidates |= asked;
-            let snap = match limits.subject_cap {
-                Some(_) => Some(self.snapshot(GroupKind::Subject, subject)?),
-                None => None,
-            };
-            let candidates = if need_candidates && limits.global_cap.is_some() {
-                Some(self.due_sessions(now)?)
-            } else {
-                None
-            };
-            self.transact(|tx| {
-                match check_insert(tx.session(&record.id)?.as_ref(), record) {
-                    Ok(InsertCheck::Fresh) => {}
-                    Ok(InsertCheck::Replay) => {
-                        let replay = InsertOutcome::Inserted {
-                            evicted: Vec::new(),
-                        };
-                        // The first attempt may have failed at its flush: acknowledge the
-                        // replay only once the record is on disk.
-                        return Ok((replay, Written::Security));
-                    }
-                    Err(e) => return fail(e),
-                }
-                let mut log = None;
-                // Expired tombstones written by the counts below: an observed ending must
-                // survive a crash even when the insert itself is refused.
-                let mut ended = Written::Nothing;
-                if let Some(rate) = limits.creation_rate {
-                    let (trimmed, retry) =
-                        tx.rate_check(&record.subject, rate.max, rate.window, now)?;
-                    if let Some(retry_after) = retry {
-                        return Ok((InsertOutcome::RateLimited { retry_after }, Written::Nothing));
-                    }
-                    log = trimmed;
-                }
-                if let Some(max) = limits.global_cap.map(|c| c.max) {
-                    let active = tx.active_count()?;
-                    if active >= max {
-                        let Some(due) = &candidates else {
-                            return Err(sled::transaction::ConflictableTransactionError::Abort(
-                                Fail::NeedCandidates,
-                            ));
-                        };
-                        // Active sessions past their deadline do not count. No tombstones here:
-                        // the count is store-wide, and one caller whose clock glitched ahead
-                        // must not end every session in the store.
-                        let mut expired = 0u64;
-                        for id in due {
-                            if let Some(r) = tx.session(id)?
-                                && !r.is_tombstone()
-                                && r.is_due(now)
-                            {
-                                expired += 1;
-                            }
-                        }
-                        if active.saturating_sub(expired) >= max {
-                            return Ok((InsertOutcome::GlobalCapReached, ended));
-                        }
-                    }
-                }
-                let mut evicted = Vec::new();
-                if let (Some(cap), Some(snap)) = (limits.subject_cap, &snap) {
-                    tx.check(snap)?;
-                    let mut live = Vec::new();
-                    self.counted
-                        .fetch_add(snap.open.len() as u64, Ordering::Relaxed);
-                    for m in &snap.open {
-                        let Some(r) = tx.session_or_quarantine(&SessionId::from_bytes(*m))? else {
-                            continue;
-                        };
-                        if r.subject != record.subject || r.is_tombstone() {
-                            continue;
-                        }
-                        if r.is_live(now) {
-                            live.push(r);
-                        } else {
-                            // Counted as ended: write it down, so a caller whose clock lags
-                            // cannot see more than the cap live.
-                            tx.write_session(Some(&r), &r.tombstone(now, RevokeReason::Expired))?;
-                            ended = Written::Security;
-                        }
-                    }
-                    let excess = (live.len() + 1).saturating_sub(cap.max as usize);
-                    if excess > 0 {
-                        if cap.on_full == CapPolicy::Reject {
-                            return Ok((InsertOutcome::SubjectCapReached, ended));
-                        }
-                        live.sort_by_key(|r| (r.created_at, r.id));
-                        for r in live.iter().take(excess) {
-                            tx.write_session(Some(r), &r.tombstone(now, RevokeReason::Evicted))?;
-                            evicted.push(r.id);
-                        }
-                    }
-                }
-                if let Some(rate) = limits.creation_rate {
-                    tx.record_creation(&record.subject, log, rate.window, now)?;
-                }
-                tx.write_session(None, record)?;
-                Ok((InsertOutcome::Inserted { evicted }, Written::Security))
-            })
-        })
+        self.create_step(&record.subject, limits, now, Some(record))
     }
 
     async fn compare_and_swap(
@@ -839,7 +1164,7 @@ impl Store for SledStore {
         if let Some((_, res)) = by_resource {
             counted.push((GroupKind::ResourceSlots, res.as_str().as_bytes()));
         }
-        let _held = self.locks.lock(&counted);
+        let _held = self.locks.lock(&counted, false);
         self.optimistic(|_| {
             let session_snap = match caps.per_session {
                 Some(max) => Some((
@@ -918,38 +1243,112 @@ impl Store for SledStore {
         })
     }
 
+    /// Ascending id order: a range scan of `sessions` for [`Scope::All`], of the group's
+    /// index for a subject or resource, so the cost follows the page. Undecodable records are
+    /// skipped rather than failing the listing (see `page`). `next` is set as soon as one more
+    /// entry follows the page (it may turn out to be skipped: the next page is then empty); a
+    /// `limit` of 0 returns no records and, if any follow, the cursor it was given.
     async fn list_sessions(
         &self,
-        _scope: &leasehold::Scope,
-        _after: Option<&SessionId>,
-        _limit: usize,
-    ) -> Result<leasehold::Page, StoreError> {
-        Err(StoreError::Unavailable("TODO list_sessions".into()))
+        scope: &Scope,
+        after: Option<&SessionId>,
+        limit: usize,
+    ) -> Result<Page, StoreError> {
+        use std::ops::Bound;
+        let n = limit.min(MAX_PAGE);
+        match scope {
+            Scope::All => {
+                let sessions = self.trees.get(tx::SESSIONS);
+                let iter = match after {
+                    Some(a) => sessions
+                        .range::<&[u8], _>((Bound::Excluded(&a.as_bytes()[..]), Bound::Unbounded)),
+                    None => sessions.iter(),
+                };
+                // A key that is not an id is never a session: skipped like undecodable bytes.
+                let entries = iter.filter_map(|kv| match kv {
+                    Err(e) => Some(Err(sled_err(e))),
+                    Ok((k, v)) => <[u8; ID_LEN]>::try_from(&k[..])
+                        .ok()
+                        .map(|id| Ok((SessionId::from_bytes(id), Some(v)))),
+                });
+                self.page(entries, n, after, |_| true)
+            }
+            Scope::Subject(subject) => self.group_page(
+                GroupKind::Subject,
+                subject.as_str().as_bytes(),
+                after,
+                n,
+                |r| r.subject == *subject,
+            ),
+            Scope::Resource(resource) => self.group_page(
+                GroupKind::Resource,
+                resource.as_str().as_bytes(),
+                after,
+                n,
+                |r| r.resource.as_ref() == Some(resource),
+            ),
+        }
     }
 
-    async fn count_live(
-        &self,
-        _scope: &leasehold::Scope,
-        _now: Timestamp,
-    ) -> Result<u64, StoreError> {
-        Err(StoreError::Unavailable("TODO count_live".into()))
+    /// [`Scope::All`]: the active counter less the active sessions already due (found through
+    /// the expiry index), in one transaction: cost in proportion to what the reaper has yet to
+    /// remove. A subject or resource: its open members' records (see `count_group`).
+    async fn count_live(&self, scope: &Scope, now: Timestamp) -> Result<u64, StoreError> {
+        match scope {
+            Scope::All => self.optimistic(|_| {
+                let due = self.due_sessions(now)?;
+                self.transact(|tx| {
+                    let mut live = tx.active_count()?;
+                    for id in &due {
+                        if let Some(r) = tx.session_lenient(id)?
+                            && !r.is_tombstone()
+                            && r.is_due(now)
+                        {
+                            live = live.saturating_sub(1);
+                        }
+                    }
+                    Ok((live, Written::Nothing))
+                })
+            }),
+            Scope::Subject(subject) => self.count_group(
+                GroupKind::Subject,
+                subject.as_str().as_bytes(),
+                |r| r.subject == *subject,
+                now,
+            ),
+            Scope::Resource(resource) => self.count_group(
+                GroupKind::Resource,
+                resource.as_str().as_bytes(),
+                |r| r.resource.as_ref() == Some(resource),
+                now,
+            ),
+        }
     }
 
+    /// The very decision `insert_session` makes (the same code), without writing anything:
+    /// not even the `Expired` tombstones an insert writes for what it counted as lapsed.
     async fn check_limits(
         &self,
-        _subject: &leasehold::Subject,
-        _limits: &CreateLimits,
-        _now: Timestamp,
+        subject: &Subject,
+        limits: &CreateLimits,
+        now: Timestamp,
     ) -> Result<InsertOutcome, StoreError> {
-        Err(StoreError::Unavailable("TODO check_limits".into()))
+        self.create_step(subject, limits, now, None)
     }
 
-    async fn forget_creation(
-        &self,
-        _subject: &leasehold::Subject,
-        _id: &SessionId,
-    ) -> Result<bool, StoreError> {
-        Err(StoreError::Unavailable("TODO forget_creation".into()))
+    /// Creation logs name each entry's session (format 2), so exactly that entry goes. A
+    /// routine write: losing it in a crash only counts one creation too many until it leaves
+    /// the window.
+    async fn forget_creation(&self, subject: &Subject, id: &SessionId) -> Result<bool, StoreError> {
+        self.write_once(|tx| {
+            let removed = tx.forget_creation(subject, id)?;
+            let written = if removed {
+                Written::Routine
+            } else {
+                Written::Nothing
+            };
+            Ok((removed, written))
+        })
     }
 
     async fn reap(&self, now: Timestamp, limit: usize) -> Result<ReapOutcome, StoreError> {
@@ -987,6 +1386,7 @@ impl Store for SledStore {
                                 Read::Found(r) if is_due(r.expires_at) => {
                                     tx.remove_session(&r)?;
                                     out.sessions += 1;
+                                    out.ended.push(reaped(&r));
                                 }
                                 Read::Found(r) => repair(tx, key, Some(r.expires_at), &due)?,
                                 Read::Missing => repair(tx, key, None, &due)?,
@@ -1047,6 +1447,7 @@ impl Store for SledStore {
             total.tickets += pass.tickets;
             total.slots += pass.slots;
             total.quarantined += pass.quarantined;
+            total.ended.extend(pass.ended);
             left = left.saturating_sub(usize::try_from(removed).unwrap_or(usize::MAX));
             if !truncated {
                 break;
@@ -1066,6 +1467,20 @@ impl Store for SledStore {
             }
         }
         Ok(Some(out))
+    }
+}
+
+/// What the application learns about a removed session: how it ended (its tombstone's reason,
+/// or `Expired` for a record that lapsed without one).
+fn reaped(r: &SessionRecord) -> Reaped {
+    Reaped {
+        id: r.id,
+        subject: r.subject.clone(),
+        resource: r.resource.clone(),
+        reason: Some(match r.state {
+            SessionState::Revoked { reason, .. } => reason,
+            SessionState::Active => RevokeReason::Expired,
+        }),
     }
 }
 

@@ -8,6 +8,11 @@
 //! lock of the group they count, so the only snapshots that can still go stale are those raced
 //! by writers that need no count (uncapped inserts), which a retry then outlasts.
 //!
+//! An evicting global cap validates its walk of the creation-order index by a stamp that every
+//! insert changes, so those inserts also take one store-wide lock (before any stripe, so lock
+//! order stays fixed): evicting creators then wait their turn instead of invalidating each
+//! other's walks.
+//!
 //! Revocations and listings need no lock and never retry: they act on the members present when
 //! their scan ran (everything created before the call), which is exactly their contract.
 
@@ -19,18 +24,25 @@ use crate::keys::GroupKind;
 /// Stripes: groups hash onto these; two groups sharing a stripe only serialize, never deadlock.
 const STRIPES: usize = 64;
 
-/// A fixed array of striped mutexes, shared by clones of a store.
+/// A fixed array of striped mutexes and the store-wide lock, shared by clones of a store.
 #[derive(Clone)]
-pub(crate) struct GroupLocks(Arc<[Mutex<()>]>);
+pub(crate) struct GroupLocks {
+    stripes: Arc<[Mutex<()>]>,
+    global: Arc<Mutex<()>>,
+}
 
 /// Held while a group is counted and written.
 pub(crate) struct Held<'a> {
+    _global: Option<MutexGuard<'a, ()>>,
     _guards: Vec<MutexGuard<'a, ()>>,
 }
 
 impl GroupLocks {
     pub(crate) fn new() -> Self {
-        GroupLocks((0..STRIPES).map(|_| Mutex::new(())).collect())
+        GroupLocks {
+            stripes: (0..STRIPES).map(|_| Mutex::new(())).collect(),
+            global: Arc::new(Mutex::new(())),
+        }
     }
 
     fn stripe(kind: GroupKind, name: &[u8]) -> usize {
@@ -40,17 +52,21 @@ impl GroupLocks {
         (h.finish() % STRIPES as u64) as usize
     }
 
-    /// Locks the stripes of `groups`, in stripe order (so two callers never deadlock), each once.
-    pub(crate) fn lock(&self, groups: &[(GroupKind, &[u8])]) -> Held<'_> {
+    /// Locks the store-wide lock if `global`, then the stripes of `groups`, in stripe order
+    /// (so two callers never deadlock), each once.
+    pub(crate) fn lock(&self, groups: &[(GroupKind, &[u8])], global: bool) -> Held<'_> {
+        // Taken first: nobody holding a stripe ever waits for it.
+        let global = global.then(|| self.global.lock().unwrap_or_else(|p| p.into_inner()));
         let mut stripes: Vec<usize> = groups.iter().map(|(k, n)| Self::stripe(*k, n)).collect();
         stripes.sort_unstable();
         stripes.dedup();
         // The mutexes guard no data: a panic while one was held leaves nothing half-written,
         // so a poisoned stripe is still a valid lock.
         Held {
+            _global: global,
             _guards: stripes
                 .into_iter()
-                .filter_map(|i| self.0.get(i))
+                .filter_map(|i| self.stripes.get(i))
                 .map(|m| m.lock().unwrap_or_else(|p| p.into_inner()))
                 .collect(),
         }

@@ -15,8 +15,9 @@ use sled::transaction::{
 };
 
 use crate::keys::{
-    self, Due, GroupKind, Head, ID_LEN, RateLog, decode_counter, decode_head, decode_rate,
-    encode_counter, encode_head, encode_rate, expiry_key, group_key, member_key,
+    self, Creation, Due, GroupKind, Head, ID_LEN, Order, RateLog, decode_counter, decode_head,
+    decode_order, decode_rate, encode_counter, encode_head, encode_order, encode_rate, expiry_key,
+    group_key, member_key, order_key,
 };
 
 /// Why a transaction closure gave up.
@@ -26,7 +27,8 @@ pub(crate) enum Fail {
     Store(StoreError),
     /// A group changed between its snapshot and the transaction: take a new snapshot, retry.
     Stale,
-    /// The global cap is reached by the counter: retry with the due-session candidates.
+    /// The global cap is reached by the counter: retry with the due-session candidates (and,
+    /// for an evicting global cap, more of the oldest sessions; each request asks for more).
     NeedCandidates,
 }
 
@@ -123,12 +125,17 @@ pub(crate) const SLOTS_BY_RESOURCE: usize = 8;
 pub(crate) const RATES: usize = 9;
 pub(crate) const META: usize = 10;
 pub(crate) const QUARANTINE: usize = 11;
-pub(crate) const TREE_COUNT: usize = 12;
+pub(crate) const CREATED: usize = 12;
+pub(crate) const CREATED_BY_ID: usize = 13;
+pub(crate) const TREE_COUNT: usize = 14;
 
 /// Meta keys.
 pub(crate) const META_FORMAT: &[u8] = b"format";
 pub(crate) const META_SEQ: &[u8] = b"seq";
 pub(crate) const META_LIVE: &[u8] = b"live";
+/// The sequence number of the newest entry added to the creation-order index: the stamp an
+/// evicting global cap validates its walk of that index with (as group heads do for groups).
+pub(crate) const META_ORDER_HEAD: &[u8] = b"order_head";
 
 /// Every tree, inside one transaction.
 pub(crate) struct Tx<'a> {
@@ -179,9 +186,17 @@ impl<'a> Tx<'a> {
         self.counter(META_LIVE)
     }
 
-    fn adjust_active(&self, before: bool, after: bool) -> TxResult<()> {
+    /// Keeps the active counter and the creation-order index in step with a session going
+    /// from `before` to `after` (whether it is [`active`]): both hold exactly the sessions in
+    /// state `Active` not yet reaped.
+    fn adjust_active(&self, r: &SessionRecord, before: bool, after: bool) -> TxResult<()> {
         if before == after {
             return Ok(());
+        }
+        if after {
+            self.order_add(r)?;
+        } else {
+            self.order_remove(&r.id)?;
         }
         let n = self.active_count()?;
         let n = if after {
@@ -311,6 +326,64 @@ impl<'a> Tx<'a> {
         Ok(self.tree(tree).get(&id[..])?.is_some())
     }
 
+    // ---- creation order ------------------------------------------------------------------
+
+    /// Where session `id` sits in the creation-order index, if it has an entry.
+    pub(crate) fn order_of(&self, id: &SessionId) -> TxResult<Option<Order>> {
+        match self.tree(CREATED_BY_ID).get(id.as_bytes())? {
+            None => Ok(None),
+            Some(v) => lift(decode_order(&v)).map(Some),
+        }
+    }
+
+    /// The stamp of the creation-order index: the sequence of its newest entry.
+    pub(crate) fn order_head(&self) -> TxResult<u64> {
+        self.counter(META_ORDER_HEAD)
+    }
+
+    /// Gives `r` an entry in the creation-order index (once), after every entry so far.
+    pub(crate) fn order_add(&self, r: &SessionRecord) -> TxResult<()> {
+        if self.order_of(&r.id)?.is_some() {
+            return Ok(());
+        }
+        let seq = self.next_seq()?;
+        let order = Order {
+            created_at: r.created_at,
+            seq,
+        };
+        self.tree(CREATED)
+            .insert(order_key(r.created_at, seq, &r.id), IVec::default())?;
+        self.tree(CREATED_BY_ID)
+            .insert(&r.id.as_bytes()[..], encode_order(order))?;
+        self.tree(META)
+            .insert(META_ORDER_HEAD, encode_counter(seq))?;
+        Ok(())
+    }
+
+    /// Drops the creation-order entry of `id`, if any. A stored position that does not decode
+    /// is dropped too (its forward entry cannot be found; a walk skips it as a missing record).
+    fn order_remove(&self, id: &SessionId) -> TxResult<()> {
+        let Some(v) = self.tree(CREATED_BY_ID).remove(&id.as_bytes()[..])? else {
+            return Ok(());
+        };
+        if let Ok(o) = decode_order(&v) {
+            self.tree(CREATED)
+                .remove(order_key(o.created_at, o.seq, id))?;
+        }
+        Ok(())
+    }
+
+    /// Fails with [`Fail::Stale`] unless no entry joined the creation-order index since a walk
+    /// read `stamp`: entries only join with a fresh sequence number, so an unchanged stamp means
+    /// the walk saw every entry that sorts before its last one.
+    pub(crate) fn check_order(&self, stamp: u64) -> TxResult<()> {
+        if self.order_head()? == stamp {
+            Ok(())
+        } else {
+            abort(Fail::Stale)
+        }
+    }
+
     // ---- sessions ------------------------------------------------------------------------
 
     pub(crate) fn session(&self, id: &SessionId) -> TxResult<Option<SessionRecord>> {
@@ -363,6 +436,16 @@ impl<'a> Tx<'a> {
         }
     }
 
+    /// For read-only steps (counts, limit checks): the session `id`, with bytes that do not
+    /// decode read as absent. Nothing is written: the reaper (or the next writing step)
+    /// quarantines them.
+    pub(crate) fn session_lenient(&self, id: &SessionId) -> TxResult<Option<SessionRecord>> {
+        match self.tree(SESSIONS).get(id.as_bytes())? {
+            None => Ok(None),
+            Some(v) => Ok(decode_session_at(id, &v).ok()),
+        }
+    }
+
     /// Keeps `bytes`, found under `key` in `tree`, in the quarantine tree.
     pub(crate) fn quarantine(&self, tree: usize, key: &[u8], bytes: &[u8]) -> TxResult<()> {
         let mut qkey = Vec::with_capacity(key.len() + 1);
@@ -409,7 +492,7 @@ impl<'a> Tx<'a> {
                     .insert(member_key(r.as_str().as_bytes(), id), keys::ENDED)?;
             }
         }
-        self.adjust_active(old.is_some_and(active), active(new))
+        self.adjust_active(new, old.is_some_and(active), active(new))
     }
 
     /// Deletes a session record and everything pointing at it.
@@ -429,7 +512,9 @@ impl<'a> Tx<'a> {
             None,
             id,
         )?;
-        self.adjust_active(active(r), false)
+        self.adjust_active(r, active(r), false)?;
+        // Whatever the state, no order entry may outlive its record.
+        self.order_remove(&r.id)
     }
 
     // ---- tickets -------------------------------------------------------------------------
@@ -526,7 +611,7 @@ impl<'a> Tx<'a> {
         let expired = log
             .creations
             .iter()
-            .take_while(|t| t.saturating_add(window) <= now)
+            .take_while(|c| c.at.saturating_add(window) <= now)
             .count();
         log.creations.drain(..expired);
         if log.creations.len() < max as usize {
@@ -536,15 +621,16 @@ impl<'a> Tx<'a> {
         let retry = log
             .creations
             .get(log.creations.len() - max as usize)
-            .map(|decisive| decisive.saturating_add(window).since(now));
+            .map(|decisive| decisive.at.saturating_add(window).since(now));
         Ok((Some(log), retry))
     }
 
-    /// Appends a creation at `now` to `log` (as trimmed by [`rate_check`](Self::rate_check))
-    /// and moves the log's expiry entry to `now + window`.
+    /// Appends the creation of session `id` at `now` to `log` (as trimmed by
+    /// [`rate_check`](Self::rate_check)) and moves the log's expiry entry to `now + window`.
     pub(crate) fn record_creation(
         &self,
         subject: &Subject,
+        id: &SessionId,
         log: Option<RateLog>,
         window: Duration,
         now: Timestamp,
@@ -556,10 +642,34 @@ impl<'a> Tx<'a> {
             creations: Vec::new(),
         });
         log.due = due;
-        log.creations.push(now);
+        log.creations.push(Creation {
+            at: now,
+            id: Some(*id),
+        });
         self.tree(RATES)
             .insert(subject.as_str().as_bytes(), encode_rate(&log))?;
         self.move_due(old_due, Some(due), &Due::Rate(subject.clone()))
+    }
+
+    /// Removes the creation of session `id` from `subject`'s log; whether there was one. A log
+    /// left empty is removed with its expiry entry. A shorter log keeps its due time: it is
+    /// only when the reaper drops the log, and by then every entry in it has left the window.
+    pub(crate) fn forget_creation(&self, subject: &Subject, id: &SessionId) -> TxResult<bool> {
+        let Some(mut log) = self.rate_log(subject)? else {
+            return Ok(false);
+        };
+        let Some(i) = log.creations.iter().position(|c| c.id == Some(*id)) else {
+            return Ok(false);
+        };
+        log.creations.remove(i);
+        if log.creations.is_empty() {
+            self.remove_rate_log(subject)?;
+            self.move_due(Some(log.due), None, &Due::Rate(subject.clone()))?;
+        } else {
+            self.tree(RATES)
+                .insert(subject.as_str().as_bytes(), encode_rate(&log))?;
+        }
+        Ok(true)
     }
 
     pub(crate) fn remove_rate_log(&self, subject: &Subject) -> TxResult<()> {

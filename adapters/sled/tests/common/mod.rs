@@ -69,3 +69,22 @@ where
         .collect();
     handles.into_iter().map(|h| h.join().unwrap()).collect()
 }
+
+/// Opens `path` right after this process dropped its previous handle. sled releases its file
+/// lock only when its last background I/O task lets go of the file, a moment after the drop
+/// (under load, long enough to be seen): wait for that release, boundedly. A lock that is
+/// never released still fails the test.
+pub fn reopen(path: &std::path::Path) -> SledStore {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    loop {
+        match SledStore::open(path) {
+            Ok(store) => return store,
+            Err(leasehold_sled::OpenError::Locked { .. })
+                if std::time::Instant::now() < deadline =>
+            {
+                std::thread::sleep(std::time::Duration::from_millis(10));
+            }
+            Err(e) => panic!("reopen {}: {e}", path.display()),
+        }
+    }
+}
