@@ -171,10 +171,9 @@ impl Inner {
     }
 
     pub(super) fn put_session(&mut self, r: SessionRecord) {
-        if let Some(old) = self.sessions.get(&r.id) {
-            let (due, id) = (old.expires_at, old.id);
-            self.expiry_remove(&(due, Key::Session(id)));
-            self.active_remove(&(due, id));
+        let old_due = self.sessions.get(&r.id).map(|old| old.expires_at);
+        if let Some(due) = old_due {
+            self.active_remove(&(due, r.id));
         }
         if r.state == SessionState::Active {
             self.active.insert((r.expires_at, r.id));
@@ -195,10 +194,15 @@ impl Inner {
             self.ttl_at_least(TtlKey::Resource(res.clone()), due);
         }
         // The record's deadline may have moved either way (a touch later, a tombstone earlier:
-        // at most `TOMBSTONE_RETENTION` after the revocation): the old expiry entry went above,
-        // the new one goes here and the TTL is set (not raised), so the reaper and the native
-        // expiry both remove it at its own deadline.
+        // at most `TOMBSTONE_RETENTION` after the revocation): its expiry entry moves and its
+        // TTL is set (not raised), so the reaper and the native expiry both remove it at its own
+        // deadline. The new entry goes in before the old one leaves, as a sorted set's member
+        // is re-scored: the walk list never empties in between, so its TTL never drops to this
+        // record's (it outlives the record, and reap still finds the entries to clean).
         self.expiry_insert(r.expires_at, Key::Session(r.id));
+        if let Some(due) = old_due.filter(|d| *d != r.expires_at) {
+            self.expiry_remove(&(due, Key::Session(r.id)));
+        }
         self.ttl_set(Key::Session(r.id), due);
         self.gone_sessions.remove(&r.id);
         let seq = match self.ids.get(&r.id) {

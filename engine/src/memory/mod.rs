@@ -639,3 +639,124 @@ impl Store for MemoryStore {
         Ok(Some(out))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used)]
+
+    use futures::executor::block_on;
+
+    use super::*;
+    use crate::record::TOMBSTONE_RETENTION;
+    use crate::{CreateOptions, ManualClock, Policy, Rate, SeededEntropy, Sessions};
+
+    fn sessions(store: &MemoryStore, clock: &ManualClock, p: Policy) -> Sessions<MemoryStore> {
+        Sessions::new(store.clone(), p)
+            .unwrap()
+            .with_clock(clock.clone())
+            .with_entropy(SeededEntropy::new(11))
+    }
+
+    fn ages() -> Policy {
+        Policy::builder()
+            .no_absolute_lifetime()
+            .idle_timeout(None)
+            .renewal_interval(None)
+            .build()
+            .unwrap()
+    }
+
+    #[test]
+    fn a_tombstone_lowers_its_ttl_and_reap_reports_the_cleaned_entries() {
+        // Native expiry: the tombstone of a 100-year session must expire at its own (earlier)
+        // deadline, not at the record's, and reap then reports it with no reason.
+        let clock = ManualClock::default();
+        let store = MemoryStore::with_native_expiry(clock.clone());
+        let s = sessions(&store, &clock, ages());
+        let alice = Subject::new("alice").unwrap();
+        let c = block_on(s.create(&alice, CreateOptions::default())).unwrap();
+        block_on(s.revoke(&c.session.id)).unwrap();
+        let revoked_at = clock.now();
+        let keys = block_on(store.key_deadlines()).unwrap().unwrap();
+        let key = keys
+            .iter()
+            .find(|k| k.holds == KeyHolds::Session(c.session.id))
+            .unwrap();
+        assert_eq!(
+            key.deadline,
+            Some(revoked_at.saturating_add(TOMBSTONE_RETENTION))
+        );
+        clock.advance(TOMBSTONE_RETENTION);
+        assert_eq!(store.session_count(), 0, "the TTL removed the tombstone");
+        let out = block_on(store.reap(clock.now(), 100)).unwrap();
+        assert_eq!(out.sessions, 0);
+        assert_eq!(
+            out.ended,
+            vec![Reaped {
+                id: c.session.id,
+                subject: alice,
+                resource: None,
+                reason: None,
+            }]
+        );
+        assert_eq!(store.stored_entries(), 0);
+    }
+
+    #[test]
+    fn a_tombstone_moves_its_expiry_entry_so_the_reaper_finds_it_at_its_own_deadline() {
+        let clock = ManualClock::default();
+        let store = MemoryStore::new();
+        let s = sessions(&store, &clock, ages());
+        let alice = Subject::new("alice").unwrap();
+        block_on(s.create(&alice, CreateOptions::default())).unwrap();
+        block_on(s.create(&alice, CreateOptions::default())).unwrap();
+        assert_eq!(block_on(s.revoke_subject(&alice)).unwrap(), 2);
+        clock.advance(TOMBSTONE_RETENTION);
+        let out = block_on(store.reap(clock.now(), 100)).unwrap();
+        assert_eq!(out.sessions, 2);
+        assert!(
+            out.ended
+                .iter()
+                .all(|e| e.reason == Some(RevokeReason::Subject))
+        );
+        assert_eq!(store.stored_entries(), 0);
+    }
+
+    #[test]
+    fn giving_back_the_only_creation_leaves_no_rate_log_behind() {
+        let clock = ManualClock::default();
+        let store = MemoryStore::new();
+        let p = Policy::builder()
+            .creation_rate(Some(Rate {
+                max: 1,
+                window: Duration::from_secs(60),
+            }))
+            .build()
+            .unwrap();
+        let s = sessions(&store, &clock, p);
+        let alice = Subject::new("alice").unwrap();
+        let c = block_on(s.create(&alice, CreateOptions::default())).unwrap();
+        let before = store.stored_entries();
+        assert!(block_on(store.forget_creation(&alice, &c.session.id)).unwrap());
+        // The log, its one entry and its expiry-index entry.
+        assert_eq!(store.stored_entries(), before - 3);
+        assert!(!block_on(store.forget_creation(&alice, &c.session.id)).unwrap());
+        block_on(s.create(&alice, CreateOptions::default())).unwrap();
+    }
+
+    #[test]
+    fn a_page_of_zero_is_served_as_one() {
+        let clock = ManualClock::default();
+        let store = MemoryStore::new();
+        let s = sessions(&store, &clock, ages());
+        let alice = Subject::new("alice").unwrap();
+        for _ in 0..2 {
+            block_on(s.create(&alice, CreateOptions::default())).unwrap();
+        }
+        for scope in [Scope::All, Scope::Subject(alice.clone())] {
+            let page = block_on(store.list_sessions(&scope, None, 0)).unwrap();
+            assert_eq!(page.records.len(), 1);
+            assert_eq!(page.next, Some(page.records[0].id));
+        }
+    }
+}
