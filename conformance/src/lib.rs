@@ -4,7 +4,8 @@
 //! invariant they check (DESIGN §4: `no_resurrection::*`, `absolute_bound::*`,
 //! `hash_at_rest::*`, `one_shot::*`, `single_successor::*`, `caps::*`, `revoke_all::*`,
 //! `fail_closed::*`, `bounded_storage::*`, `store_time::*`) plus the plain store contract
-//! (`contract::*`).
+//! (`contract::*`, and `enumeration::*`: listing, live counts, limit advice, giving back a
+//! creation, and the create order under both caps).
 //!
 //! An adapter author adds this crate as a dev-dependency and one line to a test file:
 //!
@@ -240,6 +241,17 @@ macro_rules! __for_each_case {
                 update_data_is_versioned none;
                 concurrent_cas_one_winner none;
                 concurrent_insert_one_winner none;
+            }
+            enumeration Contract {
+                list_all_pages_each_record_once none;
+                list_by_subject_and_resource none;
+                count_live_ignores_expired_and_tombstones none;
+                reap_reports_ended_sessions reaper;
+                check_limits_agrees_and_writes_nothing none;
+                forget_creation_frees_a_rate_slot none;
+                global_cap_evicts_the_stores_oldest none;
+                subject_eviction_makes_room_under_global_cap none;
+                long_session_tombstone_reaped_after_retention reaper;
             }
         }
     };

@@ -234,7 +234,7 @@ fn memory_store_footprint_returns_to_zero_once_everything_is_reaped() {
     block_on(async {
         // One session with a resource, one slot on it, one ticket, one creation logged:
         // session + subject index + open-subject index + resource index + active set + its
-        // expiry entry (6),
+        // expiry entry + its id-order and creation-order entries (8),
         // slot + session and resource indexes + expiry entry (4), ticket + expiry entry (2),
         // rate log + its one creation + expiry entry (3).
         let opts = CreateOptions {
@@ -249,7 +249,7 @@ fn memory_store_footprint_returns_to_zero_once_everything_is_reaped() {
         s.mint_ticket(c.token.expose_secret(), &Context::none())
             .await
             .unwrap();
-        assert_eq!(store.stored_entries(), 6 + 4 + 2 + 3);
+        assert_eq!(store.stored_entries(), 8 + 4 + 2 + 3);
         for who in ["alice", "alice", "alice", "bob"] {
             let opts = CreateOptions {
                 resource: Some(r.clone()),

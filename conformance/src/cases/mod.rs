@@ -5,6 +5,7 @@ pub(crate) mod authority;
 pub(crate) mod bounded_storage;
 pub(crate) mod caps;
 pub(crate) mod contract;
+pub(crate) mod enumeration;
 pub(crate) mod fail_closed;
 pub(crate) mod hash_at_rest;
 pub(crate) mod no_resurrection;

@@ -1,11 +1,13 @@
 //! The reference store's state: records, the indexes that keep every per-session operation
 //! independent of the number of live sessions, and the expiry index the reaper walks.
 
-use std::collections::{BTreeSet, HashMap, HashSet, VecDeque};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet, VecDeque};
 use std::time::Duration;
 
 use crate::ids::{Resource, SessionId, SlotId, Subject, TicketId};
+use crate::policy::CapPolicy;
 use crate::record::{RevokeReason, SessionRecord, SessionState, SlotRecord, TicketRecord};
+use crate::store::{CreateLimits, InsertOutcome, Reaped};
 use crate::time::Timestamp;
 
 use super::ttl::{TtlKey, Ttls};
@@ -28,7 +30,19 @@ pub(super) struct Inner {
     /// cost follows the live sessions, not the tombstones kept until reaped.
     pub(super) open_by_subject: HashMap<Subject, HashSet<SessionId>>,
     pub(super) by_resource: HashMap<Resource, HashSet<SessionId>>,
-    pub(super) creations: HashMap<Subject, (Timestamp, VecDeque<Timestamp>)>,
+    /// Every stored session record, in id order (listing every session pages through it
+    /// without sorting the store), with the sequence number the store inserted it under: the
+    /// tie-break of "oldest" among sessions created in the same millisecond.
+    pub(super) ids: BTreeMap<SessionId, u64>,
+    /// The sequence number the next new record gets.
+    pub(super) next_seq: u64,
+    /// Sessions that have not ended (no tombstone) in creation order — `(created_at, insertion
+    /// sequence, id)` — so an evicting global cap finds the store's oldest without a scan.
+    pub(super) open_by_creation: BTreeSet<(Timestamp, u64, SessionId)>,
+    /// Each subject's creation log for the rate: when its newest entry leaves the window (its
+    /// expiry-index key), and each creation with the session it created, so exactly that
+    /// entry can be given back ([`Inner::forget_creation`]).
+    pub(super) creations: HashMap<Subject, (Timestamp, VecDeque<(Timestamp, SessionId)>)>,
     pub(super) tickets: HashMap<TicketId, TicketRecord>,
     pub(super) slots: HashMap<SlotId, SlotRecord>,
     pub(super) slots_by_session: HashMap<SessionId, HashSet<SlotId>>,
@@ -69,6 +83,16 @@ pub(super) fn index_remove<K: std::hash::Hash + Eq, V: std::hash::Hash + Eq>(
         }
     }
     false
+}
+
+/// What an admitted insert writes before the record itself ([`Inner::plan_insert`]).
+#[derive(Debug, Default)]
+pub(super) struct Admission {
+    /// Members of the subject the cap count found past their deadline without a tombstone:
+    /// they get one (reason `Expired`), so what this caller saw end stays ended.
+    pub(super) expired: Vec<SessionId>,
+    /// Sessions to evict: the subject's oldest, then the store's oldest, each oldest first.
+    pub(super) evicted: Vec<SessionId>,
 }
 
 /// When a session's record is due: what its native TTL is.
@@ -147,10 +171,9 @@ impl Inner {
     }
 
     pub(super) fn put_session(&mut self, r: SessionRecord) {
-        if let Some(old) = self.sessions.get(&r.id) {
-            let (due, id) = (old.expires_at, old.id);
-            self.expiry_remove(&(due, Key::Session(id)));
-            self.active_remove(&(due, id));
+        let old_due = self.sessions.get(&r.id).map(|old| old.expires_at);
+        if let Some(due) = old_due {
+            self.active_remove(&(due, r.id));
         }
         if r.state == SessionState::Active {
             self.active.insert((r.expires_at, r.id));
@@ -170,21 +193,52 @@ impl Inner {
             index_add(&mut self.by_resource, res.clone(), r.id);
             self.ttl_at_least(TtlKey::Resource(res.clone()), due);
         }
+        // The record's deadline may have moved either way (a touch later, a tombstone earlier:
+        // at most `TOMBSTONE_RETENTION` after the revocation): its expiry entry moves and its
+        // TTL is set (not raised), so the reaper and the native expiry both remove it at its own
+        // deadline. The new entry goes in before the old one leaves, as a sorted set's member
+        // is re-scored: the walk list never empties in between, so its TTL never drops to this
+        // record's (it outlives the record, and reap still finds the entries to clean).
         self.expiry_insert(r.expires_at, Key::Session(r.id));
+        if let Some(due) = old_due.filter(|d| *d != r.expires_at) {
+            self.expiry_remove(&(due, Key::Session(r.id)));
+        }
         self.ttl_set(Key::Session(r.id), due);
         self.gone_sessions.remove(&r.id);
+        let seq = match self.ids.get(&r.id) {
+            Some(&seq) => seq,
+            None => {
+                let seq = self.next_seq;
+                self.next_seq = seq.wrapping_add(1);
+                self.ids.insert(r.id, seq);
+                seq
+            }
+        };
+        let order = (r.created_at, seq, r.id);
+        if r.is_tombstone() {
+            self.open_by_creation.remove(&order);
+        } else {
+            self.open_by_creation.insert(order);
+        }
         self.sessions.insert(r.id, r);
     }
 
-    pub(super) fn remove_session(&mut self, id: &SessionId) -> bool {
-        let Some(r) = self.sessions.remove(id) else {
-            return false;
-        };
+    /// Drops the id-order and creation-order entries of a record that is gone.
+    fn forget_order(&mut self, r: &SessionRecord) {
+        if let Some(seq) = self.ids.remove(&r.id) {
+            self.open_by_creation.remove(&(r.created_at, seq, r.id));
+        }
+    }
+
+    /// Removes session `id` and its index entries; returns the removed record.
+    pub(super) fn remove_session(&mut self, id: &SessionId) -> Option<SessionRecord> {
+        let r = self.sessions.remove(id)?;
         self.ttl_clear(true, TtlKey::Record(Key::Session(r.id)));
         self.expiry_remove(&(r.expires_at, Key::Session(r.id)));
         self.active_remove(&(r.expires_at, r.id));
         self.unindex_session(&r.id, &r.subject, r.resource.as_ref());
-        true
+        self.forget_order(&r);
+        Some(r)
     }
 
     pub(super) fn put_slot(&mut self, s: SlotRecord) {
@@ -239,6 +293,9 @@ impl Inner {
                 TtlKey::Record(Key::Session(id)) => {
                     if let Some(r) = self.sessions.remove(&id) {
                         self.active_remove(&(r.expires_at, id));
+                        // The id- and creation-order entries go with the record (as its
+                        // global-cap entry does): they describe the record, not an index key.
+                        self.forget_order(&r);
                         self.gone_sessions.insert(id, (r.subject, r.resource));
                     }
                 }
@@ -282,8 +339,9 @@ impl Inner {
 
     /// Native-expiry mode's reap: cleans at most `limit` index entries of records the TTL
     /// already removed (due at `t`, the server's own clock), and removes no record, so it
-    /// counts none.
-    pub(super) fn reap_index_entries(&mut self, t: Timestamp, limit: usize) {
+    /// counts none. Returns the sessions whose index entries it cleaned (reason unknown: the
+    /// record went with its TTL).
+    pub(super) fn reap_index_entries(&mut self, t: Timestamp, limit: usize) -> Vec<Reaped> {
         let due: Vec<(Timestamp, Key)> = self
             .expiry
             .iter()
@@ -297,12 +355,19 @@ impl Inner {
             .take(limit)
             .cloned()
             .collect();
+        let mut ended = Vec::new();
         for entry in due {
             self.expiry_remove(&entry);
             match entry.1 {
                 Key::Session(id) => {
                     if let Some((subject, res)) = self.gone_sessions.remove(&id) {
                         self.unindex_session(&id, &subject, res.as_ref());
+                        ended.push(Reaped {
+                            id,
+                            subject,
+                            resource: res,
+                            reason: None,
+                        });
                     }
                 }
                 Key::Slot(id) => {
@@ -313,40 +378,11 @@ impl Inner {
                 Key::Ticket(_) | Key::Rate(_) => {}
             }
         }
+        ended
     }
 
     pub(super) fn session_live(&self, id: &SessionId, now: Timestamp) -> bool {
         self.sessions.get(id).is_some_and(|r| r.is_live(now))
-    }
-
-    /// The subject's live sessions at `now`, as (created_at, id). Members this count treats
-    /// as past their deadline get their tombstone (reason `Expired`) first: what this caller
-    /// saw end stays ended for a caller whose clock lags.
-    pub(super) fn live_of_subject(
-        &mut self,
-        subject: &Subject,
-        now: Timestamp,
-    ) -> Vec<(Timestamp, SessionId)> {
-        let members: Vec<SessionId> = self
-            .open_by_subject
-            .get(subject)
-            .into_iter()
-            .flatten()
-            .copied()
-            .collect();
-        let mut live = Vec::new();
-        for id in members {
-            let Some(r) = self.sessions.get(&id) else {
-                continue;
-            };
-            if r.is_live(now) {
-                live.push((r.created_at, r.id));
-            } else if !r.is_tombstone() {
-                let t = r.tombstone(now, RevokeReason::Expired);
-                self.put_session(t);
-            }
-        }
-        live
     }
 
     /// Slots that count against a cap: unexpired, and held by a live session (a revoked
@@ -371,40 +407,150 @@ impl Inner {
         self.active.len() - due
     }
 
-    /// Rate check: the creations of `subject` still inside the window, trimmed.
+    /// Drops the creations of `subject` that left the window at `now`, oldest arrival first
+    /// (bookkeeping only: the count [`Inner::plan_insert`] makes skips them the same way).
+    pub(super) fn prune_creations(&mut self, subject: &Subject, window: Duration, now: Timestamp) {
+        if let Some((_, log)) = self.creations.get_mut(subject) {
+            while log
+                .front()
+                .is_some_and(|(t, _)| t.saturating_add(window) <= now)
+            {
+                log.pop_front();
+            }
+        }
+    }
+
+    /// Rate check, read-only: `Some(retry_after)` if `subject` already created `max` sessions
+    /// in the window ending at `now`. Entries that left the window are skipped oldest arrival
+    /// first, exactly as [`Inner::prune_creations`] drops them, so a check before or after a
+    /// prune answers the same.
     pub(super) fn rate_retry_after(
-        &mut self,
+        &self,
         subject: &Subject,
         max: u32,
         window: Duration,
         now: Timestamp,
     ) -> Option<Duration> {
-        let (_, log) = self.creations.get_mut(subject)?;
-        while log.front().is_some_and(|t| t.saturating_add(window) <= now) {
-            log.pop_front();
-        }
-        if log.len() < max as usize {
+        let (_, log) = self.creations.get(subject)?;
+        let gone = log
+            .iter()
+            .take_while(|(t, _)| t.saturating_add(window) <= now)
+            .count();
+        let in_window = log.len() - gone;
+        if in_window < max as usize {
             return None;
         }
         // The window admits one more creation once all but `max - 1` of those in it have left
         // it: the (len - max + 1)-th oldest decides, not the oldest (the log can hold more than
         // `max` entries after the limit was lowered).
-        let decisive = *log.get(log.len() - max as usize)?;
+        let (decisive, _) = *log.get(log.len() - max as usize)?;
         Some(decisive.saturating_add(window).since(now))
     }
 
-    pub(super) fn record_creation(&mut self, subject: &Subject, window: Duration, now: Timestamp) {
+    /// Logs the creation of session `id` of `subject` at `now` for the rate.
+    pub(super) fn record_creation(
+        &mut self,
+        subject: &Subject,
+        id: SessionId,
+        window: Duration,
+        now: Timestamp,
+    ) {
         let due = now.saturating_add(window);
         let entry = self
             .creations
             .entry(subject.clone())
             .or_insert_with(|| (due, VecDeque::new()));
         let old = (entry.0, Key::Rate(subject.clone()));
-        entry.0 = due;
-        entry.1.push_back(now);
+        // Never move the log's deadline back (a caller whose clock lags logs an earlier
+        // creation): the log lives until its latest entry leaves the window.
+        entry.0 = entry.0.max(due);
+        let due = entry.0;
+        entry.1.push_back((now, id));
         self.expiry_remove(&old);
         self.expiry_insert(due, Key::Rate(subject.clone()));
         self.ttl_set(Key::Rate(subject.clone()), due);
+    }
+
+    /// Removes the rate-log entry of session `id` of `subject`; true if there was one. An
+    /// emptied log goes with its expiry-index entry and TTL.
+    pub(super) fn forget_creation(&mut self, subject: &Subject, id: &SessionId) -> bool {
+        let Some((due, log)) = self.creations.get_mut(subject) else {
+            return false;
+        };
+        let Some(pos) = log.iter().position(|(_, e)| e == id) else {
+            return false;
+        };
+        log.remove(pos);
+        if log.is_empty() {
+            let due = *due;
+            self.creations.remove(subject);
+            self.expiry_remove(&(due, Key::Rate(subject.clone())));
+            self.ttl_clear(true, TtlKey::Record(Key::Rate(subject.clone())));
+        }
+        true
+    }
+
+    /// The one decision behind both `insert_session` and `check_limits`, read-only: whether
+    /// a session of `subject` may be inserted at `now` under `limits`, and what that insert
+    /// writes first. In the contract's order: the creation rate, then the subject cap
+    /// (planning its evictions), then the global cap counting those evictions as gone.
+    pub(super) fn plan_insert(
+        &self,
+        subject: &Subject,
+        limits: &CreateLimits,
+        now: Timestamp,
+    ) -> Result<Admission, InsertOutcome> {
+        if let Some(rate) = limits.creation_rate
+            && let Some(retry_after) = self.rate_retry_after(subject, rate.max, rate.window, now)
+        {
+            return Err(InsertOutcome::RateLimited { retry_after });
+        }
+        let mut plan = Admission::default();
+        if let Some(cap) = limits.subject_cap {
+            let mut live = Vec::new();
+            for id in self.open_by_subject.get(subject).into_iter().flatten() {
+                let (Some(r), Some(&seq)) = (self.sessions.get(id), self.ids.get(id)) else {
+                    continue;
+                };
+                if r.is_live(now) {
+                    live.push((r.created_at, seq, r.id));
+                } else if !r.is_tombstone() {
+                    plan.expired.push(r.id);
+                }
+            }
+            let excess = (live.len() + 1).saturating_sub(cap.max as usize);
+            if excess > 0 {
+                if cap.on_full == CapPolicy::Reject {
+                    return Err(InsertOutcome::SubjectCapReached);
+                }
+                live.sort_unstable();
+                plan.evicted = live.into_iter().take(excess).map(|(_, _, id)| id).collect();
+            }
+        }
+        if let Some(cap) = limits.global_cap {
+            let live = self.live_sessions(now).saturating_sub(plan.evicted.len()) as u64;
+            let excess = (live + 1).saturating_sub(cap.max);
+            if excess > 0 {
+                if cap.on_full == CapPolicy::Reject {
+                    return Err(InsertOutcome::GlobalCapReached);
+                }
+                // The store's oldest live sessions, past those the subject cap already takes
+                // (entries past their deadline are skipped: as many as the reaper lags).
+                let oldest: Vec<SessionId> = self
+                    .open_by_creation
+                    .iter()
+                    .map(|&(_, _, id)| id)
+                    .filter(|id| self.session_live(id, now) && !plan.evicted.contains(id))
+                    .take(usize::try_from(excess).unwrap_or(usize::MAX))
+                    .collect();
+                // Counts and index disagree only on a bug: refuse rather than overfill.
+                if (oldest.len() as u64) < excess {
+                    return Err(InsertOutcome::GlobalCapReached);
+                }
+                plan.evicted.extend(oldest);
+            }
+        }
+        Ok(plan)
     }
 
     /// Tombstones every listed session that is not one yet (expired or not: a revocation never

@@ -18,12 +18,11 @@ use async_trait::async_trait;
 use crate::codec;
 use crate::crypto::Verifier;
 use crate::ids::{Resource, SessionId, SlotId, Subject, TicketId};
-use crate::policy::CapPolicy;
-use crate::record::{RevokeReason, SessionRecord, SlotRecord, TicketRecord};
+use crate::record::{RevokeReason, SessionRecord, SessionState, SlotRecord, TicketRecord};
 use crate::store::{
     Capabilities, CreateLimits, HeartbeatOutcome, InsertCheck, InsertOutcome, KeyDeadline,
-    KeyHolds, Loaded, Page, ReapOutcome, Scope, SlotCaps, SlotOutcome, Store, StoreError,
-    TakeOutcome, check_insert, check_loaded, check_swap, judged_at, rebase,
+    KeyHolds, Loaded, MAX_PAGE, Page, ReapOutcome, Reaped, Scope, SlotCaps, SlotOutcome, Store,
+    StoreError, TakeOutcome, check_insert, check_loaded, check_swap, judged_at, rebase,
 };
 use crate::sync::{Arc, Mutex, MutexGuard};
 
@@ -137,9 +136,11 @@ impl MemoryStore {
         }
         let Ok(g) = self.lock() else { return 0 };
         let logs: usize = g.creations.values().map(|(_, log)| log.len()).sum();
+        let orders = g.ids.len() + g.open_by_creation.len();
         let ttls = g.ttl.as_ref().map_or(0, |t| t.at.len());
         [
             ttls,
+            orders,
             g.gone_sessions.len(),
             g.gone_slots.len(),
             g.sessions.len(),
@@ -205,30 +206,21 @@ impl Store for MemoryStore {
                 evicted: Vec::new(),
             });
         }
-        if let Some(rate) = limits.creation_rate
-            && let Some(retry_after) =
-                g.rate_retry_after(&record.subject, rate.max, rate.window, now)
-        {
-            return Ok(InsertOutcome::RateLimited { retry_after });
+        if let Some(rate) = limits.creation_rate {
+            g.prune_creations(&record.subject, rate.window, now);
         }
-        if let Some(cap) = limits.global_cap {
-            if g.live_sessions(now) as u64 >= cap.max {
-                return Ok(InsertOutcome::GlobalCapReached);
+        let plan = match g.plan_insert(&record.subject, limits, now) {
+            Ok(plan) => plan,
+            Err(refused) => return Ok(refused),
+        };
+        for id in plan.expired {
+            if let Some(r) = g.sessions.get(&id) {
+                let t = r.tombstone(now, RevokeReason::Expired);
+                g.put_session(t);
             }
         }
-        let mut evicted = Vec::new();
-        if let Some(cap) = limits.subject_cap {
-            let mut live = g.live_of_subject(&record.subject, now);
-            let excess = (live.len() + 1).saturating_sub(cap.max as usize);
-            if excess > 0 {
-                if cap.on_full == CapPolicy::Reject {
-                    return Ok(InsertOutcome::SubjectCapReached);
-                }
-                live.sort();
-                evicted = live.into_iter().take(excess).map(|(_, id)| id).collect();
-                g.revoke_ids(evicted.clone(), now, RevokeReason::Evicted);
-            }
-        }
+        let evicted = plan.evicted;
+        g.revoke_ids(evicted.clone(), now, RevokeReason::Evicted);
         #[cfg(leasehold_planted_bug)]
         {
             // Planted bug for the loom twin tests: count the subject's live sessions, release
@@ -238,7 +230,7 @@ impl Store for MemoryStore {
             g = self.lock()?;
         }
         if let Some(rate) = limits.creation_rate {
-            g.record_creation(&record.subject, rate.window, now);
+            g.record_creation(&record.subject, record.id, rate.window, now);
         }
         g.put_session(record.clone());
         Ok(InsertOutcome::Inserted { evicted })
@@ -426,40 +418,91 @@ impl Store for MemoryStore {
 
     async fn list_sessions(
         &self,
-        _scope: &Scope,
-        _after: Option<&SessionId>,
-        _limit: usize,
+        scope: &Scope,
+        after: Option<&SessionId>,
+        limit: usize,
     ) -> Result<Page, StoreError> {
-        Err(StoreError::Unavailable("TODO list_sessions".into()))
+        use std::ops::Bound;
+        let g = self.lock()?;
+        // A page of 0 would make no progress and could not say where the listing stands.
+        let limit = limit.clamp(1, MAX_PAGE);
+        let from = after.map_or(Bound::Unbounded, Bound::Excluded);
+        let group = |set: Option<&HashSet<SessionId>>| {
+            let mut ids: Vec<SessionId> = set
+                .into_iter()
+                .flatten()
+                .filter(|id| after.is_none_or(|a| *id > a))
+                .copied()
+                .collect();
+            ids.sort_unstable();
+            ids
+        };
+        let ids: Box<dyn Iterator<Item = SessionId> + '_> = match scope {
+            Scope::All => Box::new(g.ids.range((from, Bound::Unbounded)).map(|(id, _)| *id)),
+            Scope::Subject(s) => Box::new(group(g.by_subject.get(s)).into_iter()),
+            Scope::Resource(r) => Box::new(group(g.by_resource.get(r)).into_iter()),
+        };
+        // One more than the page, to know whether another page follows (index entries of
+        // records a native expiry already removed are skipped).
+        let mut records: Vec<SessionRecord> = ids
+            .filter_map(|id| g.sessions.get(&id).cloned())
+            .take(limit + 1)
+            .collect();
+        let next = if records.len() > limit {
+            records.truncate(limit);
+            records.last().map(|r| r.id)
+        } else {
+            None
+        };
+        Ok(Page { records, next })
     }
 
-    async fn count_live(&self, _scope: &Scope, _now: Timestamp) -> Result<u64, StoreError> {
-        Err(StoreError::Unavailable("TODO count_live".into()))
+    async fn count_live(&self, scope: &Scope, now: Timestamp) -> Result<u64, StoreError> {
+        let g = self.lock()?;
+        let now = self.at(&g, now);
+        let live = |set: Option<&HashSet<SessionId>>| {
+            set.into_iter()
+                .flatten()
+                .filter(|id| g.session_live(id, now))
+                .count()
+        };
+        let n = match scope {
+            Scope::All => g.live_sessions(now),
+            Scope::Subject(s) => live(g.open_by_subject.get(s)),
+            Scope::Resource(r) => live(g.by_resource.get(r)),
+        };
+        Ok(n as u64)
     }
 
     async fn check_limits(
         &self,
-        _subject: &Subject,
-        _limits: &CreateLimits,
-        _now: Timestamp,
+        subject: &Subject,
+        limits: &CreateLimits,
+        now: Timestamp,
     ) -> Result<InsertOutcome, StoreError> {
-        Err(StoreError::Unavailable("TODO check_limits".into()))
+        let g = self.lock()?;
+        let now = self.at(&g, now);
+        Ok(match g.plan_insert(subject, limits, now) {
+            Ok(plan) => InsertOutcome::Inserted {
+                evicted: plan.evicted,
+            },
+            Err(refused) => refused,
+        })
     }
 
-    async fn forget_creation(
-        &self,
-        _subject: &Subject,
-        _id: &SessionId,
-    ) -> Result<bool, StoreError> {
-        Err(StoreError::Unavailable("TODO forget_creation".into()))
+    async fn forget_creation(&self, subject: &Subject, id: &SessionId) -> Result<bool, StoreError> {
+        Ok(self.lock()?.forget_creation(subject, id))
     }
 
     async fn reap(&self, now: Timestamp, limit: usize) -> Result<ReapOutcome, StoreError> {
         let mut g = self.lock()?;
         if let (true, Some(clock)) = (self.native_expiry, &self.server_clock) {
             // The server reclaims records on its own clock; reaping only tidies indexes.
-            g.reap_index_entries(clock.now(), limit);
-            return Ok(ReapOutcome::default());
+            let ended = g.reap_index_entries(clock.now(), limit);
+            return Ok(ReapOutcome {
+                ended,
+                ..ReapOutcome::default()
+            });
         }
         let now = self.at(&g, now);
         let mut out = ReapOutcome::default();
@@ -474,8 +517,17 @@ impl Store for MemoryStore {
             g.expiry_remove(&(due, key.clone()));
             match key {
                 Key::Session(id) => {
-                    if g.remove_session(&id) {
+                    if let Some(r) = g.remove_session(&id) {
                         out.sessions += 1;
+                        out.ended.push(Reaped {
+                            reason: match r.state {
+                                SessionState::Revoked { reason, .. } => Some(reason),
+                                SessionState::Active => Some(RevokeReason::Expired),
+                            },
+                            id: r.id,
+                            subject: r.subject,
+                            resource: r.resource,
+                        });
                     }
                 }
                 Key::Ticket(id) => {
@@ -585,5 +637,126 @@ impl Store for MemoryStore {
             key("g".to_owned(), KeyHolds::Index, TtlKey::Active);
         }
         Ok(Some(out))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used)]
+
+    use futures::executor::block_on;
+
+    use super::*;
+    use crate::record::TOMBSTONE_RETENTION;
+    use crate::{CreateOptions, ManualClock, Policy, Rate, SeededEntropy, Sessions};
+
+    fn sessions(store: &MemoryStore, clock: &ManualClock, p: Policy) -> Sessions<MemoryStore> {
+        Sessions::new(store.clone(), p)
+            .unwrap()
+            .with_clock(clock.clone())
+            .with_entropy(SeededEntropy::new(11))
+    }
+
+    fn ages() -> Policy {
+        Policy::builder()
+            .no_absolute_lifetime()
+            .idle_timeout(None)
+            .renewal_interval(None)
+            .build()
+            .unwrap()
+    }
+
+    #[test]
+    fn a_tombstone_lowers_its_ttl_and_reap_reports_the_cleaned_entries() {
+        // Native expiry: the tombstone of a 100-year session must expire at its own (earlier)
+        // deadline, not at the record's, and reap then reports it with no reason.
+        let clock = ManualClock::default();
+        let store = MemoryStore::with_native_expiry(clock.clone());
+        let s = sessions(&store, &clock, ages());
+        let alice = Subject::new("alice").unwrap();
+        let c = block_on(s.create(&alice, CreateOptions::default())).unwrap();
+        block_on(s.revoke(&c.session.id)).unwrap();
+        let revoked_at = clock.now();
+        let keys = block_on(store.key_deadlines()).unwrap().unwrap();
+        let key = keys
+            .iter()
+            .find(|k| k.holds == KeyHolds::Session(c.session.id))
+            .unwrap();
+        assert_eq!(
+            key.deadline,
+            Some(revoked_at.saturating_add(TOMBSTONE_RETENTION))
+        );
+        clock.advance(TOMBSTONE_RETENTION);
+        assert_eq!(store.session_count(), 0, "the TTL removed the tombstone");
+        let out = block_on(store.reap(clock.now(), 100)).unwrap();
+        assert_eq!(out.sessions, 0);
+        assert_eq!(
+            out.ended,
+            vec![Reaped {
+                id: c.session.id,
+                subject: alice,
+                resource: None,
+                reason: None,
+            }]
+        );
+        assert_eq!(store.stored_entries(), 0);
+    }
+
+    #[test]
+    fn a_tombstone_moves_its_expiry_entry_so_the_reaper_finds_it_at_its_own_deadline() {
+        let clock = ManualClock::default();
+        let store = MemoryStore::new();
+        let s = sessions(&store, &clock, ages());
+        let alice = Subject::new("alice").unwrap();
+        block_on(s.create(&alice, CreateOptions::default())).unwrap();
+        block_on(s.create(&alice, CreateOptions::default())).unwrap();
+        assert_eq!(block_on(s.revoke_subject(&alice)).unwrap(), 2);
+        clock.advance(TOMBSTONE_RETENTION);
+        let out = block_on(store.reap(clock.now(), 100)).unwrap();
+        assert_eq!(out.sessions, 2);
+        assert!(
+            out.ended
+                .iter()
+                .all(|e| e.reason == Some(RevokeReason::Subject))
+        );
+        assert_eq!(store.stored_entries(), 0);
+    }
+
+    #[test]
+    fn giving_back_the_only_creation_leaves_no_rate_log_behind() {
+        let clock = ManualClock::default();
+        let store = MemoryStore::new();
+        let p = Policy::builder()
+            .creation_rate(Some(Rate {
+                max: 1,
+                window: Duration::from_secs(60),
+            }))
+            .build()
+            .unwrap();
+        let s = sessions(&store, &clock, p);
+        let alice = Subject::new("alice").unwrap();
+        let c = block_on(s.create(&alice, CreateOptions::default())).unwrap();
+        let before = store.stored_entries();
+        assert!(block_on(store.forget_creation(&alice, &c.session.id)).unwrap());
+        // The log, its one entry and its expiry-index entry.
+        assert_eq!(store.stored_entries(), before - 3);
+        assert!(!block_on(store.forget_creation(&alice, &c.session.id)).unwrap());
+        block_on(s.create(&alice, CreateOptions::default())).unwrap();
+    }
+
+    #[test]
+    fn a_page_of_zero_is_served_as_one() {
+        let clock = ManualClock::default();
+        let store = MemoryStore::new();
+        let s = sessions(&store, &clock, ages());
+        let alice = Subject::new("alice").unwrap();
+        for _ in 0..2 {
+            block_on(s.create(&alice, CreateOptions::default())).unwrap();
+        }
+        for scope in [Scope::All, Scope::Subject(alice.clone())] {
+            let page = block_on(store.list_sessions(&scope, None, 0)).unwrap();
+            assert_eq!(page.records.len(), 1);
+            assert_eq!(page.next, Some(page.records[0].id));
+        }
     }
 }

@@ -136,10 +136,14 @@ impl MSession {
         }
     }
 
-    /// Writes the ending down: its tombstone, at `now`.
+    /// Writes the ending down: its tombstone, at `now`, kept until its deadline or
+    /// `TOMBSTONE_RETENTION` after `now`, whichever is earlier.
     fn end(&mut self, now: Timestamp, reason: RevokeReason) {
         self.state = MState::Revoked { at: now, reason };
         self.version += 1;
+        self.expires_at = self
+            .expires_at
+            .min(now.saturating_add(leasehold::record::TOMBSTONE_RETENTION));
     }
 
     /// Moves the idle deadline for a write at `now`.
@@ -360,6 +364,36 @@ pub struct Model {
     batch: u64,
     batch_checks: BTreeMap<Subject, Timestamp>,
     batch_reaped: Option<Timestamp>,
+}
+
+/// Checks that `taken` are distinct members of `candidates` (`(created_at, insertion rank,
+/// id)`, oldest first) and the oldest of them by creation time. Among sessions created in the
+/// same millisecond the model may not know the store's insertion order (creates of one batch
+/// ran concurrently), so a tie is accepted either way.
+fn oldest_taken(
+    taken: &[SessionId],
+    candidates: &[(Timestamp, usize, SessionId)],
+) -> Result<(), String> {
+    let mut times = Vec::new();
+    for id in taken {
+        let Some((t, _, _)) = candidates.iter().find(|(_, _, c)| c == id) else {
+            return Err(format!(
+                "{id} evicted, which was no candidate (live, not evicted yet)"
+            ));
+        };
+        if taken.iter().filter(|x| *x == id).count() > 1 {
+            return Err(format!("{id} evicted twice"));
+        }
+        times.push(*t);
+    }
+    if let Some(newest) = times.iter().max()
+        && candidates
+            .iter()
+            .any(|(t, _, c)| !taken.contains(c) && t < newest)
+    {
+        return Err("the oldest sessions evicted".into());
+    }
+    Ok(())
 }
 
 fn deny(obs: &Observed, want: Denial) -> Result<(), String> {
@@ -925,17 +959,68 @@ impl Model {
                 };
             }
         }
-        // The caps' counts write down the endings they count.
-        if let Some(cap) = self.p.global_cap().map(|c| c.max) {
-            let live = self
-                .sessions
-                .values()
-                .filter(|s| self.is_live(s, now))
-                .count() as u64;
+        // The contract's order: the subject cap (planning its evictions), then the global cap
+        // counting the live sessions the subject cap is about to evict as gone. If a limit
+        // refuses, nothing is written; if both admit, the subject's count writes down the
+        // endings it found (reason `Expired`). "Oldest" is creation order: by `created_at`,
+        // then by the order the store inserted them (never by id).
+        let rank: BTreeMap<SessionId, usize> = self
+            .order
+            .iter()
+            .enumerate()
+            .map(|(i, id)| (*id, i))
+            .collect();
+        let oldest_first = |ids: &mut Vec<(Timestamp, usize, SessionId)>| ids.sort();
+        let mut live: Vec<(Timestamp, usize, SessionId)> = Vec::new();
+        let mut lapsed: Vec<SessionId> = Vec::new();
+        let mut excess = 0;
+        if let Some(cap) = self.p.subject_cap() {
+            for s in self.sessions.values() {
+                if &s.subject != subject
+                    || s.presence == Presence::Gone
+                    || s.state != MState::Active
+                {
+                    continue;
+                }
+                if now >= s.expires_at {
+                    lapsed.push(s.id);
+                } else {
+                    let r = rank.get(&s.id).copied().unwrap_or(usize::MAX);
+                    live.push((s.created_at, r, s.id));
+                }
+            }
+            oldest_first(&mut live);
+            excess = (live.len() + 1).saturating_sub(cap.max as usize);
+            if excess > 0 && cap.on_full == CapPolicy::Reject {
+                return deny(obs, Denial::LimitReached(Limit::SubjectSessions));
+            }
+        }
+        // The store's live sessions other than the subject's planned evictions, oldest first.
+        let mut others: Vec<(Timestamp, usize, SessionId)> = Vec::new();
+        let mut global_excess = 0;
+        if let Some(cap) = self.p.global_cap() {
+            // Which of the subject's sessions the cap takes may be known only from what the
+            // store answers (a tie in creation time): those are not among the others either way.
+            let planned: Vec<SessionId> = match obs {
+                Observed::Created {
+                    evicted: Some(list),
+                    ..
+                } => list.iter().take(excess).copied().collect(),
+                _ => live.iter().take(excess).map(|(_, _, id)| *id).collect(),
+            };
+            for s in self.sessions.values() {
+                if self.is_live(s, now) && !planned.contains(&s.id) {
+                    let r = rank.get(&s.id).copied().unwrap_or(usize::MAX);
+                    others.push((s.created_at, r, s.id));
+                }
+            }
+            oldest_first(&mut others);
+            let count = others.len() as u64;
             // A store may write down the endings its global count finds (sled does at the
-            // cap) or leave them (memory does): those are re-learned from the store.
-            // (The subject's are written down by its own count, if that runs.)
-            let ours = self.p.subject_cap().is_some() && live < cap;
+            // cap) or leave them (memory does): those are re-learned from the store. (The
+            // subject's are written down by its own count when the create is admitted.)
+            let admitted = count < cap.max || cap.on_full == CapPolicy::EvictOldest;
+            let ours = self.p.subject_cap().is_some() && admitted;
             for s in self.sessions.values() {
                 if s.presence != Presence::Gone
                     && s.state == MState::Active
@@ -945,30 +1030,9 @@ impl Model {
                     self.unsure.insert(s.id);
                 }
             }
-            if live >= cap {
+            global_excess = usize::try_from((count + 1).saturating_sub(cap.max)).unwrap_or(0);
+            if global_excess > 0 && cap.on_full == CapPolicy::Reject {
                 return deny(obs, Denial::LimitReached(Limit::GlobalSessions));
-            }
-        }
-        let mut live: Vec<(Timestamp, SessionId)> = Vec::new();
-        let mut excess = 0;
-        if let Some(cap) = self.p.subject_cap() {
-            for s in self.sessions.values_mut() {
-                if &s.subject != subject
-                    || s.presence == Presence::Gone
-                    || s.state != MState::Active
-                {
-                    continue;
-                }
-                if now >= s.expires_at {
-                    s.end(now, RevokeReason::Expired);
-                } else {
-                    live.push((s.created_at, s.id));
-                }
-            }
-            live.sort();
-            excess = (live.len() + 1).saturating_sub(cap.max as usize);
-            if excess > 0 && cap.on_full == CapPolicy::Reject {
-                return deny(obs, Denial::LimitReached(Limit::SubjectSessions));
             }
         }
         let Observed::Created {
@@ -977,8 +1041,15 @@ impl Model {
             evicted,
         } = obs
         else {
-            return Err(format!("created (evicting {excess})"));
+            return Err(format!(
+                "created (evicting {excess} of the subject's, {global_excess} of the store's)"
+            ));
         };
+        for id in &lapsed {
+            if let Some(s) = self.sessions.get_mut(id) {
+                s.end(now, RevokeReason::Expired);
+            }
+        }
         let id = session.id;
         if self.sessions.contains_key(&id) {
             return Err(format!("a fresh session id, not {id} again"));
@@ -987,23 +1058,23 @@ impl Model {
         check_view(&fresh, session)?;
         self.check_token_text(token, &id)?;
         let chosen: Vec<SessionId> = match evicted {
-            None => live.iter().take(excess).map(|(_, id)| *id).collect(),
+            None => live
+                .iter()
+                .take(excess)
+                .chain(others.iter().take(global_excess))
+                .map(|(_, _, id)| *id)
+                .collect(),
             Some(list) => {
-                if list.len() != excess {
-                    return Err(format!("{excess} evicted, not {}", list.len()));
+                if list.len() != excess + global_excess {
+                    return Err(format!(
+                        "{excess} of the subject's and {global_excess} of the store's evicted, \
+                         not {}",
+                        list.len()
+                    ));
                 }
-                let newest_evicted = list
-                    .iter()
-                    .map(|id| live.iter().find(|(_, l)| l == id).map(|(t, _)| *t))
-                    .collect::<Option<Vec<_>>>()
-                    .ok_or("only live sessions of the subject evicted")?
-                    .into_iter()
-                    .max();
-                if let Some(newest) = newest_evicted
-                    && live.iter().any(|(t, l)| !list.contains(l) && *t < newest)
-                {
-                    return Err("the oldest sessions evicted".into());
-                }
+                let (ours, theirs) = list.split_at(excess);
+                oldest_taken(ours, &live).map_err(|e| format!("{e} (subject cap)"))?;
+                oldest_taken(theirs, &others).map_err(|e| format!("{e} (global cap)"))?;
                 list.clone()
             }
         };
