@@ -592,8 +592,9 @@ pub trait Store: Send + Sync + 'static {
     /// returned as an error: one corrupt record must not stall reaping.
     async fn reap(&self, now: Timestamp, limit: usize) -> Result<ReapOutcome, StoreError>;
 
-    /// Up to `min(limit, MAX_PAGE)` records of `scope` (live, expired, tombstones: the driver
-    /// filters) with ids strictly greater than `after`, in ascending id order. The listing is
+    /// Up to `limit` records of `scope` (live, expired, tombstones: the driver filters) with ids
+    /// strictly greater than `after`, in ascending id order; `limit` is clamped to
+    /// `1..=MAX_PAGE` (a page of none could not say where the listing stands). The listing is
     /// not a snapshot: a record inserted or reaped between pages may or may not appear, but
     /// every record present for the whole listing appears exactly once. Read-only. Cost in
     /// proportion to the page (plus the scope's index), never to the whole store.

@@ -1247,7 +1247,7 @@ impl Store for SledStore {
     /// index for a subject or resource, so the cost follows the page. Undecodable records are
     /// skipped rather than failing the listing (see `page`). `next` is set as soon as one more
     /// entry follows the page (it may turn out to be skipped: the next page is then empty); a
-    /// `limit` of 0 returns no records and, if any follow, the cursor it was given.
+    /// `limit` of 0 is served as 1, as the contract says.
     async fn list_sessions(
         &self,
         scope: &Scope,
@@ -1255,7 +1255,7 @@ impl Store for SledStore {
         limit: usize,
     ) -> Result<Page, StoreError> {
         use std::ops::Bound;
-        let n = limit.min(MAX_PAGE);
+        let n = limit.clamp(1, MAX_PAGE);
         match scope {
             Scope::All => {
                 let sessions = self.trees.get(tx::SESSIONS);

@@ -198,7 +198,7 @@ async fn count_live_counts_only_the_live_sessions_of_the_scope() {
     let a2 = s.create(&alice, on("t1")).await.unwrap();
     s.create(&alice, on("t2")).await.unwrap();
     s.create(&bob, on("t1")).await.unwrap();
-    s.revoke(&a2.session.id).await.unwrap();
+    s.trusted_by_id().revoke(&a2.session.id).await.unwrap();
     let store = s.store();
     let t1 = Scope::Resource(Resource::new("t1").unwrap());
     let count =
@@ -597,7 +597,7 @@ async fn a_tombstone_of_a_100_year_session_is_reaped_after_the_retention() {
     let by_subject = s.create(&bob, CreateOptions::default()).await.unwrap();
     let evicted = s.create(&carol, CreateOptions::default()).await.unwrap();
     let kept = s.create(&carol, CreateOptions::default()).await.unwrap();
-    s.revoke(&revoked.session.id).await.unwrap();
+    s.trusted_by_id().revoke(&revoked.session.id).await.unwrap();
     s.revoke_subject(&bob).await.unwrap();
     let t0 = clock.now();
     for id in [
@@ -760,7 +760,7 @@ async fn a_layout_1_database_is_indexed_in_creation_order_when_opened() {
             .create(&subject("gone"), CreateOptions::default())
             .await
             .unwrap();
-        s.revoke(&revoked.session.id).await.unwrap();
+        s.trusted_by_id().revoke(&revoked.session.id).await.unwrap();
         // Make it look like layout 1: no creation-order index, the old marker.
         let db = s.store().db();
         db.open_tree(trees::CREATED).unwrap().clear().unwrap();
