@@ -2222,3 +2222,57 @@ async fn update_data_accepts_exactly_max_data_len() {
         })
     );
 }
+
+/// The seed systems' hot reads cost one store round trip: an access token, a by-id `get`, a
+/// by-id `keepalive` with no touch due, and a refused pre-grant check (it writes nothing).
+#[tokio::test]
+async fn access_by_id_and_checked_reads_cost_one_store_round_trip() {
+    let policy = Policy::builder()
+        .renewal_interval(None)
+        .access_ttl(Some(Duration::from_secs(15 * 60)))
+        .build()
+        .unwrap();
+    let h = Harness::counting(policy);
+    let c = h
+        .sessions
+        .create(&subject("alice"), CreateOptions::default())
+        .await
+        .unwrap();
+    let access = c.access.unwrap();
+    let t = c.token.expose_secret().to_owned();
+    h.advance(secs(30));
+    h.reset_calls();
+    h.sessions
+        .validate_access(access.expose_secret())
+        .await
+        .unwrap();
+    h.sessions.trusted_by_id().get(&c.session.id).await.unwrap();
+    h.sessions
+        .trusted_by_id()
+        .keepalive(&c.session.id)
+        .await
+        .unwrap();
+    assert_eq!(
+        h.sessions
+            .validate_as(&t, &Context::none(), &subject("bob"))
+            .await
+            .err(),
+        Some(Error::Refused)
+    );
+    let calls = h.calls();
+    assert_eq!(
+        (calls.load, calls.cas, calls.total()),
+        (4, 0, 4),
+        "{calls:?}"
+    );
+    // A refused check with a touch due still writes nothing.
+    h.advance(secs(60));
+    h.reset_calls();
+    assert!(
+        h.sessions
+            .validate_with(&t, &Context::none(), |_| false)
+            .await
+            .is_err()
+    );
+    assert_eq!((h.calls().cas, h.calls().total()), (0, 1));
+}
