@@ -396,8 +396,9 @@ impl<S: Store> Sessions<S> {
 
     /// Validates an access token (policy `access_ttl`): one store read, no write (unless the
     /// session is found past its deadline: that ending is written down first). Refused once
-    /// its session ended, after a rotation replaced it, or past its own deadline
-    /// ([`Error::AccessTokenExpired`]: refresh the session for a new one).
+    /// its session ended (`Expired`/`Revoked`), after a rotation replaced it
+    /// (`NotAuthenticated`), or past its own deadline ([`Error::AccessTokenExpired`]: refresh
+    /// the session for a new one; [`Session::access_expires_at`] says when).
     pub async fn validate_access(&self, access: impl AsRef<[u8]>) -> Result<Session, Error> {
         let presented = token::parse(access.as_ref(), &self.policy.access_prefix)?;
         let id = SessionId::from_bytes(presented.id);

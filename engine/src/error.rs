@@ -73,8 +73,9 @@ pub enum Error {
     /// A rotated-out token was presented; the session has now been revoked.
     #[error("token reuse detected; session revoked")]
     ReuseDetected,
-    /// The access token is past its deadline (or was replaced by a rotation); the session
-    /// itself may be live: refresh it for a new access token.
+    /// The access token is the session's current one but past its deadline; the session itself
+    /// may be live: refresh it for a new access token. (An access token a rotation replaced is
+    /// no longer the session's: `NotAuthenticated`.)
     #[error("access token expired")]
     AccessTokenExpired,
     /// A check the application asked for refused the session before anything was written

@@ -351,7 +351,10 @@ pub struct ReapOutcome {
     /// [`total`](Self::total)) so that one corrupt record never stalls reaping.
     pub quarantined: u64,
     /// The sessions removed (at most `sessions` of them; with native expiry, also those whose
-    /// index entries this reap cleaned after the server had removed the record).
+    /// index entries this reap cleaned after the server had removed the record). It lists every
+    /// ending once its record is reclaimed — lapses, and also revocations the application made
+    /// itself (reason `Revoked`, `Evicted`…), reported again when their tombstone goes — so a
+    /// teardown driven by it must be idempotent or filter on the reason.
     pub ended: Vec<Reaped>,
 }
 

@@ -102,6 +102,8 @@ pub struct Session {
     pub absolute_deadline: Timestamp,
     /// Number of rotations so far.
     pub generation: u64,
+    /// When its current access token stops being accepted (policy `access_ttl`), if it has one.
+    pub access_expires_at: Option<Timestamp>,
     /// Context summary given at creation.
     pub summary: Option<String>,
     /// Opaque application data.
@@ -122,6 +124,7 @@ impl From<&SessionRecord> for Session {
             expires_at: r.expires_at,
             absolute_deadline: r.absolute_deadline,
             generation: r.credential.generation,
+            access_expires_at: r.credential.access.as_ref().map(|a| a.expires_at),
             summary: r.context_summary.clone(),
             data: r.data.clone(),
             data_version: r.data_version,
