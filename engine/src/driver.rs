@@ -752,6 +752,27 @@ impl<S: Store> TrustedById<'_, S> {
         Ok(Session::from(&rec))
     }
 
+    /// Keeps a session alive as [`keepalive`](Self::keepalive), only if `check` accepts it
+    /// (e.g. "it belongs to the user resuming it"); `check` runs before the touch is written,
+    /// so a refusal ([`Error::Refused`]) writes nothing. One round trip with no touch due.
+    pub async fn keepalive_with(
+        &self,
+        id: &SessionId,
+        check: impl Fn(&Session) -> bool + Sync,
+    ) -> Result<Session, Error> {
+        let s = self.sessions;
+        let rec = s
+            .run(id, s.now(), |rec, at| {
+                let d = decide::by_id::keepalive(rec, &s.kind, at, &s.policy);
+                match &d.outcome {
+                    Ok(r) if !check(&Session::from(r)) => Decision::deny(Error::Refused),
+                    _ => d,
+                }
+            })
+            .await?;
+        Ok(Session::from(&rec))
+    }
+
     /// Mints a one-shot ticket for a live session (a PTY "attach" token): redeemed at most
     /// once, never outliving the session.
     pub async fn mint_ticket(&self, id: &SessionId) -> Result<Minted, Error> {

@@ -193,14 +193,13 @@ impl<S: Store> WebPty<S> {
     }
 
     /// `resume`: reattach `user` to its session `id` after a disconnect, within the grace
-    /// period. Another user's session is `NotAuthenticated` and is left untouched.
+    /// period, in one round trip (`keepalive_with`: the owner check runs before the touch is
+    /// written). Another user's session is `Refused` and is left untouched.
     pub async fn resume(&self, user: &Subject, id: &SessionId) -> Result<Session, Error> {
-        let by_id = self.sessions.trusted_by_id();
-        let s = by_id.get(id).await?;
-        if s.subject != *user {
-            return Err(Error::NotAuthenticated);
-        }
-        by_id.keepalive(id).await
+        self.sessions
+            .trusted_by_id()
+            .keepalive_with(id, |s| s.subject == *user)
+            .await
     }
 
     /// `activeCount`: live sessions on the server.

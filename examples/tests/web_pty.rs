@@ -218,7 +218,7 @@ async fn resume_works_within_the_grace_period_only<S: Store>(store: S) {
     // Another user cannot take it over by id.
     assert_eq!(
         m.resume(&subject("mallory"), &id).await.unwrap_err(),
-        Error::NotAuthenticated
+        Error::Refused
     );
     // Disconnected again, past the grace period: gone.
     c.advance(secs(60));

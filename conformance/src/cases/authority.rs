@@ -153,7 +153,8 @@ pub(crate) async fn revoke_owned_only_reaches_the_owner(env: Env) -> CaseResult 
     Ok(())
 }
 
-/// A pre-grant check runs before the renewal is written: refused, the stored record is
+/// A pre-grant check (validate, refresh, by-id keepalive) runs before its write: refused, the
+/// stored record is
 /// unchanged (no rotated token is stranded, so the real client is never later taken for a
 /// thief); accepted, the renewal happens.
 pub(crate) async fn refused_check_writes_nothing(env: Env) -> CaseResult {
@@ -169,6 +170,15 @@ pub(crate) async fn refused_check_writes_nothing(env: Env) -> CaseResult {
     match s.refresh_with(text(&c), &Context::none(), |_| false).await {
         Err(Error::Refused) => {}
         other => fail!("a refusing refresh_with: expected Refused, got {other:?}"),
+    }
+    // A touch is due too: a refused by-id keepalive must not write it.
+    match s
+        .trusted_by_id()
+        .keepalive_with(&c.session.id, |got| got.subject == bob)
+        .await
+    {
+        Err(Error::Refused) => {}
+        other => fail!("a refusing keepalive_with: expected Refused, got {other:?}"),
     }
     let after = stored(&env, &c.session.id).await?;
     ensure!(after == before, "a refused check wrote to the session");
