@@ -9,7 +9,9 @@ use std::sync::Mutex;
 
 use criterion::{Criterion, criterion_group, criterion_main};
 use leasehold::decide::read::{ReadMode, read};
-use leasehold::{Clock, Context, MemoryStore, Policy, SeededEntropy, SessionId, Store, token};
+use leasehold::{
+    Clock, Context, MemoryStore, OsEntropy, Policy, SeededEntropy, SessionId, Store, token,
+};
 use leasehold_benches::{populate, sessions};
 
 fn engine(c: &mut Criterion) {
@@ -46,6 +48,21 @@ fn engine(c: &mut Criterion) {
                 &entropy,
             );
             assert!(d.write.is_none());
+            d.outcome.is_ok()
+        })
+    });
+    g.bench_function("rotation_os_entropy", |b| {
+        b.iter(|| {
+            let d = read(
+                Some(black_box(&record)),
+                &presented,
+                &Context::none(),
+                ReadMode::Refresh,
+                now,
+                &policy,
+                &OsEntropy,
+            );
+            assert!(d.write.is_some());
             d.outcome.is_ok()
         })
     });

@@ -78,10 +78,8 @@ macro_rules! id_type {
 
         impl fmt::Display for $name {
             fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-                for b in self.0 {
-                    write!(f, "{b:02x}")?;
-                }
-                Ok(())
+                let text = crate::ids::hex_id(&self.0);
+                f.write_str(std::str::from_utf8(&text).map_err(|_| fmt::Error)?)
             }
         }
 
@@ -107,6 +105,18 @@ id_type!(
     SlotId
 );
 
+/// The 36 lowercase hex digits of an id, without a formatter per byte (ids are formatted into
+/// every issued token).
+pub(crate) fn hex_id(b: &[u8; ID_BYTES]) -> [u8; ID_TEXT_LEN] {
+    const DIGITS: &[u8; 16] = b"0123456789abcdef";
+    let mut out = [0u8; ID_TEXT_LEN];
+    for (pair, byte) in out.chunks_exact_mut(2).zip(b) {
+        pair[0] = DIGITS[usize::from(byte >> 4)];
+        pair[1] = DIGITS[usize::from(byte & 0x0f)];
+    }
+    out
+}
+
 /// Strict lowercase-hex decoding of an id (bytes, so non-UTF-8 input is handled too).
 pub(crate) fn parse_hex_id(s: &[u8]) -> Option<[u8; ID_BYTES]> {
     if s.len() != ID_TEXT_LEN {
@@ -130,8 +140,11 @@ fn hex_digit(c: u8) -> Option<u8> {
 macro_rules! name_type {
     ($(#[$doc:meta])* $name:ident, $what:literal) => {
         $(#[$doc])*
+        ///
+        /// Shared, not copied: cloning one (every record and session carries it) is a
+        /// reference-count increment.
         #[derive(Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
-        pub struct $name(String);
+        pub struct $name(std::sync::Arc<str>);
 
         impl $name {
             /// Validates: non-empty, at most [`MAX_NAME_LEN`] bytes, no control characters.
@@ -146,7 +159,7 @@ macro_rules! name_type {
                 if s.chars().any(char::is_control) {
                     return Err(InputError::ControlCharacter($what));
                 }
-                Ok($name(s))
+                Ok($name(s.into()))
             }
 
             /// The text.
@@ -193,7 +206,7 @@ name_type!(
 /// kind even over the same store, so a prefix swapped on a token can never move a session
 /// under another kind's lifetimes. 1–16 characters of `[a-z0-9]`.
 #[derive(Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub struct Kind(String);
+pub struct Kind(std::sync::Arc<str>);
 
 impl Kind {
     /// Validates `[a-z0-9]{1,16}` (a token prefix).
@@ -214,13 +227,13 @@ impl Kind {
         {
             return Err(InputError::Invalid("kind"));
         }
-        Ok(Kind(s))
+        Ok(Kind(s.into()))
     }
 
     /// The kind of records written before kinds were stored (format ≤ 2): the default token
     /// prefix, which is what nearly every such deployment used.
     pub fn legacy() -> Self {
-        Kind("lh1".to_owned())
+        Kind("lh1".into())
     }
 
     /// The text.

@@ -35,6 +35,7 @@ mod error;
 mod event;
 mod ids;
 mod memory;
+mod os_rng;
 mod policy;
 pub mod record;
 pub mod store;

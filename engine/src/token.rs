@@ -107,13 +107,15 @@ pub fn parse(input: &[u8], prefix: &str) -> Result<Presented, TokenError> {
     })
 }
 
-fn format_token(prefix: &str, id: &dyn fmt::Display, secret: &Secret) -> Zeroizing<String> {
+fn format_token(prefix: &str, id: &[u8; ID_BYTES], secret: &Secret) -> Zeroizing<String> {
     let mut s = Zeroizing::new(String::with_capacity(
         prefix.len() + 2 + ID_TEXT_LEN + SECRET_TEXT_LEN,
     ));
     s.push_str(prefix);
     s.push('_');
-    s.push_str(&id.to_string());
+    for &digit in &crate::ids::hex_id(id) {
+        s.push(char::from(digit));
+    }
     s.push('_');
     URL_SAFE_NO_PAD.encode_string(secret.expose(), &mut s);
     s
@@ -133,7 +135,7 @@ macro_rules! token_type {
 
         impl $name {
             pub(crate) fn new(prefix: &str, id: $id, secret: &Secret) -> Self {
-                $name { id, text: format_token(prefix, &id, secret) }
+                $name { id, text: format_token(prefix, id.as_bytes(), secret) }
             }
 
             /// The non-secret id this token selects.

@@ -1465,7 +1465,7 @@ fn seal_key(id: &SessionId, generation: u64, predecessor: &[u8; 32]) -> [u8; 32]
 fn session_verifier(id: &SessionId, secret: &[u8; 32]) -> Verifier {
     Verifier(
         Sha256::new()
-            .chain_update(b"leasehold/v1/verifier/session\0")
+            .chain_update(b"lhS2")
             .chain_update(id.as_bytes())
             .chain_update(secret)
             .finalize()

@@ -28,7 +28,7 @@ pub fn grant(
     policy: &Policy,
 ) -> Option<AccessGrant> {
     let ttl = policy.access_ttl?;
-    let secret = access_secret(id.as_bytes(), generation, session);
+    let secret = access_secret(generation, session);
     Some(AccessGrant {
         verifier: Verifier::derive(SecretKind::Access, id.as_bytes(), &secret),
         expires_at: now.saturating_add(ttl).min(absolute_deadline),
@@ -39,7 +39,7 @@ pub fn grant(
 /// generation, if the record holds an access grant.
 pub fn token(record: &SessionRecord, session: &Secret, policy: &Policy) -> Option<AccessToken> {
     record.credential.access.as_ref()?;
-    let secret = access_secret(record.id.as_bytes(), record.credential.generation, session);
+    let secret = access_secret(record.credential.generation, session);
     Some(AccessToken::new(&policy.access_prefix, record.id, &secret))
 }
 

@@ -68,7 +68,7 @@ pub fn rotate(
         rotated_at: now,
         previous: Some(Predecessor {
             verifier: c.current,
-            sealed_successor: Some(seal(id.as_bytes(), generation, current, &successor)),
+            sealed_successor: Some(seal(generation, current, &successor)),
             successor_seen: false,
         }),
         retired,
@@ -144,7 +144,7 @@ pub fn predecessor(
         return Ok(PredecessorVerdict::Reuse);
     };
     let id: SessionId = record.id;
-    let successor = unseal(id.as_bytes(), c.generation, presented, sealed);
+    let successor = unseal(c.generation, presented, sealed);
     let check = Verifier::derive(SecretKind::Session, id.as_bytes(), &successor);
     if !check.ct_eq(&c.current) {
         // The sealed successor does not open to the current secret: the record is damaged.
