@@ -187,9 +187,10 @@ pub struct Checker {
     needles: Needles,
 }
 
+/// The session id a `<prefix>_<id>_<secret>` text selects. Split from the left: a prefix is
+/// `[a-z0-9]` and an id hex, but a base64url secret may itself contain `_`.
 fn id_of_token(text: &str) -> Option<SessionId> {
-    let parts: Vec<&str> = text.rsplitn(3, '_').collect();
-    parts.get(1).and_then(|sel| SessionId::parse(sel))
+    text.split('_').nth(1).and_then(SessionId::parse)
 }
 
 /// The session an action names, when a denial of it can only be about that session's ending
@@ -618,5 +619,14 @@ mod tests {
         }
         assert_eq!(n.find(b"nothing to see here, really nothing at all"), None);
         assert_eq!(id_of_token(&token), SessionId::parse(&"ab".repeat(18)));
+        // A secret with `_` in it (base64url) still names its session.
+        let underscored = format!(
+            "lh1_{}_Zm9v_mFyYmF6cXV4MTIzNDU2Nzg5MDEyMzQ1Njc4OT_",
+            "cd".repeat(18)
+        );
+        assert_eq!(
+            id_of_token(&underscored),
+            SessionId::parse(&"cd".repeat(18))
+        );
     }
 }
