@@ -1000,7 +1000,8 @@ impl<S: Store + Clone> FaultRun<S> {
         }
         let checks = self
             .checker
-            .records(&records)
+            .transition(last, &records)
+            .and_then(|()| self.checker.records(&records))
             .and_then(|()| self.checker.caps(&records, Some(&slots), now))
             .and_then(|()| match last {
                 Some((Action::RevokeSubject { subject }, Observed::Count(_))) => {
