@@ -12,8 +12,8 @@
 //! calls.
 
 use leasehold_testkit::model::{
-    Anchor, CtxPick, Harness, Jump, Knob, ModelOp, PolicyChoice, TicketPick, TokenPick,
-    VersionPick, check_sequence,
+    AccessPick, Anchor, CtxPick, Harness, Jump, Knob, ModelOp, PolicyChoice, ScopePick, TicketPick,
+    TokenPick, VersionPick, check_sequence,
 };
 use proptest::prelude::*;
 use proptest::test_runner::{Config, FileFailurePersistence};
@@ -52,9 +52,32 @@ fn ticket() -> impl Strategy<Value = TicketPick> {
     ]
 }
 
+fn access() -> impl Strategy<Value = AccessPick> {
+    prop_oneof![
+        6 => (0u8..3).prop_map(AccessPick::Latest),
+        3 => (0u8..3).prop_map(AccessPick::Replaced),
+        1 => (0u8..3).prop_map(AccessPick::Forged),
+        1 => any::<u8>().prop_map(AccessPick::UnknownId),
+        1 => ((0u8..3), any::<u8>()).prop_map(|(session, how)| AccessPick::Garbled { session, how }),
+    ]
+}
+
+fn scope() -> impl Strategy<Value = ScopePick> {
+    prop_oneof![
+        1 => Just(ScopePick::All),
+        2 => subject().prop_map(ScopePick::Subject),
+        1 => (0u8..2).prop_map(ScopePick::Resource),
+    ]
+}
+
+/// The claimed owner or expected subject: mostly the session's own, sometimes another.
+fn claimed() -> impl Strategy<Value = Option<u8>> {
+    prop_oneof![3 => Just(None), 1 => (0u8..3).prop_map(Some)]
+}
+
 fn jump() -> impl Strategy<Value = Jump> {
-    let knob = prop::sample::select(Knob::ALL.to_vec());
-    let anchor = prop::sample::select(Anchor::ALL.to_vec());
+    let knob = prop::sample::select(Knob::WITH_ACCESS.to_vec());
+    let anchor = prop::sample::select(Anchor::WITH_ACCESS.to_vec());
     prop_oneof![
         4 => (0u16..50).prop_map(Jump::Millis),
         3 => (0u16..3000).prop_map(Jump::Millis),
@@ -120,6 +143,18 @@ fn op(state: &Gen) -> BoxedStrategy<ModelOp> {
         slot_weight => (0u8..3).prop_map(|slot| ModelOp::ReleaseSlot { slot }),
         2 => prop_oneof![0u8..4, Just(u8::MAX)].prop_map(|limit| ModelOp::Reap { limit }),
         9 => jump().prop_map(ModelOp::Advance),
+        1 => token().prop_map(|token| ModelOp::Logout { token }),
+        1 => (session.clone(), claimed())
+            .prop_map(|(session, owner)| ModelOp::RevokeOwned { session, owner }),
+        2 => (token(), ctx(), claimed())
+            .prop_map(|(token, ctx, subject)| ModelOp::ValidateAs { token, ctx, subject }),
+        4 => access().prop_map(|access| ModelOp::ValidateAccess { access }),
+        1 => session.clone().prop_map(|session| ModelOp::GetById { session }),
+        2 => session.clone().prop_map(|session| ModelOp::KeepaliveById { session }),
+        1 => session.clone().prop_map(|session| ModelOp::MintTicketById { session }),
+        1 => session.clone().prop_map(|session| ModelOp::GiveBack { session }),
+        1 => subject().prop_map(|subject| ModelOp::CheckCreate { subject }),
+        1 => scope().prop_map(|scope| ModelOp::Count { scope }),
     ]
     .boxed()
 }
@@ -337,7 +372,7 @@ fn decoded_byte_strings_run_clean() {
 }
 
 /// The random test must reach the interesting outcomes, not just pass: run the same
-/// generator for a few hundred cases and check each key (operation → outcome) occurred.
+/// generator for 500 cases and check each key (operation → outcome) occurred.
 #[test]
 fn generator_reaches_every_interesting_outcome() {
     use proptest::strategy::ValueTree;
@@ -347,7 +382,7 @@ fn generator_reaches_every_interesting_outcome() {
     let mut runner = TestRunner::deterministic();
     let strategy = Gen::sequential_strategy(1..40);
     let mut total: BTreeMap<String, u64> = BTreeMap::new();
-    for _ in 0..300 {
+    for _ in 0..500 {
         let (init, transitions, _) = strategy.new_tree(&mut runner).unwrap().current();
         let mut h = Harness::new(init.policy);
         for t in &transitions {
@@ -402,6 +437,30 @@ fn generator_reaches_every_interesting_outcome() {
         "heartbeat_slot → SlotLost",
         "release_slot → true",
         "reap → 1 reaped",
+        "logout → revoked",
+        "logout → already Revoked",
+        "logout → NotAuthenticated",
+        "revoke_owned → revoked",
+        "revoke_owned → unknown",
+        "validate_as → ok",
+        "validate_as → Refused",
+        "validate_access → ok",
+        "validate_access → AccessTokenExpired",
+        "validate_access → NotAuthenticated",
+        "validate_access → Expired",
+        "validate_access → Revoked(Revoked)",
+        "get_by_id → ok",
+        "get_by_id → Expired",
+        "keepalive_by_id → ok",
+        "keepalive_by_id → Expired",
+        "mint_ticket_by_id → ok",
+        "give_back → revoked",
+        "give_back → unknown",
+        "check_create → ok",
+        "check_create → LimitReached(SubjectSessions)",
+        "check_create → RateLimited",
+        "count_subject → count 1",
+        "count_all → count 2",
     ];
     let missing: Vec<&str> = must
         .iter()

@@ -32,7 +32,7 @@ use crate::faults::{Fault, FaultyStore, Op};
 use crate::model::run_support::{EventLog, fill_evicted};
 use crate::model::{
     Action, ByteSource, Checker, Model, ModelOp, ModelSettings, Observed, PolicyChoice, Violation,
-    check_sequence, decode_dump, decode_ops, jump_duration, perform, resolve,
+    check_sequence, decode_dump, decode_ops, decode_ops_v3, jump_duration, perform, resolve,
 };
 
 /// The fuzz targets, by name (the directory names under `fuzz/corpus/` and `fuzz/regressions/`).
@@ -837,24 +837,45 @@ pub struct OpsInput {
     pub steps: Vec<FaultedOp>,
 }
 
+/// The marker that starts an [`ops_vs_model`] input of the v3 operation set
+/// ([`ByteSource::v3`]). No committed corpus input starts with it (none starts with `v`), so
+/// every one of them keeps its meaning.
+pub const OPS_V3_MARKER: &[u8] = b"v3";
+
 /// Decodes an [`ops_vs_model`] input: byte 0 picks the policy; byte 1 the mode (below 64: no
 /// faults, the rest is `model::decode_ops`; otherwise each step is a control byte — a multiple
 /// of 4 queues a fault drawn from the next byte — then an operation as `decode_ops` reads it).
+/// An input that starts with [`OPS_V3_MARKER`] is read the same way after the marker, with
+/// the v3 operation set (`model::decode_ops_v3`: logout, owned revoke, checked validation,
+/// access tokens, by-id operations, `check_create`, `count`).
 pub fn decode_ops_input(data: &[u8]) -> OpsInput {
+    let (v3, data) = match data.strip_prefix(OPS_V3_MARKER) {
+        Some(rest) => (true, rest),
+        None => (false, data),
+    };
     let policy = PolicyChoice::from_byte(data.first().copied().unwrap_or(0));
     let mode = data.get(1).copied().unwrap_or(0);
     let rest = data.get(2..).unwrap_or(&[]);
     if mode < 64 {
+        let ops = if v3 {
+            decode_ops_v3(rest)
+        } else {
+            decode_ops(rest)
+        };
         return OpsInput {
             policy,
             fault_free: true,
-            steps: decode_ops(rest)
+            steps: ops
                 .into_iter()
                 .map(|op| FaultedOp { fault: None, op })
                 .collect(),
         };
     }
-    let mut src = ByteSource::new(rest);
+    let mut src = if v3 {
+        ByteSource::v3(rest)
+    } else {
+        ByteSource::new(rest)
+    };
     let mut steps = Vec::new();
     while !src.is_empty() && steps.len() < 256 {
         let control = src.byte();
@@ -1000,7 +1021,8 @@ impl<S: Store + Clone> FaultRun<S> {
         }
         let checks = self
             .checker
-            .records(&records)
+            .transition(last, &records)
+            .and_then(|()| self.checker.records(&records))
             .and_then(|()| self.checker.caps(&records, Some(&slots), now))
             .and_then(|()| match last {
                 Some((Action::RevokeSubject { subject }, Observed::Count(_))) => {
@@ -1311,6 +1333,61 @@ pub fn seed_corpus(target: &str) -> Vec<(String, Vec<u8>)> {
                     29, 7, // jump past everything
                     28, 7, // reap all
                 ],
+            ));
+            // The v3 operation set (after `OPS_V3_MARKER`), fault-free and faulted, on the
+            // policies that issue access tokens and on one that does not.
+            for choice in [
+                PolicyChoice::Strict,
+                PolicyChoice::CapEvict,
+                PolicyChoice::CapReject,
+            ] {
+                let c = PolicyChoice::ALL
+                    .iter()
+                    .position(|p| *p == choice)
+                    .unwrap_or(0) as u8;
+                let mut clean = [OPS_V3_MARKER, &[c, 0]].concat();
+                clean.extend(random_bytes(&mut rng, 128));
+                out.push((format!("v3-{choice:?}-clean").to_lowercase(), clean));
+                let mut faulty = [OPS_V3_MARKER, &[c, 200]].concat();
+                faulty.extend(random_bytes(&mut rng, 160));
+                out.push((format!("v3-{choice:?}-faults").to_lowercase(), faulty));
+            }
+            // Every v3 operation once or twice, on the Strict policy (access tokens for 3 s).
+            out.push((
+                "v3-authority".into(),
+                [
+                    OPS_V3_MARKER,
+                    &[
+                        3, 0, // policy Strict, fault-free
+                        0, 0, 0, 0, 0, // create alice
+                        45, 0, 0, // validate its access token
+                        43, 0, 0, 0, 0, // validate_as alice
+                        43, 0, 0, 0, 3, // validate_as bob: refused, nothing written
+                        11, 0, 0, 0, // refresh
+                        45, 5, 0, // the replaced access token
+                        45, 0, 0, // the new one
+                        50, 0, // keepalive by id
+                        49, 0, // get by id
+                        51, 0, // mint a ticket by id
+                        22, 0, 0, // redeem it
+                        53, 0, // check_create alice
+                        54, 0, // count all
+                        54, 1, // count alice's
+                        29, 2, 9, 2, // jump the access TTL
+                        45, 0, 0, // access token expired
+                        40, 6, 0, // logout with the predecessor
+                        40, 0, 0, // logout again: already revoked
+                        45, 0, 0, // access token of an ended session
+                        0, 1, 0, 0, 0, // create bob
+                        52, 0, // give it back
+                        42, 0, 1, // revoke_owned by alice: unknown
+                        42, 0, 0, // revoke_owned by bob: already revoked
+                        53, 1, // check_create bob
+                        29, 7, // jump past everything
+                        28, 7, // reap all
+                    ],
+                ]
+                .concat(),
             ));
         }
         _ => {}

@@ -30,12 +30,13 @@ mod run;
 mod state;
 
 pub use action::{
-    Action, Denial, Observed, TicketInput, TicketKind, TokenInput, TokenKind, perform,
+    AccessInput, AccessKind, Action, Denial, Observed, TicketInput, TicketKind, TokenInput,
+    TokenKind, perform,
 };
 pub use check::{Checker, Violation, decode_dump};
 pub use ops::{
-    Anchor, ByteSource, CtxPick, Jump, Knob, ModelOp, PolicyChoice, TicketPick, TokenPick,
-    VersionPick, decode_ops, jump_duration, resolve,
+    AccessPick, Anchor, ByteSource, CtxPick, Jump, Knob, ModelOp, PolicyChoice, ScopePick,
+    TicketPick, TokenPick, VersionPick, decode_ops, decode_ops_v3, jump_duration, resolve,
 };
 pub use run::{Harness, check_sequence};
 pub use state::{Divergence, MSession, MSlot, MState, MTicket, Model, ModelSettings, Presence};

@@ -492,7 +492,7 @@ fn short_id(id: &impl fmt::Display) -> String {
 /// A short, secret-free description of an action for the trace.
 fn describe(a: &Action) -> String {
     let tok = |t: &crate::model::TokenInput| {
-        let id = t.text.rsplit('_').nth(1).unwrap_or("?");
+        let id = t.text.split('_').nth(1).unwrap_or("?");
         format!("{:?}:{}", t.kind, id.chars().take(8).collect::<String>())
     };
     match a {
@@ -515,7 +515,7 @@ fn describe(a: &Action) -> String {
         }
         Action::MintTicket { token, .. } => format!("mint_ticket({})", tok(token)),
         Action::RedeemTicket { ticket } => {
-            let id = ticket.text.rsplit('_').nth(1).unwrap_or("?");
+            let id = ticket.text.split('_').nth(1).unwrap_or("?");
             format!(
                 "redeem({:?}:{})",
                 ticket.kind,

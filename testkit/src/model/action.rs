@@ -3,7 +3,7 @@
 use std::fmt;
 use std::time::Duration;
 
-use leasehold::store::ReapOutcome;
+use leasehold::store::{ReapOutcome, Scope};
 use leasehold::{
     Context, CreateOptions, Error, Limit, Resource, RevokeOutcome, RevokeReason, Session,
     SessionId, Sessions, SlotId, Store, Subject, TicketId, Timestamp,
@@ -44,6 +44,29 @@ pub enum TicketKind {
     Malformed,
 }
 
+/// What the test knows about a presented access token.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum AccessKind {
+    /// An access token text the system issued (the model looks it up: a rotation may have
+    /// replaced it since).
+    Issued,
+    /// Well-formed, carrying this session's id, with a secret the system never issued.
+    Forged(SessionId),
+    /// Well-formed, with an id no session has.
+    UnknownId,
+    /// Not a well-formed access token (a session token presented as one is malformed too).
+    Malformed,
+}
+
+/// An access token as a client presents it.
+#[derive(Clone, PartialEq, Eq)]
+pub struct AccessInput {
+    /// The text sent.
+    pub text: String,
+    /// What it is.
+    pub kind: AccessKind,
+}
+
 /// A ticket as a client presents it.
 #[derive(Clone, PartialEq, Eq)]
 pub struct TicketInput {
@@ -66,6 +89,12 @@ fn short(text: &str) -> String {
 }
 
 impl fmt::Debug for TokenInput {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{:?}({})", self.kind, short(&self.text))
+    }
+}
+
+impl fmt::Debug for AccessInput {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "{:?}({})", self.kind, short(&self.text))
     }
@@ -168,6 +197,62 @@ pub enum Action {
         /// Batch limit.
         limit: usize,
     },
+    /// `logout` by token.
+    Logout {
+        /// Presented token.
+        token: TokenInput,
+    },
+    /// `revoke_owned`: revoke `id` for the owner `subject`.
+    RevokeOwned {
+        /// The owner the application authenticated.
+        subject: Subject,
+        /// Session id.
+        id: SessionId,
+    },
+    /// `validate_as`: a validate whose pre-grant check expects `subject`.
+    ValidateAs {
+        /// Presented token.
+        token: TokenInput,
+        /// Request binding.
+        binding: Option<String>,
+        /// The subject the caller expects.
+        subject: Subject,
+    },
+    /// `validate_access`.
+    ValidateAccess {
+        /// Presented access token.
+        access: AccessInput,
+    },
+    /// `trusted_by_id().get`.
+    GetById {
+        /// Session id.
+        id: SessionId,
+    },
+    /// `trusted_by_id().keepalive`.
+    KeepaliveById {
+        /// Session id.
+        id: SessionId,
+    },
+    /// `trusted_by_id().mint_ticket`.
+    MintTicketById {
+        /// Session id.
+        id: SessionId,
+    },
+    /// `trusted_by_id().give_back`.
+    GiveBack {
+        /// Session id.
+        id: SessionId,
+    },
+    /// `check_create`.
+    CheckCreate {
+        /// Subject.
+        subject: Subject,
+    },
+    /// `count`.
+    Count {
+        /// What to count.
+        scope: Scope,
+    },
 }
 
 impl Action {
@@ -188,6 +273,20 @@ impl Action {
             Action::HeartbeatSlot { .. } => "heartbeat_slot",
             Action::ReleaseSlot { .. } => "release_slot",
             Action::Reap { .. } => "reap",
+            Action::Logout { .. } => "logout",
+            Action::RevokeOwned { .. } => "revoke_owned",
+            Action::ValidateAs { .. } => "validate_as",
+            Action::ValidateAccess { .. } => "validate_access",
+            Action::GetById { .. } => "get_by_id",
+            Action::KeepaliveById { .. } => "keepalive_by_id",
+            Action::MintTicketById { .. } => "mint_ticket_by_id",
+            Action::GiveBack { .. } => "give_back",
+            Action::CheckCreate { .. } => "check_create",
+            Action::Count { scope } => match scope {
+                Scope::All => "count_all",
+                Scope::Subject(_) => "count_subject",
+                Scope::Resource(_) => "count_resource",
+            },
         }
     }
 }
@@ -213,6 +312,10 @@ pub enum Denial {
     RateLimited(Duration),
     /// `Error::SlotLost`.
     SlotLost,
+    /// `Error::AccessTokenExpired`.
+    AccessTokenExpired,
+    /// `Error::Refused` (an application check refused the session).
+    Refused,
     /// `Error::InvalidInput`.
     InvalidInput,
     /// `Error::VersionConflict`.
@@ -240,6 +343,8 @@ impl Denial {
             Error::LimitReached { limit } => Denial::LimitReached(*limit),
             Error::RateLimited { retry_after } => Denial::RateLimited(*retry_after),
             Error::SlotLost => Denial::SlotLost,
+            Error::AccessTokenExpired => Denial::AccessTokenExpired,
+            Error::Refused => Denial::Refused,
             Error::InvalidInput(_) => Denial::InvalidInput,
             Error::VersionConflict => Denial::VersionConflict,
             Error::CorruptRecord(_) => Denial::Corrupt,
@@ -266,24 +371,28 @@ pub enum Observed {
         token: String,
         /// Sessions evicted to make room, if the caller could see them (from events).
         evicted: Option<Vec<SessionId>>,
+        /// Its first access token text, if the policy issues them.
+        access: Option<String>,
     },
-    /// `validate` or `refresh` succeeded.
+    /// `validate`, `validate_as` or `refresh` succeeded.
     Read {
         /// The session.
         session: Session,
         /// The token handed back (always for refresh; after renewal or a predecessor for
         /// validate).
         token: Option<String>,
+        /// The access token handed back with `token`, if the policy issues them.
+        access: Option<String>,
     },
-    /// `revoke` answered.
+    /// `revoke` (by id, owned, logout, give back) answered.
     Revoked(RevokeOutcome),
-    /// `revoke_subject` / `revoke_resource` answered.
+    /// `revoke_subject` / `revoke_resource` / `count` answered.
     Count(u64),
     /// `list` answered.
     Listed(Vec<Session>),
     /// `update_data` succeeded.
     Updated(Session),
-    /// `mint_ticket` succeeded.
+    /// `mint_ticket` (or the by-id `mint_ticket`: no renewal) succeeded.
     Minted {
         /// The ticket text.
         ticket: String,
@@ -295,7 +404,13 @@ pub enum Observed {
         session: Session,
         /// The renewed session token, if the validation renewed it.
         renewed: Option<String>,
+        /// The access token handed back with `renewed`, if the policy issues them.
+        access: Option<String>,
     },
+    /// `validate_access`, or a by-id `get` / `keepalive`, succeeded.
+    Session(Session),
+    /// `check_create` answered that a create would pass.
+    Admitted,
     /// `redeem_ticket` succeeded.
     Redeemed(Session),
     /// `acquire_slot` / `heartbeat_slot` succeeded.
@@ -347,7 +462,7 @@ impl Observed {
         let s = |x: &Session| format!("{}#g{}", x.id, x.generation);
         match self {
             Observed::Created { session, .. } => format!("created {}", s(session)),
-            Observed::Read { session, token } => format!(
+            Observed::Read { session, token, .. } => format!(
                 "ok {} {}",
                 s(session),
                 if token.is_some() { "+token" } else { "" }
@@ -358,6 +473,8 @@ impl Observed {
             Observed::Updated(x) => format!("updated {} dv{}", s(x), x.data_version),
             Observed::Minted { ticket_id, .. } => format!("minted {ticket_id}"),
             Observed::Redeemed(x) => format!("redeemed for {}", s(x)),
+            Observed::Session(x) => format!("session {}", s(x)),
+            Observed::Admitted => "admitted".into(),
             Observed::Slot { id, expires_at } => format!("slot {id} until {expires_at}"),
             Observed::Released(b) => format!("released={b}"),
             Observed::Reaped(o) => format!("reaped s{} t{} l{}", o.sessions, o.tickets, o.slots),
@@ -406,16 +523,14 @@ pub async fn perform<S: Store>(sessions: &Sessions<S>, action: &Action) -> Obser
                     session: c.session,
                     token: c.token.expose_secret().to_owned(),
                     evicted: None,
+                    access: c.access.map(|a| a.expose_secret().to_owned()),
                 },
                 Err(e) => denied(e),
             }
         }
         Action::Validate { token, binding } => {
             match sessions.validate(&token.text, &context(binding)).await {
-                Ok(v) => Observed::Read {
-                    session: v.session,
-                    token: v.renewed.map(|t| t.expose_secret().to_owned()),
-                },
+                Ok(v) => validated(v),
                 Err(e) => denied(e),
             }
         }
@@ -424,6 +539,7 @@ pub async fn perform<S: Store>(sessions: &Sessions<S>, action: &Action) -> Obser
                 Ok(r) => Observed::Read {
                     session: r.session,
                     token: Some(r.token.expose_secret().to_owned()),
+                    access: r.access.map(|a| a.expose_secret().to_owned()),
                 },
                 Err(e) => denied(e),
             }
@@ -458,6 +574,7 @@ pub async fn perform<S: Store>(sessions: &Sessions<S>, action: &Action) -> Obser
                     expires_at: t.expires_at,
                     session: t.validated.session,
                     renewed: t.validated.renewed.map(|r| r.expose_secret().to_owned()),
+                    access: t.validated.access.map(|a| a.expose_secret().to_owned()),
                 },
                 Err(e) => denied(e),
             }
@@ -490,6 +607,68 @@ pub async fn perform<S: Store>(sessions: &Sessions<S>, action: &Action) -> Obser
             Ok(o) => Observed::Reaped(o),
             Err(e) => denied(e),
         },
+        Action::Logout { token } => match sessions.logout(&token.text).await {
+            Ok(o) => Observed::Revoked(o),
+            Err(e) => denied(e),
+        },
+        Action::RevokeOwned { subject, id } => match sessions.revoke_owned(subject, id).await {
+            Ok(o) => Observed::Revoked(o),
+            Err(e) => denied(e),
+        },
+        Action::ValidateAs {
+            token,
+            binding,
+            subject,
+        } => match sessions
+            .validate_as(&token.text, &context(binding), subject)
+            .await
+        {
+            Ok(v) => validated(v),
+            Err(e) => denied(e),
+        },
+        Action::ValidateAccess { access } => match sessions.validate_access(&access.text).await {
+            Ok(s) => Observed::Session(s),
+            Err(e) => denied(e),
+        },
+        Action::GetById { id } => match sessions.trusted_by_id().get(id).await {
+            Ok(s) => Observed::Session(s),
+            Err(e) => denied(e),
+        },
+        Action::KeepaliveById { id } => match sessions.trusted_by_id().keepalive(id).await {
+            Ok(s) => Observed::Session(s),
+            Err(e) => denied(e),
+        },
+        Action::MintTicketById { id } => match sessions.trusted_by_id().mint_ticket(id).await {
+            Ok(m) => Observed::Minted {
+                ticket: m.ticket.expose_secret().to_owned(),
+                ticket_id: *m.ticket.id(),
+                expires_at: m.expires_at,
+                session: m.session,
+                renewed: None,
+                access: None,
+            },
+            Err(e) => denied(e),
+        },
+        Action::GiveBack { id } => match sessions.trusted_by_id().give_back(id).await {
+            Ok(o) => Observed::Revoked(o),
+            Err(e) => denied(e),
+        },
+        Action::CheckCreate { subject } => match sessions.check_create(subject).await {
+            Ok(()) => Observed::Admitted,
+            Err(e) => denied(e),
+        },
+        Action::Count { scope } => match sessions.count(scope).await {
+            Ok(n) => Observed::Count(n),
+            Err(e) => denied(e),
+        },
+    }
+}
+
+fn validated(v: leasehold::Validated) -> Observed {
+    Observed::Read {
+        session: v.session,
+        token: v.renewed.map(|t| t.expose_secret().to_owned()),
+        access: v.access.map(|a| a.expose_secret().to_owned()),
     }
 }
 

@@ -12,7 +12,7 @@ use leasehold::record::{SessionRecord, SlotRecord, TicketRecord};
 use leasehold::token::SECRET_TEXT_LEN;
 use leasehold::{Policy, Resource, RevokeOutcome, Session, SessionId, SlotId, Subject, Timestamp};
 
-use super::action::{Action, Denial, Observed, TokenKind};
+use super::action::{AccessKind, Action, Denial, Observed, TokenKind};
 
 /// A broken invariant or a divergence from the model, with where it happened.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -184,12 +184,18 @@ pub struct Checker {
     /// Sessions that ended for good (a caller was told so, or the store holds its tombstone),
     /// with their tombstone once seen: a tombstone is final (only the reaper removes it).
     dead: BTreeMap<SessionId, Option<SessionRecord>>,
+    /// The (session, generation) each access token text was handed out with.
+    access: BTreeMap<String, (SessionId, u64)>,
+    /// Every stored session record as of the last [`records`](Checker::records) audit: what
+    /// the next operation started from.
+    before: BTreeMap<SessionId, SessionRecord>,
     needles: Needles,
 }
 
+/// The session id a `<prefix>_<id>_<secret>` text selects. Split from the left: a prefix is
+/// `[a-z0-9]` and an id hex, but a base64url secret may itself contain `_`.
 fn id_of_token(text: &str) -> Option<SessionId> {
-    let parts: Vec<&str> = text.rsplitn(3, '_').collect();
-    parts.get(1).and_then(|sel| SessionId::parse(sel))
+    text.split('_').nth(1).and_then(SessionId::parse)
 }
 
 /// The session an action names, when a denial of it can only be about that session's ending
@@ -202,7 +208,21 @@ fn session_of(action: &Action) -> Option<SessionId> {
             TokenKind::Issued => id_of_token(&token.text),
             _ => None,
         },
-        Action::Revoke { id } | Action::UpdateData { id, .. } => Some(*id),
+        Action::Logout { token } | Action::ValidateAs { token, .. } => match token.kind {
+            TokenKind::Issued => id_of_token(&token.text),
+            _ => None,
+        },
+        Action::ValidateAccess { access } => match access.kind {
+            AccessKind::Issued => id_of_token(&access.text),
+            _ => None,
+        },
+        Action::Revoke { id }
+        | Action::UpdateData { id, .. }
+        | Action::RevokeOwned { id, .. }
+        | Action::GetById { id }
+        | Action::KeepaliveById { id }
+        | Action::MintTicketById { id }
+        | Action::GiveBack { id } => Some(*id),
         Action::AcquireSlot { session, .. } => Some(*session),
         _ => None,
     }
@@ -221,6 +241,8 @@ impl Checker {
             redeemed: BTreeMap::new(),
             slots: BTreeMap::new(),
             dead: BTreeMap::new(),
+            access: BTreeMap::new(),
+            before: BTreeMap::new(),
             needles: Needles::default(),
         }
     }
@@ -297,6 +319,11 @@ impl Checker {
     /// they were told of are recorded. INV-store-time: once any caller was told a session
     /// expired or was revoked, nothing grants it again — on any node, at any clock.
     pub fn outcomes(&mut self, ops: &[(Timestamp, &Action, &Observed)]) -> Result<(), Violation> {
+        // Against the generations handed out before any of them (concurrent ones may come
+        // later in a serial order).
+        for (_, action, obs) in ops {
+            self.access_current(action, obs)?;
+        }
         for (now, action, obs) in ops {
             self.check_one(*now, action, obs)?;
         }
@@ -315,6 +342,42 @@ impl Checker {
         Ok(())
     }
 
+    /// An access token validates only as its session's current one: the session it names, at
+    /// the generation it was handed out with, and no later generation handed out since (a
+    /// rotation replaces it).
+    fn access_current(&self, action: &Action, obs: &Observed) -> Result<(), Violation> {
+        let (Action::ValidateAccess { access }, Observed::Session(s)) = (action, obs) else {
+            return Ok(());
+        };
+        let Some(&(id, g)) = self.access.get(&access.text) else {
+            return Ok(());
+        };
+        let newest = self
+            .successors
+            .range((id, 0)..=(id, u64::MAX))
+            .next_back()
+            .map_or(0, |((_, n), _)| *n);
+        if s.id != id || s.generation != g || newest > g {
+            return Err(Violation::new(
+                "INV-authority",
+                format!(
+                    "the access token of {id} generation {g} validated as {} generation {} \
+                     (generation {newest} handed out since)",
+                    s.id, s.generation
+                ),
+            ));
+        }
+        Ok(())
+    }
+
+    fn access_issued(&mut self, id: SessionId, generation: u64, text: &str) {
+        self.needles.add(
+            text,
+            &format!("access token of {id} generation {generation}"),
+        );
+        self.access.insert(text.to_owned(), (id, generation));
+    }
+
     fn check_one(
         &mut self,
         now: Timestamp,
@@ -322,7 +385,12 @@ impl Checker {
         obs: &Observed,
     ) -> Result<(), Violation> {
         match obs {
-            Observed::Created { session, token, .. } => {
+            Observed::Created {
+                session,
+                token,
+                access,
+                ..
+            } => {
                 self.granted(now, session)?;
                 if session.generation != 0 {
                     return Err(Violation::new(
@@ -331,14 +399,26 @@ impl Checker {
                     ));
                 }
                 self.successor(session.id, 0, token)?;
+                if let Some(a) = access {
+                    self.access_issued(session.id, 0, a);
+                }
             }
-            Observed::Read { session, token } => {
+            Observed::Read {
+                session,
+                token,
+                access,
+            } => {
                 self.granted(now, session)?;
                 if let Some(t) = token {
                     self.successor(session.id, session.generation, t)?;
                 }
+                if let Some(a) = access {
+                    self.access_issued(session.id, session.generation, a);
+                }
             }
-            Observed::Updated(s) | Observed::Redeemed(s) => self.granted(now, s)?,
+            Observed::Updated(s) | Observed::Redeemed(s) | Observed::Session(s) => {
+                self.granted(now, s)?;
+            }
             Observed::Listed(v) => {
                 for s in v {
                     self.granted(now, s)?;
@@ -349,11 +429,15 @@ impl Checker {
                 session,
                 renewed,
                 ticket_id,
+                access,
                 ..
             } => {
                 self.granted(now, session)?;
                 if let Some(t) = renewed {
                     self.successor(session.id, session.generation, t)?;
+                }
+                if let Some(a) = access {
+                    self.access_issued(session.id, session.generation, a);
                 }
                 self.needles.add(ticket, &format!("ticket {ticket_id}"));
             }
@@ -380,9 +464,85 @@ impl Checker {
         Ok(())
     }
 
+    /// Checks what one operation (`last`, run alone since the previous
+    /// [`records`](Self::records) audit) did to the record of the session it names, given the
+    /// stored `records` now (call before `records`, which takes the new snapshot):
+    /// - a check that refused (`validate_as` → `Refused`) wrote nothing;
+    /// - a logout never rotates or touches: the credential and the last activity are as they
+    ///   were (only the tombstone is written);
+    /// - an access-token validation is a pure read: the record is as it was, or became the
+    ///   `Expired` tombstone of an ending it observed;
+    /// - a by-id keepalive never rotates, and never revives (with [`records`](Self::records):
+    ///   a tombstone never changes).
+    pub fn transition(
+        &self,
+        last: Option<(&Action, &Observed)>,
+        records: &[SessionRecord],
+    ) -> Result<(), Violation> {
+        let Some((action, obs)) = last else {
+            return Ok(());
+        };
+        let Some(id) = (match action {
+            Action::ValidateAs { .. }
+            | Action::Logout { .. }
+            | Action::ValidateAccess { .. }
+            | Action::KeepaliveById { .. } => session_of(action),
+            _ => None,
+        }) else {
+            return Ok(());
+        };
+        let (Some(before), Some(after)) =
+            (self.before.get(&id), records.iter().find(|r| r.id == id))
+        else {
+            return Ok(());
+        };
+        let kept = before.credential == after.credential && before.last_seen == after.last_seen;
+        let broken = match action {
+            Action::ValidateAs { .. } if *obs == Observed::Denied(Denial::Refused) => {
+                (before != after).then_some("a refused check wrote to the session")
+            }
+            Action::Logout { .. } => (!kept).then_some("a logout rotated or touched the session"),
+            Action::ValidateAccess { .. } => {
+                let ended = matches!(
+                    after.state,
+                    leasehold::SessionState::Revoked {
+                        reason: leasehold::RevokeReason::Expired,
+                        ..
+                    }
+                ) && !before.is_tombstone();
+                (before != after && !(kept && ended))
+                    .then_some("an access-token validation wrote more than an observed ending")
+            }
+            Action::KeepaliveById { .. } => (before.credential != after.credential)
+                .then_some("a keepalive changed the session's credential"),
+            _ => None,
+        };
+        match broken {
+            Some(what) => Err(Violation::new(
+                "INV-authority",
+                format!(
+                    "{what}: {} v{} ({:?}, generation {}, last seen {}) became v{} ({:?}, \
+                     generation {}, last seen {})",
+                    id,
+                    before.version,
+                    before.state,
+                    before.credential.generation,
+                    before.last_seen,
+                    after.version,
+                    after.state,
+                    after.credential.generation,
+                    after.last_seen
+                ),
+            )),
+            None => Ok(()),
+        }
+    }
+
     /// Checks every stored session record (every clock at once: none is assumed). A session
-    /// that ended for good is a tombstone or gone; a tombstone never changes.
+    /// that ended for good is a tombstone or gone; a tombstone never changes. Keeps them as the
+    /// snapshot the next [`transition`](Self::transition) starts from.
     pub fn records(&mut self, records: &[SessionRecord]) -> Result<(), Violation> {
+        self.before = records.iter().map(|r| (r.id, r.clone())).collect();
         for r in records {
             if r.absolute_deadline != r.created_at.saturating_add(self.absolute)
                 || r.expires_at > r.absolute_deadline
@@ -618,5 +778,14 @@ mod tests {
         }
         assert_eq!(n.find(b"nothing to see here, really nothing at all"), None);
         assert_eq!(id_of_token(&token), SessionId::parse(&"ab".repeat(18)));
+        // A secret with `_` in it (base64url) still names its session.
+        let underscored = format!(
+            "lh1_{}_Zm9v_mFyYmF6cXV4MTIzNDU2Nzg5MDEyMzQ1Njc4OT_",
+            "cd".repeat(18)
+        );
+        assert_eq!(
+            id_of_token(&underscored),
+            SessionId::parse(&"cd".repeat(18))
+        );
     }
 }

@@ -9,7 +9,11 @@ use leasehold::{
     TicketId, Timestamp,
 };
 
-use super::action::{Action, TicketInput, TicketKind, TokenInput, TokenKind};
+use leasehold::store::Scope;
+
+use super::action::{
+    AccessInput, AccessKind, Action, TicketInput, TicketKind, TokenInput, TokenKind,
+};
 use super::state::{MSession, Model};
 
 /// The policies model-based runs use: short durations (so sequences of a few dozen steps reach
@@ -19,13 +23,16 @@ pub enum PolicyChoice {
     /// Subject cap 2 (reject), creation rate 3 per 10 s, slot caps 2 per session / 3 per
     /// resource, reuse detection on (history 2).
     CapReject,
-    /// Subject cap 2 (evict oldest), global cap 3, 1 slot per session, reuse detection on.
+    /// Subject cap 2 (evict oldest), global cap 3, 1 slot per session, reuse detection on;
+    /// access tokens for 30 s (longer than the idle timeout: only the absolute deadline bounds
+    /// them).
     CapEvict,
     /// Reuse detection off, no idle timeout, no renewal, touch on every read, no grace or
     /// orphan window, binding not enforced, no caps.
     Lenient,
     /// Idle 10 s, touch 3 s, renewal 4 s, grace = orphan = 2 s, history 1, creation rate 2 per
-    /// 5 s, subject cap 3 (evict), 1 slot per resource, global cap 8.
+    /// 5 s, subject cap 3 (evict), 1 slot per resource, global cap 8; access tokens for 3 s
+    /// (shorter than the renewal interval: they expire before a rotation replaces them).
     Strict,
     /// The simulation's default: subject cap 3 (evict), creation rate 4 per 10 s, slot caps
     /// 2 per session / 3 per resource.
@@ -89,7 +96,8 @@ impl PolicyChoice {
                     max: 3,
                     on_full: CapPolicy::Reject,
                 }))
-                .max_slots_per_session(Some(1)),
+                .max_slots_per_session(Some(1))
+                .access_ttl(Some(secs(30))),
             PolicyChoice::Lenient => base()
                 .absolute_lifetime(secs(30))
                 .reuse_detection(false)
@@ -119,7 +127,8 @@ impl PolicyChoice {
                 .global_cap(Some(leasehold::GlobalCap {
                     max: 8,
                     on_full: CapPolicy::Reject,
-                })),
+                }))
+                .access_ttl(Some(secs(3))),
             PolicyChoice::Simulation => base()
                 .subject_cap(Some(SubjectCap {
                     max: 3,
@@ -179,6 +188,37 @@ pub enum CtxPick {
     Other,
 }
 
+/// Which access token a client presents.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum AccessPick {
+    /// The newest known access token of the n-th most recent session that has one.
+    Latest(u8),
+    /// The one before it (replaced by a rotation, if the newest is current).
+    Replaced(u8),
+    /// The session's id with a secret never issued.
+    Forged(u8),
+    /// A well-formed access token with an unknown id.
+    UnknownId(u8),
+    /// A malformed access token (a damaged one, or a session token presented as one).
+    Garbled {
+        /// Session (n-th most recent).
+        session: u8,
+        /// Which damage.
+        how: u8,
+    },
+}
+
+/// What a count covers.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ScopePick {
+    /// Every session.
+    All,
+    /// One subject's.
+    Subject(u8),
+    /// One resource's.
+    Resource(u8),
+}
+
 /// Which ticket a client presents.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum TicketPick {
@@ -224,6 +264,8 @@ pub enum Knob {
     SlotTtl,
     /// Creation-rate window.
     RateWindow,
+    /// Access token TTL (not in [`Knob::ALL`], which committed fuzz inputs index).
+    AccessTtl,
 }
 
 impl Knob {
@@ -238,6 +280,20 @@ impl Knob {
         Knob::TicketTtl,
         Knob::SlotTtl,
         Knob::RateWindow,
+    ];
+
+    /// Every knob, access TTL included (the v3 decoding and the proptest generator).
+    pub const WITH_ACCESS: [Knob; 10] = [
+        Knob::Touch,
+        Knob::Grace,
+        Knob::Orphan,
+        Knob::Renewal,
+        Knob::Idle,
+        Knob::Absolute,
+        Knob::TicketTtl,
+        Knob::SlotTtl,
+        Knob::RateWindow,
+        Knob::AccessTtl,
     ];
 }
 
@@ -260,6 +316,9 @@ pub enum Anchor {
     TicketExpiry,
     /// `expires_at` of a slot.
     SlotExpiry,
+    /// The current access token's deadline of a session (not in [`Anchor::ALL`], which
+    /// committed fuzz inputs index).
+    AccessExpiry,
 }
 
 impl Anchor {
@@ -273,6 +332,19 @@ impl Anchor {
         Anchor::AbsoluteDeadline,
         Anchor::TicketExpiry,
         Anchor::SlotExpiry,
+    ];
+
+    /// Every anchor, the access token's deadline included.
+    pub const WITH_ACCESS: [Anchor; 9] = [
+        Anchor::TouchDue,
+        Anchor::GraceEnd,
+        Anchor::OrphanEnd,
+        Anchor::RenewalDue,
+        Anchor::Expiry,
+        Anchor::AbsoluteDeadline,
+        Anchor::TicketExpiry,
+        Anchor::SlotExpiry,
+        Anchor::AccessExpiry,
     ];
 }
 
@@ -394,6 +466,62 @@ pub enum ModelOp {
     },
     /// Move the clock.
     Advance(Jump),
+    /// Log out by token.
+    Logout {
+        /// Token.
+        token: TokenPick,
+    },
+    /// Revoke a session for an owner.
+    RevokeOwned {
+        /// Session (n-th most recent).
+        session: u8,
+        /// The owner claimed: `None` its own, else one of the subjects.
+        owner: Option<u8>,
+    },
+    /// Validate, expecting a subject (a pre-grant check).
+    ValidateAs {
+        /// Token.
+        token: TokenPick,
+        /// Context.
+        ctx: CtxPick,
+        /// The subject expected: `None` the session's own, else one of the subjects.
+        subject: Option<u8>,
+    },
+    /// Validate an access token.
+    ValidateAccess {
+        /// Access token.
+        access: AccessPick,
+    },
+    /// Trusted `get` by id.
+    GetById {
+        /// Session (n-th most recent).
+        session: u8,
+    },
+    /// Trusted `keepalive` by id.
+    KeepaliveById {
+        /// Session (n-th most recent).
+        session: u8,
+    },
+    /// Trusted `mint_ticket` by id.
+    MintTicketById {
+        /// Session (n-th most recent).
+        session: u8,
+    },
+    /// Trusted `give_back` by id.
+    GiveBack {
+        /// Session (n-th most recent).
+        session: u8,
+    },
+    /// Would a create of this subject pass?
+    CheckCreate {
+        /// Subject.
+        subject: u8,
+    },
+    /// Count live sessions.
+    Count {
+        /// Scope.
+        scope: ScopePick,
+    },
 }
 
 /// Subjects used by model-based runs.
@@ -422,12 +550,29 @@ fn data(len: u8, salt: u8) -> Vec<u8> {
 pub struct ByteSource<'a> {
     data: &'a [u8],
     pos: usize,
+    v3: bool,
 }
 
 impl<'a> ByteSource<'a> {
-    /// Reads `data` from the start.
+    /// Reads `data` from the start, decoding the original operation set (every committed fuzz
+    /// input keeps its meaning).
     pub fn new(data: &'a [u8]) -> Self {
-        ByteSource { data, pos: 0 }
+        ByteSource {
+            data,
+            pos: 0,
+            v3: false,
+        }
+    }
+
+    /// Reads `data` from the start, decoding the v3 operation set: the original one plus
+    /// logout, owned revoke, checked validation, access tokens, the trusted by-id operations,
+    /// `check_create` and `count` (see [`op`](Self::op)), and jumps to the access TTL.
+    pub fn v3(data: &'a [u8]) -> Self {
+        ByteSource {
+            data,
+            pos: 0,
+            v3: true,
+        }
     }
 
     /// True once every byte was read.
@@ -477,10 +622,48 @@ impl<'a> ByteSource<'a> {
         (self.byte() % 5) as i8 - 2
     }
 
+    fn knob(&mut self) -> Knob {
+        let b = self.byte() as usize;
+        if self.v3 {
+            Knob::WITH_ACCESS[b % Knob::WITH_ACCESS.len()]
+        } else {
+            Knob::ALL[b % Knob::ALL.len()]
+        }
+    }
+
+    fn anchor(&mut self) -> Anchor {
+        let b = self.byte() as usize;
+        if self.v3 {
+            Anchor::WITH_ACCESS[b % Anchor::WITH_ACCESS.len()]
+        } else {
+            Anchor::ALL[b % Anchor::ALL.len()]
+        }
+    }
+
+    fn access(&mut self) -> AccessPick {
+        let (a, b) = (self.byte(), self.byte());
+        match a % 10 {
+            0..=4 => AccessPick::Latest(b),
+            5 | 6 => AccessPick::Replaced(b),
+            7 => AccessPick::Forged(b),
+            8 => AccessPick::UnknownId(b),
+            _ => AccessPick::Garbled {
+                session: b,
+                how: a >> 4,
+            },
+        }
+    }
+
     /// Decodes one operation. Weights: creates and reads are the most common, clock jumps a
-    /// quarter of everything.
+    /// quarter of everything. The original set reads a tag byte modulo 40; the v3 set
+    /// ([`ByteSource::v3`]) modulo 56, where 0–39 mean what they always meant and 40–55 are the
+    /// new operations.
     pub fn op(&mut self) -> ModelOp {
-        let tag = self.byte() % 40;
+        let b = self.byte();
+        if self.v3 && b % 56 >= 40 {
+            return self.op_v3(b % 56 - 40);
+        }
+        let tag = if self.v3 { b % 56 } else { b % 40 };
         match tag {
             0..=5 => ModelOp::Create {
                 subject: self.byte(),
@@ -547,16 +730,62 @@ impl<'a> ByteSource<'a> {
             _ => ModelOp::Advance(match self.byte() % 8 {
                 0 | 1 => ModelOp::millis(self.byte(), self.byte()),
                 2..=4 => Jump::Knob {
-                    knob: Knob::ALL[self.byte() as usize % Knob::ALL.len()],
+                    knob: self.knob(),
                     delta_ms: self.delta(),
                 },
                 5 | 6 => Jump::Anchor {
-                    target: Anchor::ALL[self.byte() as usize % Anchor::ALL.len()],
+                    target: self.anchor(),
                     index: self.byte(),
                     delta_ms: self.delta(),
                 },
                 _ => Jump::PastEverything,
             }),
+        }
+    }
+
+    /// The operations added in v3, by tag 0–15.
+    fn op_v3(&mut self, tag: u8) -> ModelOp {
+        match tag {
+            0 | 1 => ModelOp::Logout {
+                token: self.token(),
+            },
+            2 => ModelOp::RevokeOwned {
+                session: self.byte(),
+                owner: self.opt(),
+            },
+            3 | 4 => ModelOp::ValidateAs {
+                token: self.token(),
+                ctx: self.ctx(),
+                subject: self.opt(),
+            },
+            5..=8 => ModelOp::ValidateAccess {
+                access: self.access(),
+            },
+            9 => ModelOp::GetById {
+                session: self.byte(),
+            },
+            10 => ModelOp::KeepaliveById {
+                session: self.byte(),
+            },
+            11 => ModelOp::MintTicketById {
+                session: self.byte(),
+            },
+            12 => ModelOp::GiveBack {
+                session: self.byte(),
+            },
+            13 => ModelOp::CheckCreate {
+                subject: self.byte(),
+            },
+            _ => ModelOp::Count {
+                scope: {
+                    let b = self.byte();
+                    match b % 3 {
+                        0 => ScopePick::All,
+                        1 => ScopePick::Subject(b >> 2),
+                        _ => ScopePick::Resource(b >> 2),
+                    }
+                },
+            },
         }
     }
 }
@@ -570,7 +799,15 @@ impl ModelOp {
 /// Decodes a whole byte string into operations (at most 256): the entry point for fuzz
 /// targets. Every input decodes to some sequence; nothing panics.
 pub fn decode_ops(data: &[u8]) -> Vec<ModelOp> {
-    let mut src = ByteSource::new(data);
+    decode_with(ByteSource::new(data))
+}
+
+/// Decodes a whole byte string into operations of the v3 set ([`ByteSource::v3`]), at most 256.
+pub fn decode_ops_v3(data: &[u8]) -> Vec<ModelOp> {
+    decode_with(ByteSource::v3(data))
+}
+
+fn decode_with(mut src: ByteSource<'_>) -> Vec<ModelOp> {
     let mut ops = Vec::new();
     while !src.is_empty() && ops.len() < 256 {
         ops.push(src.op());
@@ -721,6 +958,67 @@ fn ctx_for(model: &Model, token: &TokenInput, pick: CtxPick) -> Option<String> {
     }
 }
 
+fn access_input(model: &Model, pick: AccessPick) -> AccessInput {
+    let prefix = model.policy().access_prefix();
+    let unknown = |n: u8| AccessInput {
+        text: format!(
+            "{prefix}_{}_{FAKE_SECRET}",
+            SessionId::from_bytes(unknown_id_bytes(n))
+        ),
+        kind: AccessKind::UnknownId,
+    };
+    let hs: Vec<&MSession> = model
+        .sessions()
+        .filter(|s| !s.access_tokens.is_empty())
+        .collect();
+    let issued = |text: &String| AccessInput {
+        text: text.clone(),
+        kind: AccessKind::Issued,
+    };
+    let out = match pick {
+        AccessPick::Latest(n) => nth_recent(&hs, n)
+            .and_then(|s| s.access_tokens.values().next_back())
+            .map(issued),
+        AccessPick::Replaced(n) => nth_recent(&hs, n)
+            .and_then(|s| {
+                s.access_tokens
+                    .values()
+                    .rev()
+                    .nth(1)
+                    .or(s.access_tokens.values().next())
+            })
+            .map(issued),
+        AccessPick::Forged(n) => nth_recent(&hs, n).and_then(|s| {
+            s.access_tokens.values().next_back().map(|t| AccessInput {
+                text: forge(t),
+                kind: AccessKind::Forged(s.id),
+            })
+        }),
+        AccessPick::UnknownId(n) => Some(unknown(n)),
+        AccessPick::Garbled { session, how } => {
+            let base = nth_recent(&hs, session)
+                .and_then(|s| s.access_tokens.values().next_back().cloned())
+                .unwrap_or_else(|| unknown(session).text);
+            // A session token presented as an access token is malformed too (wrong prefix).
+            let text = match (
+                how % 8,
+                model.sessions().rev().find_map(|s| s.latest_token()),
+            ) {
+                (7, Some((_, t))) => t.to_owned(),
+                _ => garble(&base, prefix.len(), how),
+            };
+            Some(AccessInput {
+                text,
+                kind: AccessKind::Malformed,
+            })
+        }
+    };
+    out.unwrap_or_else(|| match pick {
+        AccessPick::Latest(n) | AccessPick::Replaced(n) | AccessPick::Forged(n) => unknown(n),
+        _ => unknown(0),
+    })
+}
+
 fn ticket_input(model: &Model, pick: TicketPick) -> TicketInput {
     let prefix = model.policy().ticket_prefix();
     let unknown = |n: u8| TicketInput {
@@ -864,7 +1162,77 @@ pub fn resolve(op: &ModelOp, model: &Model) -> Option<Action> {
             },
         },
         ModelOp::Advance(_) => return None,
+        ModelOp::Logout { token } => Action::Logout {
+            token: token_input(model, *token),
+        },
+        ModelOp::RevokeOwned { session, owner } => {
+            let id = session_id(model, *session);
+            let subject = match owner {
+                Some(i) => subject(*i)?,
+                None => own_subject(model, Some(id))?,
+            };
+            Action::RevokeOwned { subject, id }
+        }
+        ModelOp::ValidateAs {
+            token,
+            ctx,
+            subject: s,
+        } => {
+            let token = token_input(model, *token);
+            let binding = ctx_for(model, &token, *ctx);
+            let subject = match s {
+                Some(i) => subject(*i)?,
+                None => own_subject(model, token_session(model, &token))?,
+            };
+            Action::ValidateAs {
+                token,
+                binding,
+                subject,
+            }
+        }
+        ModelOp::ValidateAccess { access } => Action::ValidateAccess {
+            access: access_input(model, *access),
+        },
+        ModelOp::GetById { session } => Action::GetById {
+            id: session_id(model, *session),
+        },
+        ModelOp::KeepaliveById { session } => Action::KeepaliveById {
+            id: session_id(model, *session),
+        },
+        ModelOp::MintTicketById { session } => Action::MintTicketById {
+            id: session_id(model, *session),
+        },
+        ModelOp::GiveBack { session } => Action::GiveBack {
+            id: session_id(model, *session),
+        },
+        ModelOp::CheckCreate { subject: s } => Action::CheckCreate {
+            subject: subject(*s)?,
+        },
+        ModelOp::Count { scope } => Action::Count {
+            scope: match scope {
+                ScopePick::All => Scope::All,
+                ScopePick::Subject(s) => Scope::Subject(subject(*s)?),
+                ScopePick::Resource(r) => Scope::Resource(resource(*r)?),
+            },
+        },
     })
+}
+
+/// The session a presented token names, as far as the model knows.
+fn token_session(model: &Model, token: &TokenInput) -> Option<SessionId> {
+    match token.kind {
+        TokenKind::Issued => model.lookup_token(&token.text).map(|(id, _)| id),
+        TokenKind::Forged(id) => Some(id),
+        _ => None,
+    }
+}
+
+/// The owner of session `id` (the first subject when unknown).
+fn own_subject(model: &Model, id: Option<SessionId>) -> Option<Subject> {
+    match id.and_then(|id| model.session(&id)) {
+        Some(s) => Some(s.subject.clone()),
+        None => subject(0),
+    }
 }
 
 fn offset(t: Timestamp, delta_ms: i8) -> Timestamp {
@@ -906,6 +1274,7 @@ pub fn jump_duration(jump: &Jump, model: &Model, now: Timestamp) -> Duration {
                 Anchor::AbsoluteDeadline => s.map(|s| s.absolute_deadline),
                 Anchor::TicketExpiry => nth_recent(model.tickets(), index).map(|t| t.expires_at),
                 Anchor::SlotExpiry => nth_recent(model.slots(), index).map(|s| s.expires_at),
+                Anchor::AccessExpiry => s.and_then(|s| s.access_expires_at),
             };
             let fallback = Duration::from_millis(u64::from(delta_ms.unsigned_abs()));
             match at.map(|t| offset(t, delta_ms)) {

@@ -203,7 +203,8 @@ impl<S: Store> Harness<S> {
         };
         let checks = self
             .checker
-            .records(&records)
+            .transition(last, &records)
+            .and_then(|()| self.checker.records(&records))
             .and_then(|()| self.checker.caps(&records, slots.as_deref(), now))
             .and_then(|()| match last {
                 Some((Action::RevokeSubject { subject }, Observed::Count(_))) => {

@@ -18,21 +18,33 @@
 //! - a context binding gates grants only: reuse is detected whatever binding comes with it;
 //! - the sealed successor is kept only while a predecessor window can use it: the first write
 //!   after both windows closed drops it, and then the predecessor is a reuse;
-//! - a slot counts against a cap while it is unexpired and its session is live.
+//! - a slot counts against a cap while it is unexpired and its session is live;
+//! - an access token (policy `access_ttl`) is issued with the session and with every rotation
+//!   (deadline: the issuing time plus the TTL, never past the absolute deadline); a rotation
+//!   replaces it, an ending ends it, and validating it writes nothing but an observed ending;
+//! - logout by token accepts any secret the session still recognises (current, predecessor,
+//!   remembered retired ones) and then revokes as a revoke by id: never a rotation or a touch;
+//! - a pre-grant check (`validate_as`) that refuses writes nothing at all;
+//! - by id: `get` and `keepalive` never revive an ended session (they write down an observed
+//!   expiry first); `keepalive` touches as a validate would; `give_back` revokes and removes the
+//!   session's creation from its subject's rate log; `check_create` answers as a create would
+//!   and writes nothing.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
 use std::time::Duration;
 
 use leasehold::record::{SessionRecord, SessionState, SlotRecord, TicketRecord};
-use leasehold::store::ReapOutcome;
+use leasehold::store::{ReapOutcome, Scope};
 use leasehold::token::SECRET_TEXT_LEN;
 use leasehold::{
     CapPolicy, Limit, Policy, Rate, Resource, RevokeOutcome, RevokeReason, Session, SessionId,
     SlotId, Subject, TicketId, Timestamp,
 };
 
-use super::action::{Action, Denial, Observed, TicketKind, TokenInput, TokenKind};
+use super::action::{
+    AccessInput, AccessKind, Action, Denial, Observed, TicketKind, TokenInput, TokenKind,
+};
 use super::ops::Knob;
 use crate::faults::{Fault, Op};
 
@@ -104,6 +116,10 @@ pub struct MSession {
     pub presence: Presence,
     /// Token text of each generation the model has seen.
     pub tokens: BTreeMap<u64, String>,
+    /// The deadline of the current access token, if the policy issues them (the stored grant's).
+    pub access_expires_at: Option<Timestamp>,
+    /// Access token text of each generation the model has seen.
+    pub access_tokens: BTreeMap<u64, String>,
 }
 
 impl MSession {
@@ -133,6 +149,8 @@ impl MSession {
             version: rec.version,
             presence: Presence::Present,
             tokens: BTreeMap::new(),
+            access_expires_at: rec.credential.access.as_ref().map(|a| a.expires_at),
+            access_tokens: BTreeMap::new(),
         }
     }
 
@@ -159,6 +177,14 @@ impl MSession {
             .iter()
             .next_back()
             .map(|(g, t)| (*g, t.as_str()))
+    }
+
+    /// Whether a token of generation `g` is still one of this session's secrets: the current
+    /// one, its predecessor, or one of the `history` retired ones remembered before it.
+    fn recognises(&self, g: u64, history: usize) -> bool {
+        g == self.generation
+            || g + 1 == self.generation
+            || (g + 2 <= self.generation && g + 1 + history as u64 >= self.generation)
     }
 }
 
@@ -210,6 +236,11 @@ struct Creation {
     /// Creations of one batch (between two reconciliations: concurrent ones) were logged in
     /// an unknown order.
     batch: u64,
+    /// The session it created, if known (a give back removes its entry).
+    id: Option<SessionId>,
+    /// A give back whose outcome is unknown may have removed it: possibly, not certainly,
+    /// counted.
+    maybe_gone: bool,
 }
 
 /// A ticket's or slot's session, resource and expiry: what the store must hold for it.
@@ -346,6 +377,7 @@ pub struct Model {
     sessions: BTreeMap<SessionId, MSession>,
     order: Vec<SessionId>,
     texts: BTreeMap<String, (SessionId, u64)>,
+    access_texts: BTreeMap<String, (SessionId, u64)>,
     tickets: Vec<MTicket>,
     ticket_texts: BTreeMap<String, usize>,
     ticket_ids: BTreeMap<TicketId, usize>,
@@ -442,6 +474,7 @@ impl Model {
             sessions: BTreeMap::new(),
             order: Vec::new(),
             texts: BTreeMap::new(),
+            access_texts: BTreeMap::new(),
             tickets: Vec::new(),
             ticket_texts: BTreeMap::new(),
             ticket_ids: BTreeMap::new(),
@@ -481,6 +514,7 @@ impl Model {
             Knob::TicketTtl => p.ticket_ttl(),
             Knob::SlotTtl => p.slot_ttl(),
             Knob::RateWindow => return p.creation_rate().map(|r| r.window),
+            Knob::AccessTtl => return p.access_ttl(),
         })
     }
 
@@ -502,6 +536,11 @@ impl Model {
     /// The (session, generation) a token text was issued for.
     pub fn lookup_token(&self, text: &str) -> Option<(SessionId, u64)> {
         self.texts.get(text).copied()
+    }
+
+    /// The (session, generation) an access token text was issued for.
+    pub fn lookup_access(&self, text: &str) -> Option<(SessionId, u64)> {
+        self.access_texts.get(text).copied()
     }
 
     /// Live at `now`: stored, active and not past its deadline.
@@ -544,7 +583,27 @@ impl Model {
                     session(id, &mut ents);
                 }
             }
-            Action::Revoke { id } | Action::UpdateData { id, .. } => session(id, &mut ents),
+            Action::Logout { token } | Action::ValidateAs { token, .. } => {
+                if token.kind == TokenKind::Issued
+                    && let Some((id, _)) = self.texts.get(&token.text)
+                {
+                    session(id, &mut ents);
+                }
+            }
+            Action::ValidateAccess { access } => {
+                if access.kind == AccessKind::Issued
+                    && let Some((id, _)) = self.access_texts.get(&access.text)
+                {
+                    session(id, &mut ents);
+                }
+            }
+            Action::Revoke { id }
+            | Action::UpdateData { id, .. }
+            | Action::RevokeOwned { id, .. }
+            | Action::GetById { id }
+            | Action::KeepaliveById { id }
+            | Action::MintTicketById { id }
+            | Action::GiveBack { id } => session(id, &mut ents),
             Action::AcquireSlot {
                 session: id,
                 resource,
@@ -605,7 +664,7 @@ impl Model {
         // Certainly counted: inside the window, and no clock that could prune it came since.
         let certain = log
             .iter()
-            .filter(|c| c.at.saturating_add(w) > now.max(c.seen));
+            .filter(|c| !c.maybe_gone && c.at.saturating_add(w) > now.max(c.seen));
         // Possibly counted: it, or a creation logged before it, is inside the window.
         let possible: Vec<Timestamp> = log
             .iter()
@@ -673,8 +732,8 @@ impl Model {
         }
     }
 
-    /// Logs a creation at `at` for the rate.
-    fn rate_logged(&mut self, subject: &Subject, at: Timestamp) {
+    /// Logs the creation of `id` (if known) at `at` for the rate.
+    fn rate_logged(&mut self, subject: &Subject, at: Timestamp, id: Option<SessionId>) {
         let Some(rate) = self.p.creation_rate() else {
             return;
         };
@@ -685,6 +744,8 @@ impl Model {
             at,
             seen: checked.map_or(at, |c| c.max(at)),
             batch: self.batch,
+            id,
+            maybe_gone: false,
         });
         if self
             .batch_reaped
@@ -692,6 +753,20 @@ impl Model {
         {
             for c in log.iter_mut() {
                 c.seen = Timestamp::from_millis(u64::MAX);
+            }
+        }
+    }
+
+    /// A give back removed (`certain`) or may have removed the creation of `id` from the rate
+    /// log of `subject`. A store that already pruned it has nothing to remove either way.
+    fn forget_creation(&mut self, subject: &Subject, id: &SessionId, certain: bool) {
+        if let Some(log) = self.rate_log.get_mut(subject) {
+            if certain {
+                log.retain(|c| c.id != Some(*id));
+            } else {
+                for c in log.iter_mut().filter(|c| c.id == Some(*id)) {
+                    c.maybe_gone = true;
+                }
             }
         }
     }
@@ -709,7 +784,7 @@ impl Model {
         self.saw(now);
         let forks = self.forks(now, action);
         let rates: Vec<Option<bool>> = match action {
-            Action::Create { subject, .. }
+            Action::Create { subject, .. } | Action::CheckCreate { subject }
                 if matches!(self.rate_verdict(subject, now), RateVerdict::Ambiguous) =>
             {
                 vec![Some(false), Some(true)]
@@ -775,18 +850,132 @@ impl Model {
             } => self.create(now, subject, resource, binding, data, obs, rate),
             Action::Validate { token, binding } | Action::Refresh { token, binding } => {
                 let refresh = matches!(action, Action::Refresh { .. });
-                match self.decide_read(now, token, binding, refresh)? {
-                    ReadPred::Denied(d) => deny(obs, d),
-                    ReadPred::Granted(id, exp) => match obs {
-                        Observed::Read { session, token } => {
-                            check_view(
-                                self.sessions.get(&id).ok_or("read session vanished")?,
-                                session,
-                            )?;
-                            self.check_token(exp, token.as_deref())
+                let pred = self.decide_read(now, token, binding, refresh)?;
+                self.read_outcome(action, pred, obs)
+            }
+            Action::ValidateAs {
+                token,
+                binding,
+                subject,
+            } => {
+                // The check runs on the session a grant would give, before anything is written:
+                // a refusal leaves every record exactly as it was (the read is decided on a copy).
+                let mut m = self.clone();
+                let pred = m.decide_read(now, token, binding, false)?;
+                if let ReadPred::Granted(id, _) = pred
+                    && m.sessions.get(&id).is_some_and(|s| &s.subject != subject)
+                {
+                    return deny(obs, Denial::Refused);
+                }
+                *self = m;
+                self.read_outcome(action, pred, obs)
+            }
+            Action::ValidateAccess { access } => {
+                let want = self.validate_access(now, access)?;
+                match (want, obs) {
+                    (Ok(id), Observed::Session(got)) => {
+                        check_view(self.sessions.get(&id).ok_or("session vanished")?, got)
+                    }
+                    (Ok(id), _) => Err(format!("access to {id} granted")),
+                    (Err(d), _) => deny(obs, d),
+                }
+            }
+            Action::Logout { token } => {
+                let want = match token.kind {
+                    TokenKind::Malformed => Err(Denial::Malformed),
+                    TokenKind::UnknownId | TokenKind::Forged(_) => Err(Denial::NotAuthenticated),
+                    TokenKind::Issued => {
+                        let (id, g) = self
+                            .texts
+                            .get(&token.text)
+                            .copied()
+                            .ok_or("(harness bug) a token the model never saw")?;
+                        let history = self.p.reuse_history();
+                        let known = self.sessions.get(&id).is_some_and(|s| {
+                            s.presence != Presence::Gone && s.recognises(g, history)
+                        });
+                        // Never a rotation or a touch: only the revocation's tombstone.
+                        if known {
+                            Ok(self.revoke_id(now, &id))
+                        } else {
+                            Err(Denial::NotAuthenticated)
                         }
-                        _ => Err(format!("{} of {id} granted, token {exp:?}", action.name())),
-                    },
+                    }
+                };
+                match (want, obs) {
+                    (Ok(want), Observed::Revoked(got)) if *got == want => Ok(()),
+                    (Ok(want), _) => Err(format!("{want:?}")),
+                    (Err(d), _) => deny(obs, d),
+                }
+            }
+            Action::RevokeOwned { subject, id } => {
+                // Another owner's session answers as a missing one, and is left as it is.
+                let owned = self
+                    .sessions
+                    .get(id)
+                    .is_some_and(|s| s.presence != Presence::Gone && &s.subject == subject);
+                let want = if owned {
+                    self.revoke_id(now, id)
+                } else {
+                    RevokeOutcome::Unknown
+                };
+                match obs {
+                    Observed::Revoked(got) if *got == want => Ok(()),
+                    _ => Err(format!("{want:?}")),
+                }
+            }
+            Action::GiveBack { id } => {
+                let owner = self
+                    .sessions
+                    .get(id)
+                    .filter(|s| s.presence != Presence::Gone)
+                    .map(|s| s.subject.clone());
+                let want = self.revoke_id(now, id);
+                if let Some(subject) = owner {
+                    self.forget_creation(&subject, id, true);
+                }
+                match obs {
+                    Observed::Revoked(got) if *got == want => Ok(()),
+                    _ => Err(format!("{want:?}")),
+                }
+            }
+            Action::GetById { id } | Action::KeepaliveById { id } => {
+                if let Some(d) = self.ended(id, now) {
+                    return deny(obs, d);
+                }
+                let p = &self.p;
+                let s = self.sessions.get_mut(id).ok_or("session vanished")?;
+                // A keepalive touches as a validate would: only when the touch is due.
+                if matches!(action, Action::KeepaliveById { .. })
+                    && now > s.last_seen
+                    && now.since(s.last_seen) >= p.effective_touch_granularity()
+                {
+                    s.touch(now, p);
+                }
+                match obs {
+                    Observed::Session(got) => check_view(s, got),
+                    _ => Err(format!("session {id}")),
+                }
+            }
+            Action::MintTicketById { id } => match self.ended(id, now) {
+                Some(d) => deny(obs, d),
+                None => self.minted(now, *id, TokenExp::None, obs),
+            },
+            Action::CheckCreate { subject } => self.check_create(now, subject, obs, rate),
+            Action::Count { scope } => {
+                let n = self
+                    .sessions
+                    .values()
+                    .filter(|s| self.is_live(s, now))
+                    .filter(|s| match scope {
+                        Scope::All => true,
+                        Scope::Subject(x) => &s.subject == x,
+                        Scope::Resource(r) => s.resource.as_ref() == Some(r),
+                    })
+                    .count() as u64;
+                match obs {
+                    Observed::Count(c) if *c == n => Ok(()),
+                    _ => Err(format!("count={n}")),
                 }
             }
             Action::MintTicket { token, binding } => {
@@ -796,17 +985,7 @@ impl Model {
                 }
             }
             Action::Revoke { id } => {
-                // Whatever the clock says: a revocation never depends on one.
-                let want = match self.sessions.get_mut(id) {
-                    Some(s) if s.presence != Presence::Gone => match s.state {
-                        MState::Revoked { reason, .. } => RevokeOutcome::AlreadyRevoked { reason },
-                        MState::Active => {
-                            s.end(now, RevokeReason::Revoked);
-                            RevokeOutcome::Revoked
-                        }
-                    },
-                    _ => RevokeOutcome::Unknown,
-                };
+                let want = self.revoke_id(now, id);
                 match obs {
                     Observed::Revoked(got) if *got == want => Ok(()),
                     _ => Err(format!("{want:?}")),
@@ -903,6 +1082,155 @@ impl Model {
         }
     }
 
+    /// A revocation by id: whatever the clock says (a revocation never depends on one), a
+    /// session that is not a tombstone yet becomes one.
+    fn revoke_id(&mut self, now: Timestamp, id: &SessionId) -> RevokeOutcome {
+        match self.sessions.get_mut(id) {
+            Some(s) if s.presence != Presence::Gone => match s.state {
+                MState::Revoked { reason, .. } => RevokeOutcome::AlreadyRevoked { reason },
+                MState::Active => {
+                    s.end(now, RevokeReason::Revoked);
+                    RevokeOutcome::Revoked
+                }
+            },
+            _ => RevokeOutcome::Unknown,
+        }
+    }
+
+    /// The answer to a validate or refresh (or a `validate_as` that passed its check).
+    fn read_outcome(
+        &mut self,
+        action: &Action,
+        pred: ReadPred,
+        obs: &Observed,
+    ) -> Result<(), String> {
+        match pred {
+            ReadPred::Denied(d) => deny(obs, d),
+            ReadPred::Granted(id, exp) => match obs {
+                Observed::Read {
+                    session,
+                    token,
+                    access,
+                } => {
+                    check_view(
+                        self.sessions.get(&id).ok_or("read session vanished")?,
+                        session,
+                    )?;
+                    self.check_token(exp, token.as_deref())?;
+                    self.check_access(exp, access.as_deref())
+                }
+                _ => Err(format!("{} of {id} granted, token {exp:?}", action.name())),
+            },
+        }
+    }
+
+    /// An access-token validation: the token must be its session's current one (a rotation
+    /// replaced any older one), the session live (an unobserved expiry is written down first),
+    /// and the token before its own deadline. Writes nothing else.
+    fn validate_access(
+        &mut self,
+        now: Timestamp,
+        access: &AccessInput,
+    ) -> Result<Result<SessionId, Denial>, String> {
+        let (id, g) = match access.kind {
+            AccessKind::Malformed => return Ok(Err(Denial::Malformed)),
+            AccessKind::UnknownId | AccessKind::Forged(_) => {
+                return Ok(Err(Denial::NotAuthenticated));
+            }
+            AccessKind::Issued => self
+                .access_texts
+                .get(&access.text)
+                .copied()
+                .ok_or("(harness bug) an access token the model never saw")?,
+        };
+        let current = self
+            .sessions
+            .get(&id)
+            .is_some_and(|s| s.presence != Presence::Gone && s.generation == g);
+        if !current {
+            return Ok(Err(Denial::NotAuthenticated));
+        }
+        if let Some(d) = self.ended(&id, now) {
+            return Ok(Err(d));
+        }
+        let s = self.sessions.get(&id).ok_or("session vanished")?;
+        Ok(match s.access_expires_at {
+            Some(e) if now < e => Ok(id),
+            _ => Err(Denial::AccessTokenExpired),
+        })
+    }
+
+    /// What `check_create` answers: the create's admission (rate, subject cap, global cap in
+    /// that order) without its effects — nothing evicted, no ending written, nothing logged.
+    fn check_create(
+        &mut self,
+        now: Timestamp,
+        subject: &Subject,
+        obs: &Observed,
+        rate_world: Option<bool>,
+    ) -> Result<(), String> {
+        // The store may prune its log by this clock (or not: it writes nothing else).
+        self.rate_checked(subject, now, false);
+        if let Some(r) = self.rate_refusal(subject, now, rate_world, obs) {
+            return r;
+        }
+        let live_of = |s: &&MSession| self.is_live(s, now);
+        let mut excess = 0u64;
+        if let Some(cap) = self.p.subject_cap() {
+            let n = self
+                .sessions
+                .values()
+                .filter(live_of)
+                .filter(|s| &s.subject == subject)
+                .count() as u64;
+            excess = (n + 1).saturating_sub(u64::from(cap.max));
+            if excess > 0 && cap.on_full == CapPolicy::Reject {
+                return deny(obs, Denial::LimitReached(Limit::SubjectSessions));
+            }
+        }
+        if let Some(cap) = self.p.global_cap() {
+            // The subject cap's evictions would make room first.
+            let n = (self.sessions.values().filter(live_of).count() as u64).saturating_sub(excess);
+            if n >= cap.max && cap.on_full == CapPolicy::Reject {
+                return deny(obs, Denial::LimitReached(Limit::GlobalSessions));
+            }
+        }
+        match obs {
+            Observed::Admitted => Ok(()),
+            _ => Err("admitted".into()),
+        }
+    }
+
+    /// The creation-rate refusal of a create (or its peek) at `now`, if the rate refuses:
+    /// `Some(Ok(()))` when `obs` is that refusal.
+    fn rate_refusal(
+        &self,
+        subject: &Subject,
+        now: Timestamp,
+        rate_world: Option<bool>,
+        obs: &Observed,
+    ) -> Option<Result<(), String>> {
+        let rate = self.p.creation_rate()?;
+        let limited = match (rate_world, self.rate_verdict(subject, now)) {
+            (Some(true), _) => Some(None),
+            (Some(false), _) => None,
+            (None, RateVerdict::Limited(retry)) => Some(retry),
+            (None, _) => None,
+        };
+        let retry = limited?;
+        let log = self.rate_log.get(subject).map(Vec::as_slice).unwrap_or(&[]);
+        let newest = log.iter().map(|c| c.at).max().unwrap_or(now);
+        Some(match (retry, obs) {
+            (Some(r), _) => deny(obs, Denial::RateLimited(r)),
+            (None, Observed::Denied(Denial::RateLimited(r)))
+                if !r.is_zero() && *r <= newest.saturating_add(rate.window).since(now) =>
+            {
+                Ok(())
+            }
+            (None, _) => Err("rate limited".into()),
+        })
+    }
+
     /// A group revocation: every member that is not a tombstone yet gets one, whatever the
     /// clock; the count is of the live ones.
     fn revoke_group(&mut self, now: Timestamp, action: &Action) -> u64 {
@@ -938,26 +1266,8 @@ impl Model {
             return deny(obs, Denial::InvalidInput);
         }
         self.rate_checked(subject, now, true);
-        if let Some(rate) = self.p.creation_rate() {
-            let limited = match (rate_world, self.rate_verdict(subject, now)) {
-                (Some(true), _) => Some(None),
-                (Some(false), _) => None,
-                (None, RateVerdict::Limited(retry)) => Some(retry),
-                (None, _) => None,
-            };
-            if let Some(retry) = limited {
-                let log = self.rate_log.get(subject).map(Vec::as_slice).unwrap_or(&[]);
-                let newest = log.iter().map(|c| c.at).max().unwrap_or(now);
-                return match (retry, obs) {
-                    (Some(r), _) => deny(obs, Denial::RateLimited(r)),
-                    (None, Observed::Denied(Denial::RateLimited(r)))
-                        if !r.is_zero() && *r <= newest.saturating_add(rate.window).since(now) =>
-                    {
-                        Ok(())
-                    }
-                    (None, _) => Err("rate limited".into()),
-                };
-            }
+        if let Some(r) = self.rate_refusal(subject, now, rate_world, obs) {
+            return r;
         }
         // The contract's order: the subject cap (planning its evictions), then the global cap
         // counting the live sessions the subject cap is about to evict as gone. If a limit
@@ -1039,6 +1349,7 @@ impl Model {
             session,
             token,
             evicted,
+            access,
         } = obs
         else {
             return Err(format!(
@@ -1083,9 +1394,9 @@ impl Model {
                 s.end(now, RevokeReason::Evicted);
             }
         }
-        self.rate_logged(subject, now);
+        self.rate_logged(subject, now, Some(id));
         self.learn_session(fresh, token);
-        Ok(())
+        self.check_access(TokenExp::New(id, 0), access.as_deref())
     }
 
     /// A new session as the model expects it: created at `at` by the policy's rules.
@@ -1119,6 +1430,11 @@ impl Model {
             version: 0,
             presence: Presence::Present,
             tokens: BTreeMap::new(),
+            access_expires_at: self
+                .p
+                .access_ttl()
+                .map(|t| at.saturating_add(t).min(absolute)),
+            access_tokens: BTreeMap::new(),
         }
     }
 
@@ -1214,6 +1530,10 @@ impl Model {
                     s.rotated_at = now;
                     s.successor_seen = false;
                     s.sealed = true;
+                    // The new secret's access token replaces the old one.
+                    s.access_expires_at = p
+                        .access_ttl()
+                        .map(|t| now.saturating_add(t).min(s.absolute_deadline));
                     wrote = true;
                 }
                 if wrote || touch_due {
@@ -1270,6 +1590,50 @@ impl Model {
         }
     }
 
+    /// The access token handed back with a session token (`exp`): none without one or when
+    /// the policy issues none; otherwise one of the form `<access prefix>_<id>_<secret>`, new
+    /// for a new generation and the very same for a generation re-issued.
+    fn check_access(&mut self, exp: TokenExp, got: Option<&str>) -> Result<(), String> {
+        let (id, g) = match exp {
+            TokenExp::New(id, g) | TokenExp::Same(id, g) if self.p.access_ttl().is_some() => {
+                (id, g)
+            }
+            _ => {
+                return match got {
+                    None => Ok(()),
+                    Some(_) => Err(format!("no access token with token {exp:?}")),
+                };
+            }
+        };
+        let Some(text) = got else {
+            return Err(format!("an access token for {id} generation {g}"));
+        };
+        match self.sessions.get(&id).and_then(|s| s.access_tokens.get(&g)) {
+            Some(known) if known == text => Ok(()),
+            Some(_) => Err(format!(
+                "the same generation-{g} access token as before (derived from the same secret)"
+            )),
+            None => {
+                let head = format!("{}_{}_", self.p.access_prefix(), id);
+                if !text.starts_with(&head) || text.len() != head.len() + SECRET_TEXT_LEN {
+                    return Err(format!("an access token of the form {head}<secret>"));
+                }
+                if self.access_texts.contains_key(text) {
+                    return Err("an access token never issued before".into());
+                }
+                self.learn_access(id, g, text);
+                Ok(())
+            }
+        }
+    }
+
+    fn learn_access(&mut self, id: SessionId, g: u64, text: &str) {
+        if let Some(s) = self.sessions.get_mut(&id) {
+            s.access_tokens.insert(g, text.to_owned());
+        }
+        self.access_texts.insert(text.to_owned(), (id, g));
+    }
+
     fn learn_token(&mut self, id: SessionId, g: u64, text: &str) {
         if let Some(s) = self.sessions.get_mut(&id) {
             s.tokens.insert(g, text.to_owned());
@@ -1292,6 +1656,7 @@ impl Model {
             expires_at,
             session,
             renewed,
+            access,
         } = obs
         else {
             return Err(format!("a ticket for {id} until {want_exp}"));
@@ -1308,6 +1673,7 @@ impl Model {
             return Err("a fresh ticket".into());
         }
         self.check_token(exp, renewed.as_deref())?;
+        self.check_access(exp, access.as_deref())?;
         self.learn_ticket(ticket, *ticket_id, id, want_exp);
         Ok(())
     }
@@ -1608,6 +1974,25 @@ impl Model {
             TokenKind::Issued => m.texts.get(&t.text).map(|(id, _)| *id),
             _ => None,
         };
+        // A mint whose read granted `granted` (its session, and that session's deadline after
+        // the read): its ticket may have been stored.
+        let mint = |m: &mut Model, granted: Option<(SessionId, Timestamp)>| {
+            let put = match (read_reached_end(faults), applied(Op::PutTicket)) {
+                (Some(true), Some(true)) => Some(Presence::Present),
+                (Some(true), _) | (Some(false), _) => None,
+                (None, _) => Some(Presence::Maybe),
+            };
+            if let (Some(presence), Some((id, session_expires))) = (put, granted) {
+                let expires_at = now.saturating_add(m.p.ticket_ttl()).min(session_expires);
+                m.tickets.push(MTicket {
+                    text: None,
+                    id: None,
+                    session: id,
+                    expires_at,
+                    presence,
+                });
+            }
+        };
         match action {
             Action::Create { subject, .. } => {
                 self.unsure_subjects.insert(subject.clone());
@@ -1635,23 +2020,45 @@ impl Model {
                 if let Some(id) = token_session(self, token) {
                     self.unsure.insert(id);
                 }
-                let put = match (read_reached_end(faults), applied(Op::PutTicket)) {
-                    (Some(true), Some(true)) => Some(Presence::Present),
-                    (Some(true), _) | (Some(false), _) => None,
-                    (None, _) => Some(Presence::Maybe),
+                let granted =
+                    granted.and_then(|id| m.sessions.get(&id).map(|s| (id, s.expires_at)));
+                mint(self, granted);
+            }
+            Action::MintTicketById { id } => {
+                let granted = match self.clone().ended(id, now) {
+                    None => self.sessions.get(id).map(|s| (*id, s.expires_at)),
+                    Some(_) => None,
                 };
-                if let (Some(presence), Some(id)) = (put, granted)
-                    && let Some(s) = m.sessions.get(&id)
-                {
-                    self.tickets.push(MTicket {
-                        text: None,
-                        id: None,
-                        session: id,
-                        expires_at: now.saturating_add(self.p.ticket_ttl()).min(s.expires_at),
-                        presence,
-                    });
+                self.unsure.insert(*id);
+                mint(self, granted);
+            }
+            Action::Logout { token } | Action::ValidateAs { token, .. } => {
+                if let Some(id) = token_session(self, token) {
+                    self.unsure.insert(id);
                 }
             }
+            Action::ValidateAccess { access } => {
+                if let Some((id, _)) = self.access_texts.get(&access.text) {
+                    self.unsure.insert(*id);
+                }
+            }
+            Action::RevokeOwned { id, .. }
+            | Action::GetById { id }
+            | Action::KeepaliveById { id } => {
+                self.unsure.insert(*id);
+            }
+            Action::GiveBack { id } => {
+                self.unsure.insert(*id);
+                // A failed call never reached its give back (it comes after the revocation
+                // committed and was answered); an unexplained failure may have.
+                if faults.is_none()
+                    && let Some(subject) = self.sessions.get(id).map(|s| s.subject.clone())
+                {
+                    self.forget_creation(&subject, id, false);
+                }
+            }
+            Action::CheckCreate { subject } => self.rate_checked(subject, now, false),
+            Action::Count { .. } => {}
             Action::RedeemTicket { ticket } => {
                 if ticket.kind == TicketKind::Issued
                     && let Some(&i) = self.ticket_texts.get(&ticket.text)
@@ -1795,7 +2202,34 @@ impl Model {
                     .is_some_and(|(id, _)| session_unsure(id)),
                 _ => false,
             },
-            Action::Revoke { id } | Action::UpdateData { id, .. } => session_unsure(id),
+            Action::Logout { token } | Action::ValidateAs { token, .. } => match token.kind {
+                TokenKind::Issued => self
+                    .texts
+                    .get(&token.text)
+                    .is_some_and(|(id, _)| session_unsure(id)),
+                _ => false,
+            },
+            Action::ValidateAccess { access } => match access.kind {
+                AccessKind::Issued => self
+                    .access_texts
+                    .get(&access.text)
+                    .is_some_and(|(id, _)| session_unsure(id)),
+                _ => false,
+            },
+            Action::Revoke { id }
+            | Action::UpdateData { id, .. }
+            | Action::RevokeOwned { id, .. }
+            | Action::GetById { id }
+            | Action::KeepaliveById { id }
+            | Action::MintTicketById { id }
+            | Action::GiveBack { id } => session_unsure(id),
+            Action::CheckCreate { subject } => {
+                subject_unsure(subject) || self.p.global_cap().is_some()
+            }
+            Action::Count { scope } => match scope {
+                Scope::Subject(subject) => subject_unsure(subject),
+                Scope::All | Scope::Resource(_) => true,
+            },
             Action::RevokeSubject { subject } | Action::List { subject } => subject_unsure(subject),
             Action::RedeemTicket { ticket } => self
                 .ticket_texts
@@ -1827,7 +2261,12 @@ impl Model {
                     binding,
                     data,
                 },
-                Observed::Created { session, token, .. },
+                Observed::Created {
+                    session,
+                    token,
+                    access,
+                    ..
+                },
             ) => {
                 if !self.sessions.contains_key(&session.id) {
                     let fresh = self.fresh(
@@ -1838,8 +2277,13 @@ impl Model {
                         session.created_at,
                         data,
                     );
-                    self.rate_logged(subject, session.created_at);
+                    self.rate_logged(subject, session.created_at, Some(session.id));
                     self.learn_session(fresh, token);
+                }
+                if let Some(a) = access
+                    && !self.access_texts.contains_key(a)
+                {
+                    self.learn_access(session.id, 0, a);
                 }
                 self.unsure.insert(session.id);
                 self.unsure_subjects.insert(subject.clone());
@@ -1849,17 +2293,33 @@ impl Model {
                 Observed::Read {
                     session,
                     token: Some(t),
+                    access,
                 }
                 | Observed::Minted {
                     session,
                     renewed: Some(t),
+                    access,
                     ..
                 },
             ) => {
                 if !self.texts.contains_key(t) {
                     self.learn_token(session.id, session.generation, t);
                 }
+                if let Some(a) = access
+                    && !self.access_texts.contains_key(a)
+                {
+                    self.learn_access(session.id, session.generation, a);
+                }
                 self.unsure.insert(session.id);
+            }
+            // A give back that found the session removed its creation from the rate log.
+            (
+                Action::GiveBack { id },
+                Observed::Revoked(RevokeOutcome::Revoked | RevokeOutcome::AlreadyRevoked { .. }),
+            ) => {
+                if let Some(subject) = self.sessions.get(id).map(|s| s.subject.clone()) {
+                    self.forget_creation(&subject, id, true);
+                }
             }
             _ => {}
         }
@@ -1920,6 +2380,7 @@ impl Model {
         let got = MSession {
             binding: s.binding.clone(),
             tokens: s.tokens.clone(),
+            access_tokens: s.access_tokens.clone(),
             presence: s.presence,
             ..MSession::of_record(rec)
         };
@@ -1941,6 +2402,7 @@ impl Model {
                 "{:?}",
                 MSession {
                     tokens: BTreeMap::new(),
+                    access_tokens: BTreeMap::new(),
                     ..m.clone()
                 }
             )
@@ -1960,6 +2422,7 @@ impl Model {
         let known = self.sessions.get(&rec.id);
         let s = MSession {
             tokens: known.map(|s| s.tokens.clone()).unwrap_or_default(),
+            access_tokens: known.map(|s| s.access_tokens.clone()).unwrap_or_default(),
             binding: known.and_then(|s| s.binding.clone()),
             ..MSession::of_record(rec)
         };
@@ -2020,7 +2483,7 @@ impl Model {
                 ));
             }
             self.adopt(rec);
-            self.rate_logged(&rec.subject, rec.created_at);
+            self.rate_logged(&rec.subject, rec.created_at, Some(*id));
         }
         self.unsure.clear();
         self.unsure_subjects.clear();
