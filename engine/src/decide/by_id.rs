@@ -7,7 +7,7 @@
 //! another kind's session) and writes down an ending it observes, as every read does.
 
 use crate::decide::read::{touch, touch_due};
-use crate::decide::{Decision, bump, ending};
+use crate::decide::{Decision, bump, ending, rotation};
 use crate::error::Error;
 use crate::ids::Kind;
 use crate::policy::Policy;
@@ -50,6 +50,8 @@ pub fn keepalive(
     }
     let mut next = rec.clone();
     touch(&mut next, at, policy);
+    // Like every write: drop the sealed successor once no predecessor window can use it.
+    rotation::drop_sealed_if_closed(&mut next.credential, at, policy);
     let next = bump(next);
     Decision {
         write: Some(next.clone()),

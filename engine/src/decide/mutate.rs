@@ -141,6 +141,8 @@ pub fn update_data(
     let mut next = rec.clone();
     next.data = data.to_vec();
     next.data_version = next.data_version.wrapping_add(1);
+    // Like every write: drop the sealed successor once no predecessor window can use it.
+    crate::decide::rotation::drop_sealed_if_closed(&mut next.credential, at, policy);
     let next = bump(next);
     Decision {
         write: Some(next.clone()),

@@ -951,6 +951,10 @@ impl Model {
                     && now.since(s.last_seen) >= p.effective_touch_granularity()
                 {
                     s.touch(now, p);
+                    // Any write drops the sealed successor once no window can use it.
+                    let age = now.since(s.rotated_at);
+                    s.sealed &=
+                        age < p.grace_window() || (!s.successor_seen && age < p.orphan_window());
                 }
                 match obs {
                     Observed::Session(got) => check_view(s, got),
@@ -1758,6 +1762,10 @@ impl Model {
         s.data = data.to_vec();
         s.data_version += 1;
         s.version += 1;
+        // Any write drops the sealed successor once no window can use it.
+        let age = now.since(s.rotated_at);
+        let p = &self.p;
+        s.sealed &= age < p.grace_window() || (!s.successor_seen && age < p.orphan_window());
         Ok(())
     }
 
