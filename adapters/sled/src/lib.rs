@@ -41,7 +41,11 @@
 //!
 //! ## How caps stay atomic
 //!
-//! Every multi-record operation is **one** sled transaction over all the trees. sled
+//! Every multi-record operation is **one** sled transaction over all the trees. A
+//! compare-and-swap that changes no index (the session stays `Active`, its deadline does not
+//! move earlier: a touch, a rotation) is one single-key compare-and-swap of the stored bytes
+//! instead, its expiry entry left at or before the new deadline for the reaper to re-file (see
+//! `swap_single_key`). sled
 //! transactions are serializable but cannot scan, and a cap needs a group's members (a subject's
 //! sessions, a session's slots). So the operation first takes a *snapshot* outside the
 //! transaction — the group head's stamp, then a prefix scan of its index — and the transaction
