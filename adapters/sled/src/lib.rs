@@ -41,7 +41,11 @@
 //!
 //! ## How caps stay atomic
 //!
-//! Every multi-record operation is **one** sled transaction over all the trees. sled
+//! Every multi-record operation is **one** sled transaction over all the trees. A
+//! compare-and-swap that changes no index (the session stays `Active`, its deadline does not
+//! move earlier: a touch, a rotation) is one single-key compare-and-swap of the stored bytes
+//! instead, its expiry entry left at or before the new deadline for the reaper to re-file (see
+//! `swap_single_key`). sled
 //! transactions are serializable but cannot scan, and a cap needs a group's members (a subject's
 //! sessions, a session's slots). So the operation first takes a *snapshot* outside the
 //! transaction — the group head's stamp, then a prefix scan of its index — and the transaction
@@ -201,6 +205,9 @@ const FORMAT_1: &[u8] = b"leasehold-sled/1";
 
 /// Creation-order entries an evicting global cap walks first; each request for more doubles it.
 const ORDER_WALK: usize = 16;
+
+/// Single-key compare-and-swap attempts before a swap falls back to the transaction.
+const SINGLE_KEY_ATTEMPTS: usize = 8;
 
 /// Optimistic retries before a group operation gives up (each retry means another writer
 /// changed the group; someone always makes progress, so this bound is only a safety net).
@@ -528,6 +535,58 @@ impl SledStore {
         )))
     }
 
+    /// A compare-and-swap that changes nothing but the record itself, written as one
+    /// single-key compare-and-swap of the stored bytes (one log write, where a transaction costs
+    /// two). `Ok(true)`: done and settled; `Ok(false)`: the swap needs the transaction (it
+    /// changes what an index holds), nothing written.
+    ///
+    /// Single-key exactly when the new record keeps the state (`Active`: not a tombstone, so
+    /// the ended marks, the active counter and the creation order stay as they are) and does
+    /// not move `expires_at` earlier. Identity (subject, resource, `created_at`) never changes
+    /// in a swap ([`check_swap`]), so the group indexes and heads stay exact. The record's
+    /// expiry entry stays where it was, at or before the new deadline: every stored record
+    /// keeps an entry at or before its `expires_at`, so the reaper and the due scans still
+    /// find it no later than it is due, and the reaper re-files an entry found early (see
+    /// [`reap`](Store::reap)). A deadline moved earlier could leave the record's only entry
+    /// after it: that swap stays in the transaction.
+    ///
+    /// [`check_swap`] judges the exact bytes the compare-and-swap replaces: if they changed in
+    /// between, the record is read and judged again (a version moved on is then a `Conflict`,
+    /// a tombstone `NotFound`). sled runs single-key operations and transactions under one
+    /// lock (transactions exclusive), so a transaction never sees a swap half done.
+    fn swap_single_key(
+        &self,
+        new: &SessionRecord,
+        expected_version: u64,
+        now: Timestamp,
+    ) -> Result<bool, StoreError> {
+        let sessions = self.trees.get(tx::SESSIONS);
+        let key = &new.id.as_bytes()[..];
+        // Each failed compare-and-swap means another write landed; past this bound the
+        // transaction decides (it cannot be raced).
+        for _ in 0..SINGLE_KEY_ATTEMPTS {
+            let Some(bytes) = sessions.get(key).map_err(sled_err)? else {
+                return Err(StoreError::NotFound);
+            };
+            let current = tx::decode_session_at(&new.id, &bytes)?;
+            check_swap(Some(&current), new, expected_version, now)?;
+            if new.state != current.state || new.expires_at < current.expires_at {
+                return Ok(false);
+            }
+            let swapped = sessions
+                .compare_and_swap(key, Some(&bytes), Some(codec::encode_session(new)))
+                .map_err(sled_err)?;
+            if swapped.is_ok() {
+                self.settle(match WriteClass::of_swap(&current, new) {
+                    WriteClass::Routine => Written::Routine,
+                    WriteClass::Security => Written::Security,
+                })?;
+                return Ok(true);
+            }
+        }
+        Ok(false)
+    }
+
     fn index_tree(&self, kind: GroupKind) -> &sled::Tree {
         self.trees.get(match kind {
             GroupKind::Subject => tx::BY_SUBJECT,
@@ -581,6 +640,10 @@ impl SledStore {
                 ids.push(id);
             }
         }
+        // A record may have more than one entry (one filed before a single-key swap moved its
+        // deadline later, one after a transaction moved it again): count each record once.
+        ids.sort_unstable();
+        ids.dedup();
         Ok(ids)
     }
 
@@ -1054,6 +1117,9 @@ impl Store for SledStore {
         expected_version: u64,
         now: Timestamp,
     ) -> Result<(), StoreError> {
+        if self.swap_single_key(new, expected_version, now)? {
+            return Ok(());
+        }
         self.write_once(|tx| {
             let current = tx.session(&new.id)?;
             if let Err(e) = check_swap(current.as_ref(), new, expected_version, now) {
@@ -1383,7 +1449,12 @@ impl Store for SledStore {
                             match tx.read_or_quarantine(tx::SESSIONS, id.as_bytes(), key, |v| {
                                 tx::decode_session_at(id, v)
                             })? {
-                                Read::Found(r) if is_due(r.expires_at) => {
+                                // Also through an entry filed before a single-key swap
+                                // moved the deadline later: the record is due all the same.
+                                Read::Found(r) if r.expires_at <= now => {
+                                    if r.expires_at != at {
+                                        tx.drop_due(key)?;
+                                    }
                                     tx.remove_session(&r)?;
                                     out.sessions += 1;
                                     out.ended.push(reaped(&r));
