@@ -472,8 +472,9 @@ impl Checker {
     ///   were (only the tombstone is written);
     /// - an access-token validation is a pure read: the record is as it was, or became the
     ///   `Expired` tombstone of an ending it observed;
-    /// - a by-id keepalive never rotates, and never revives (with [`records`](Self::records):
-    ///   a tombstone never changes).
+    /// - a by-id keepalive never rotates (it may only drop a sealed successor whose windows
+    ///   closed, as every write does), and never revives (with [`records`](Self::records): a
+    ///   tombstone never changes).
     pub fn transition(
         &self,
         last: Option<(&Action, &Observed)>,
@@ -513,7 +514,7 @@ impl Checker {
                 (before != after && !(kept && ended))
                     .then_some("an access-token validation wrote more than an observed ending")
             }
-            Action::KeepaliveById { .. } => (before.credential != after.credential)
+            Action::KeepaliveById { .. } => (!same_secrets(&before.credential, &after.credential))
                 .then_some("a keepalive changed the session's credential"),
             _ => None,
         };
@@ -788,4 +789,18 @@ mod tests {
             SessionId::parse(&"cd".repeat(18))
         );
     }
+}
+
+/// The same secrets: every verifier, the generation and the access grant — all of a credential
+/// but the sealed successor, which any write drops once its windows have closed.
+fn same_secrets(a: &leasehold::record::Credential, b: &leasehold::record::Credential) -> bool {
+    let pred = |c: &leasehold::record::Credential| {
+        c.previous.as_ref().map(|p| (p.verifier, p.successor_seen))
+    };
+    a.generation == b.generation
+        && a.current == b.current
+        && a.rotated_at == b.rotated_at
+        && a.retired == b.retired
+        && a.access == b.access
+        && pred(a) == pred(b)
 }
