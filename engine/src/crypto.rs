@@ -85,6 +85,20 @@ fn sha256(parts: &[&[u8]]) -> [u8; 32] {
     out
 }
 
+/// Constant-time equality of two 32-byte values: the differences of all four words are OR-ed
+/// together with no branch, and only that one word goes through `subtle`'s comparison (a
+/// byte-wise `subtle` comparison costs as much as the hash on the validate path).
+fn ct_eq_32(a: &[u8; 32], b: &[u8; 32]) -> bool {
+    let mut diff = 0u64;
+    for (x, y) in a.chunks_exact(8).zip(b.chunks_exact(8)) {
+        let (mut wx, mut wy) = ([0u8; 8], [0u8; 8]);
+        wx.copy_from_slice(x);
+        wy.copy_from_slice(y);
+        diff |= u64::from_ne_bytes(wx) ^ u64::from_ne_bytes(wy);
+    }
+    diff.ct_eq(&0).into()
+}
+
 /// What a verifier proves possession of: session, ticket and access secrets never verify as
 /// each other.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -112,7 +126,7 @@ impl Verifier {
 
     /// Constant-time equality: timing reveals nothing about how much of a guess matched.
     pub fn ct_eq(&self, other: &Verifier) -> bool {
-        self.0.ct_eq(&other.0).into()
+        ct_eq_32(&self.0, &other.0)
     }
 }
 
@@ -144,7 +158,11 @@ impl fmt::Debug for Sealed {
 pub(crate) fn access_secret(generation: u64, session: &Secret) -> Secret {
     // The session secret is unique to its session and generation: no id needed, and 44 bytes
     // are one block.
-    Secret(sha256(&[b"lhX2", &generation.to_le_bytes(), session.expose()]))
+    Secret(sha256(&[
+        b"lhX2",
+        &generation.to_le_bytes(),
+        session.expose(),
+    ]))
 }
 
 fn seal_key(generation: u64, predecessor: &Secret) -> [u8; SECRET_BYTES] {
@@ -153,11 +171,7 @@ fn seal_key(generation: u64, predecessor: &Secret) -> [u8; SECRET_BYTES] {
     sha256(&[b"lhK2", &generation.to_le_bytes(), predecessor.expose()])
 }
 
-pub(crate) fn seal(
-    generation: u64,
-    predecessor: &Secret,
-    successor: &Secret,
-) -> Sealed {
+pub(crate) fn seal(generation: u64, predecessor: &Secret, successor: &Secret) -> Sealed {
     let mut key = seal_key(generation, predecessor);
     let mut out = [0u8; SECRET_BYTES];
     for (o, (k, s)) in out.iter_mut().zip(key.iter().zip(successor.expose())) {
@@ -167,11 +181,7 @@ pub(crate) fn seal(
     Sealed(out)
 }
 
-pub(crate) fn unseal(
-    generation: u64,
-    predecessor: &Secret,
-    sealed: &Sealed,
-) -> Secret {
+pub(crate) fn unseal(generation: u64, predecessor: &Secret, sealed: &Sealed) -> Secret {
     let mut key = seal_key(generation, predecessor);
     let mut out = [0u8; SECRET_BYTES];
     for (o, (k, s)) in out.iter_mut().zip(key.iter().zip(sealed.0.iter())) {
@@ -196,7 +206,7 @@ impl BindingHash {
     }
 
     pub(crate) fn ct_eq(&self, other: &BindingHash) -> bool {
-        self.0.ct_eq(&other.0).into()
+        ct_eq_32(&self.0, &other.0)
     }
 }
 
@@ -237,6 +247,19 @@ mod tests {
             let (a, b) = bytes[..len].split_at(len / 3);
             let want: [u8; 32] = Sha256::digest(&bytes[..len]).into();
             assert_eq!(sha256(&[a, b]), want, "length {len}");
+        }
+    }
+
+    #[test]
+    fn constant_time_equality_sees_every_byte() {
+        let a = [0x5au8; 32];
+        assert!(ct_eq_32(&a, &a));
+        for i in 0..32 {
+            for bit in 0..8 {
+                let mut b = a;
+                b[i] ^= 1 << bit;
+                assert!(!ct_eq_32(&a, &b), "byte {i} bit {bit}");
+            }
         }
     }
 

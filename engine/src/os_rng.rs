@@ -127,14 +127,20 @@ mod tests {
         let k2 = key().unwrap();
         assert_ne!(k1, k2, "a cipher run must replace the key");
         // Handed-out bytes are erased from the state; the key is never handed out.
-        let left = STATE.with(|c| c.borrow().as_ref().map(|s| (s.out, s.next))).unwrap();
+        let left = STATE
+            .with(|c| c.borrow().as_ref().map(|s| (s.out, s.next)))
+            .unwrap();
         assert!(left.0[..left.1].iter().all(|&b| b == 0));
         assert!(!run.windows(KEY).any(|w| w == k2));
         let mut big = vec![0u8; RESEED_AFTER];
         fill(&mut big).unwrap();
-        let produced = STATE.with(|c| c.borrow().as_ref().map(|s| s.produced)).unwrap();
+        let produced = STATE
+            .with(|c| c.borrow().as_ref().map(|s| s.produced))
+            .unwrap();
         fill(&mut out).unwrap();
-        let after = STATE.with(|c| c.borrow().as_ref().map(|s| s.produced)).unwrap();
+        let after = STATE
+            .with(|c| c.borrow().as_ref().map(|s| s.produced))
+            .unwrap();
         assert!(produced >= RESEED_AFTER);
         assert_eq!(after, out.len(), "a spent key is redrawn from the OS");
     }
@@ -156,7 +162,11 @@ mod tests {
             .with(|c| c.borrow().as_ref().map(|s| (s.pid, s.produced)))
             .unwrap();
         assert_eq!(pid, std::process::id());
-        assert_eq!(produced, out.len(), "the inherited key was replaced, not used");
+        assert_eq!(
+            produced,
+            out.len(),
+            "the inherited key was replaced, not used"
+        );
         // The output is not what the inherited state would have produced.
         let mut stream = [0u8; KEY + CHUNK];
         ChaCha20::new(&before.into(), &[0u8; 12].into()).apply_keystream(&mut stream);
