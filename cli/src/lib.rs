@@ -11,6 +11,9 @@
 //!
 //! Exit code: 0 when no case failed (skips allowed), 1 when one did, 2 for usage or
 //! configuration errors (unknown scheme, unreachable store, a filter matching nothing).
+//!
+//! `leasehold bench --store memory: | sled:PATH` measures the hot paths beside the raw store
+//! operations they are built on ([`bench`]; `docs/benchmarks.md`).
 
 use std::fmt;
 use std::io::{IsTerminal, Write};
@@ -49,6 +52,9 @@ pub struct Cli {
 pub enum Command {
     /// Run the conformance suite against a store: every security invariant, case by case.
     Check(CheckArgs),
+    /// Measure the hot paths (validate, refresh, revoke, reap, create) as ratios to the raw
+    /// store operations they are built on, in the same process and run.
+    Bench(bench::BenchArgs),
 }
 
 /// Options of `leasehold check`.
@@ -292,6 +298,7 @@ macro_rules! with_factory {
     };
 }
 
+pub mod bench;
 mod simulate;
 pub use simulate::{SimOutcome, simulate};
 
@@ -547,6 +554,7 @@ where
         }
     };
     match cli.command {
+        Command::Bench(args) => bench::main(&args),
         Command::Check(args) if args.simulate => simulate::main(&args),
         Command::Check(args) => {
             let checked = match check(&args, ProgressMode::detect()) {

@@ -1,0 +1,92 @@
+//! `leasehold bench`, end to end on tiny sizes (`--quick`): every row is there, the JSON
+//! parses, bad arguments exit 2. Never asserts a timing.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use assert_cmd::Command;
+use predicates::prelude::*;
+
+fn leasehold() -> Command {
+    Command::cargo_bin("leasehold").unwrap()
+}
+
+fn stdout_of(args: &[&str]) -> String {
+    let out = leasehold().args(args).assert().code(0).get_output().clone();
+    String::from_utf8(out.stdout).unwrap()
+}
+
+const ENGINE_ROWS: [&str; 2] = ["engine validate decision", "rotation decision (OsEntropy)"];
+
+#[test]
+fn memory_quick_table_has_every_row() {
+    let table = stdout_of(&["bench", "--store", "memory:", "--quick"]);
+    let header = table.lines().find(|l| l.starts_with("ROW")).unwrap();
+    for col in ["LEASEHOLD", "RAW", "RATIO", "TARGET", "RESULT"] {
+        assert!(header.contains(col), "{header}");
+    }
+    for row in ENGINE_ROWS.iter().chain(&[
+        "memory validate, no touch due @ 200",
+        "memory longest create, growing to 2k",
+    ]) {
+        let line = table.lines().find(|l| l.starts_with(row));
+        let line = line.unwrap_or_else(|| panic!("no row {row:?} in\n{table}"));
+        assert!(
+            line.ends_with("PASS") || line.ends_with("FAIL") || line.ends_with("info"),
+            "{line}"
+        );
+    }
+    assert!(table.lines().last().unwrap().contains("PASS"), "{table}");
+}
+
+#[test]
+fn memory_quick_json_parses() {
+    let json = stdout_of(&["bench", "--store", "memory:", "--quick", "--format", "json"]);
+    let doc: serde_json::Value = serde_json::from_str(&json).unwrap();
+    assert_eq!(doc["store"], "memory:");
+    let rows = doc["rows"].as_array().unwrap();
+    assert_eq!(rows.len(), 4, "{json}");
+    for row in rows {
+        assert!(row["name"].is_string(), "{row}");
+        assert!(row["leasehold"].is_number(), "{row}");
+        let result = row["result"].as_str().unwrap();
+        assert!(["PASS", "FAIL", "info"].contains(&result), "{row}");
+    }
+}
+
+#[test]
+fn sled_quick_table_has_every_row() {
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!("sled:{}", dir.path().display());
+    let table = stdout_of(&["bench", "--store", &url, "--quick"]);
+    for row in ENGINE_ROWS.iter().chain(&[
+        "sled validate, touch due @ 200",
+        "sled validate, no touch due @ 200",
+        "sled refresh @ 200",
+        "sled revoke (logout) @ 200",
+        "sled reap, 20 expired among 200",
+    ]) {
+        assert!(
+            table.lines().any(|l| l.starts_with(row)),
+            "no row {row:?} in\n{table}"
+        );
+    }
+    // The per-size databases are temp dirs, removed at the end.
+    assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 0);
+}
+
+#[test]
+fn bad_arguments_exit_2() {
+    for args in [
+        &["bench", "--store", "mysql://x"][..],
+        &["bench", "--store", "memory:", "--sessions", "10"],
+        &["bench", "--store", "memory:", "--sessions", "ten"],
+        &["bench", "--store", "memory:", "--rounds", "0"],
+        &["bench"],
+    ] {
+        leasehold()
+            .args(args)
+            .assert()
+            .code(2)
+            .stderr(predicate::str::is_empty().not());
+    }
+}
