@@ -754,6 +754,20 @@ impl Checker {
     }
 }
 
+/// The same secrets: every verifier, the generation and the access grant — all of a credential
+/// but the sealed successor, which any write drops once its windows have closed.
+fn same_secrets(a: &leasehold::record::Credential, b: &leasehold::record::Credential) -> bool {
+    let pred = |c: &leasehold::record::Credential| {
+        c.previous.as_ref().map(|p| (p.verifier, p.successor_seen))
+    };
+    a.generation == b.generation
+        && a.current == b.current
+        && a.rotated_at == b.rotated_at
+        && a.retired == b.retired
+        && a.access == b.access
+        && pred(a) == pred(b)
+}
+
 #[cfg(test)]
 mod tests {
     #![allow(clippy::unwrap_used)]
@@ -789,18 +803,4 @@ mod tests {
             SessionId::parse(&"cd".repeat(18))
         );
     }
-}
-
-/// The same secrets: every verifier, the generation and the access grant — all of a credential
-/// but the sealed successor, which any write drops once its windows have closed.
-fn same_secrets(a: &leasehold::record::Credential, b: &leasehold::record::Credential) -> bool {
-    let pred = |c: &leasehold::record::Credential| {
-        c.previous.as_ref().map(|p| (p.verifier, p.successor_seen))
-    };
-    a.generation == b.generation
-        && a.current == b.current
-        && a.rotated_at == b.rotated_at
-        && a.retired == b.retired
-        && a.access == b.access
-        && pred(a) == pred(b)
 }
