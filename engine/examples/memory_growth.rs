@@ -9,6 +9,8 @@
 //! N defaults to 1,000,000; SUBJECTS (how many distinct subjects the sessions spread over,
 //! round-robin) defaults to N, one subject per session. SUBJECTS = 1 grows one subject's group.
 
+#![allow(clippy::expect_used)] // a measurement: any failure ends it
+
 use std::time::{Duration, Instant};
 
 use futures::executor::block_on;
@@ -83,7 +85,10 @@ fn main() {
     }
     loads.sort_unstable();
 
-    println!("sessions {n}, subjects {subjects}, grown in {total:.2?}");
+    println!(
+        "sessions {n}, subjects {subjects}, grown in {total:.2?} (a record is {} bytes)",
+        std::mem::size_of::<leasehold::SessionRecord>()
+    );
     println!(
         "insert: median {:?}, p99 {:?}, p99.99 {:?}, calls over 10 ms: {}",
         percentile(&took, 0.5),
