@@ -1,7 +1,8 @@
 //! The reference store's state: records, the indexes that keep every per-session operation
 //! independent of the number of live sessions, and the expiry index the reaper walks.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet, VecDeque};
+use std::collections::hash_map::Entry;
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::time::Duration;
 
 use crate::ids::{Resource, SessionId, SlotId, Subject, TicketId};
@@ -10,6 +11,7 @@ use crate::record::{RevokeReason, SessionRecord, SessionState, SlotRecord, Ticke
 use crate::store::{CreateLimits, InsertOutcome, Reaped};
 use crate::time::Timestamp;
 
+use super::shard::{ShardKey, Sharded};
 use super::ttl::{TtlKey, Ttls};
 
 /// What the expiry index points at.
@@ -22,14 +24,18 @@ pub(super) enum Key {
     Rate(Subject),
 }
 
+/// Nothing here that grows with the stored records makes one call pay for all of them: maps are
+/// [`Sharded`] (a growing shard rehashes 1/`SHARDS` of the entries), session records are boxed
+/// (a rehash moves a pointer, not the record), and groups (a subject's, a resource's, a
+/// session's slots) and ordered indexes are B-trees, which grow one node at a time.
 #[derive(Default)]
 pub(super) struct Inner {
-    pub(super) sessions: HashMap<SessionId, SessionRecord>,
-    pub(super) by_subject: HashMap<Subject, HashSet<SessionId>>,
+    pub(super) sessions: Sharded<SessionId, Box<SessionRecord>>,
+    pub(super) by_subject: Sharded<Subject, BTreeSet<SessionId>>,
     /// The subject's sessions that have not ended (no tombstone): what a cap counts, so its
     /// cost follows the live sessions, not the tombstones kept until reaped.
-    pub(super) open_by_subject: HashMap<Subject, HashSet<SessionId>>,
-    pub(super) by_resource: HashMap<Resource, HashSet<SessionId>>,
+    pub(super) open_by_subject: Sharded<Subject, BTreeSet<SessionId>>,
+    pub(super) by_resource: Sharded<Resource, BTreeSet<SessionId>>,
     /// Every stored session record, in id order (listing every session pages through it
     /// without sorting the store), with the sequence number the store inserted it under: the
     /// tie-break of "oldest" among sessions created in the same millisecond.
@@ -42,11 +48,11 @@ pub(super) struct Inner {
     /// Each subject's creation log for the rate: when its newest entry leaves the window (its
     /// expiry-index key), and each creation with the session it created, so exactly that
     /// entry can be given back ([`Inner::forget_creation`]).
-    pub(super) creations: HashMap<Subject, (Timestamp, VecDeque<(Timestamp, SessionId)>)>,
-    pub(super) tickets: HashMap<TicketId, TicketRecord>,
-    pub(super) slots: HashMap<SlotId, SlotRecord>,
-    pub(super) slots_by_session: HashMap<SessionId, HashSet<SlotId>>,
-    pub(super) slots_by_resource: HashMap<Resource, HashSet<SlotId>>,
+    pub(super) creations: Sharded<Subject, (Timestamp, VecDeque<(Timestamp, SessionId)>)>,
+    pub(super) tickets: Sharded<TicketId, TicketRecord>,
+    pub(super) slots: Sharded<SlotId, SlotRecord>,
+    pub(super) slots_by_session: Sharded<SessionId, BTreeSet<SlotId>>,
+    pub(super) slots_by_resource: Sharded<Resource, BTreeSet<SlotId>>,
     pub(super) expiry: BTreeSet<(Timestamp, Key)>,
     /// Active (not revoked) sessions by deadline: the global cap counts the live ones without
     /// scanning every session.
@@ -57,21 +63,17 @@ pub(super) struct Inner {
     pub(super) ttl: Option<Ttls>,
     /// Native-expiry mode: sessions and slots the TTL removed whose index entries remain (the
     /// index keys they were in), until `reap` cleans those entries.
-    pub(super) gone_sessions: HashMap<SessionId, (Subject, Option<Resource>)>,
-    pub(super) gone_slots: HashMap<SlotId, (SessionId, Option<Resource>)>,
+    pub(super) gone_sessions: Sharded<SessionId, (Subject, Option<Resource>)>,
+    pub(super) gone_slots: Sharded<SlotId, (SessionId, Option<Resource>)>,
 }
 
-pub(super) fn index_add<K: std::hash::Hash + Eq, V: std::hash::Hash + Eq>(
-    m: &mut HashMap<K, HashSet<V>>,
-    k: K,
-    v: V,
-) {
+pub(super) fn index_add<K: ShardKey, V: Ord>(m: &mut Sharded<K, BTreeSet<V>>, k: K, v: V) {
     m.entry(k).or_default().insert(v);
 }
 
 /// Removes `v` from the index `k`; true if that emptied (and so removed) the index.
-pub(super) fn index_remove<K: std::hash::Hash + Eq, V: std::hash::Hash + Eq>(
-    m: &mut HashMap<K, HashSet<V>>,
+pub(super) fn index_remove<K: ShardKey, V: Ord>(
+    m: &mut Sharded<K, BTreeSet<V>>,
     k: &K,
     v: &V,
 ) -> bool {
@@ -220,7 +222,13 @@ impl Inner {
         } else {
             self.open_by_creation.insert(order);
         }
-        self.sessions.insert(r.id, r);
+        // An update writes into the record's box; only a new record allocates one.
+        match self.sessions.entry(r.id) {
+            Entry::Occupied(mut stored) => **stored.get_mut() = r,
+            Entry::Vacant(slot) => {
+                slot.insert(Box::new(r));
+            }
+        }
     }
 
     /// Drops the id-order and creation-order entries of a record that is gone.
@@ -232,7 +240,7 @@ impl Inner {
 
     /// Removes session `id` and its index entries; returns the removed record.
     pub(super) fn remove_session(&mut self, id: &SessionId) -> Option<SessionRecord> {
-        let r = self.sessions.remove(id)?;
+        let r = *self.sessions.remove(id)?;
         self.ttl_clear(true, TtlKey::Record(Key::Session(r.id)));
         self.expiry_remove(&(r.expires_at, Key::Session(r.id)));
         self.active_remove(&(r.expires_at, r.id));
@@ -381,13 +389,18 @@ impl Inner {
         ended
     }
 
+    /// The stored record of session `id` (tombstone or not).
+    pub(super) fn session(&self, id: &SessionId) -> Option<&SessionRecord> {
+        self.sessions.get(id).map(|r| &**r)
+    }
+
     pub(super) fn session_live(&self, id: &SessionId, now: Timestamp) -> bool {
         self.sessions.get(id).is_some_and(|r| r.is_live(now))
     }
 
     /// Slots that count against a cap: unexpired, and held by a live session (a revoked
     /// session's slots free their capacity at once, not after their TTL).
-    pub(super) fn live_slots(&self, ids: Option<&HashSet<SlotId>>, now: Timestamp) -> usize {
+    pub(super) fn live_slots(&self, ids: Option<&BTreeSet<SlotId>>, now: Timestamp) -> usize {
         ids.into_iter()
             .flatten()
             .filter_map(|id| self.slots.get(id))

@@ -1,6 +1,7 @@
 //! `MemoryStore`: the reference adapter. One lock makes every method trivially atomic and
 //! linearizable; indexes make every per-session operation independent of the number of live
-//! sessions, and reaping walk only what is due.
+//! sessions, and reaping walk only what is due. No index grows all at once (see `inner::Inner`),
+//! so no single call stalls the others while the store grows.
 //!
 //! It has no clock of its own: it judges at the caller's `now`. For tests of the server-clock
 //! rules, [`MemoryStore::with_server_clock`] gives it one, as a database server has (the
@@ -10,7 +11,7 @@
 //!
 //! Its primitives come from [`crate::sync`], so loom can explore every interleaving of it.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::BTreeSet;
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -27,10 +28,12 @@ use crate::store::{
 use crate::sync::{Arc, Mutex, MutexGuard};
 
 mod inner;
+mod shard;
 mod ttl;
 
 use crate::time::{Clock, Timestamp};
 use inner::{Inner, Key};
+use shard::Sharded;
 use ttl::{TtlKey, Ttls};
 
 /// The in-memory reference store. Cheap to clone (clones share the data).
@@ -131,8 +134,8 @@ impl MemoryStore {
     /// the footprint INV-bounded-storage bounds: it returns to zero once everything stored has
     /// expired and been reaped.
     pub fn stored_entries(&self) -> usize {
-        fn sets<K, V>(m: &HashMap<K, HashSet<V>>) -> usize {
-            m.values().map(HashSet::len).sum()
+        fn sets<K, V>(m: &Sharded<K, BTreeSet<V>>) -> usize {
+            m.values().map(BTreeSet::len).sum()
         }
         let Ok(g) = self.lock() else { return 0 };
         let logs: usize = g.creations.values().map(|(_, log)| log.len()).sum();
@@ -172,7 +175,7 @@ impl Store for MemoryStore {
 
     async fn load_session(&self, id: &SessionId) -> Result<Loaded, StoreError> {
         let g = self.lock()?;
-        let record = g.sessions.get(id).cloned();
+        let record = g.session(id).cloned();
         if let Some(r) = &record {
             check_loaded(id, r)?;
         }
@@ -201,7 +204,7 @@ impl Store for MemoryStore {
     ) -> Result<InsertOutcome, StoreError> {
         let mut g = self.lock()?;
         let now = self.at(&g, now);
-        if check_insert(g.sessions.get(&record.id), record)? == InsertCheck::Replay {
+        if check_insert(g.session(&record.id), record)? == InsertCheck::Replay {
             return Ok(InsertOutcome::Inserted {
                 evicted: Vec::new(),
             });
@@ -214,7 +217,7 @@ impl Store for MemoryStore {
             Err(refused) => return Ok(refused),
         };
         for id in plan.expired {
-            if let Some(r) = g.sessions.get(&id) {
+            if let Some(r) = g.session(&id) {
                 let t = r.tombstone(now, RevokeReason::Expired);
                 g.put_session(t);
             }
@@ -244,7 +247,7 @@ impl Store for MemoryStore {
     ) -> Result<(), StoreError> {
         let mut g = self.lock()?;
         let at = self.at(&g, now);
-        check_swap(g.sessions.get(&new.id), new, expected_version, at)?;
+        check_swap(g.session(&new.id), new, expected_version, at)?;
         #[cfg(leasehold_planted_bug)]
         {
             // Planted bug for the loom twin tests: check, release the lock, then act.
@@ -292,7 +295,7 @@ impl Store for MemoryStore {
             .get(subject)
             .into_iter()
             .flatten()
-            .filter_map(|id| g.sessions.get(id).cloned())
+            .filter_map(|id| g.session(id).cloned())
             .collect())
     }
 
@@ -427,25 +430,24 @@ impl Store for MemoryStore {
         // A page of 0 would make no progress and could not say where the listing stands.
         let limit = limit.clamp(1, MAX_PAGE);
         let from = after.map_or(Bound::Unbounded, Bound::Excluded);
-        let group = |set: Option<&HashSet<SessionId>>| {
-            let mut ids: Vec<SessionId> = set
-                .into_iter()
-                .flatten()
-                .filter(|id| after.is_none_or(|a| *id > a))
+        // Groups are ordered sets: a page starts where the last one ended, without sorting.
+        fn group<'a>(
+            set: Option<&'a BTreeSet<SessionId>>,
+            from: Bound<&'a SessionId>,
+        ) -> impl Iterator<Item = SessionId> + 'a {
+            set.into_iter()
+                .flat_map(move |set| set.range((from, Bound::Unbounded)))
                 .copied()
-                .collect();
-            ids.sort_unstable();
-            ids
-        };
+        }
         let ids: Box<dyn Iterator<Item = SessionId> + '_> = match scope {
             Scope::All => Box::new(g.ids.range((from, Bound::Unbounded)).map(|(id, _)| *id)),
-            Scope::Subject(s) => Box::new(group(g.by_subject.get(s)).into_iter()),
-            Scope::Resource(r) => Box::new(group(g.by_resource.get(r)).into_iter()),
+            Scope::Subject(s) => Box::new(group(g.by_subject.get(s), from)),
+            Scope::Resource(r) => Box::new(group(g.by_resource.get(r), from)),
         };
         // One more than the page, to know whether another page follows (index entries of
         // records a native expiry already removed are skipped).
         let mut records: Vec<SessionRecord> = ids
-            .filter_map(|id| g.sessions.get(&id).cloned())
+            .filter_map(|id| g.session(&id).cloned())
             .take(limit + 1)
             .collect();
         let next = if records.len() > limit {
@@ -460,7 +462,7 @@ impl Store for MemoryStore {
     async fn count_live(&self, scope: &Scope, now: Timestamp) -> Result<u64, StoreError> {
         let g = self.lock()?;
         let now = self.at(&g, now);
-        let live = |set: Option<&HashSet<SessionId>>| {
+        let live = |set: Option<&BTreeSet<SessionId>>| {
             set.into_iter()
                 .flatten()
                 .filter(|id| g.session_live(id, now))

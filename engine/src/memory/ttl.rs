@@ -1,12 +1,13 @@
 //! The native-expiry mode's TTL table: which key its "server" removes when, as Redis removes
 //! keys by TTL.
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::BTreeSet;
 
 use crate::ids::{Resource, SessionId, Subject};
 use crate::time::Timestamp;
 
 use super::inner::Key;
+use super::shard::Sharded;
 
 /// A key of the native-expiry mode: what its "server" removes by TTL, as Redis removes keys.
 #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -32,7 +33,7 @@ pub(super) enum TtlKey {
 /// The native-expiry mode's TTL table: when each key is removed.
 #[derive(Default)]
 pub(super) struct Ttls {
-    pub(super) at: HashMap<TtlKey, Timestamp>,
+    pub(super) at: Sharded<TtlKey, Timestamp>,
     order: BTreeSet<(Timestamp, TtlKey)>,
 }
 
