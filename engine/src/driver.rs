@@ -96,6 +96,15 @@ pub struct Minted {
     pub session: Session,
 }
 
+/// What [`Sessions::run_keeping`] hands back.
+struct Ran<T> {
+    outcome: T,
+    /// The committed write, else the record decided on.
+    record: Option<SessionRecord>,
+    /// The time the decision was judged at.
+    judged: Timestamp,
+}
+
 /// Sessions over a store: the API applications use.
 ///
 /// Everything here is reached by a secret (a session, access or ticket token) or names a
@@ -204,8 +213,19 @@ impl<S: Store> Sessions<S> {
         &self,
         id: &SessionId,
         now: Timestamp,
-        mut decide: impl FnMut(Option<&SessionRecord>, Timestamp) -> Decision<T>,
+        decide: impl FnMut(Option<&SessionRecord>, Timestamp) -> Decision<T>,
     ) -> Result<T, Error> {
+        self.run_keeping(id, now, decide).await.map(|r| r.outcome)
+    }
+
+    /// [`run`](Self::run), also handing back the record the answer is about — the committed
+    /// write, else the record the decision was made on — without copying it.
+    async fn run_keeping<T>(
+        &self,
+        id: &SessionId,
+        now: Timestamp,
+        mut decide: impl FnMut(Option<&SessionRecord>, Timestamp) -> Decision<T>,
+    ) -> Result<Ran<T>, Error> {
         for _ in 0..=self.policy.max_cas_retries {
             let loaded = self.store.load_session(id).await?;
             let at = loaded.judged_at(now);
@@ -228,7 +248,11 @@ impl<S: Store> Sessions<S> {
                 (None, _) => {}
             }
             self.emit(&d.events);
-            return d.outcome;
+            return Ok(Ran {
+                outcome: d.outcome?,
+                record: d.write.or(loaded.record),
+                judged: at,
+            });
         }
         Err(Error::VersionConflict)
     }
@@ -283,58 +307,57 @@ impl<S: Store> Sessions<S> {
         }
     }
 
-    /// A validate or refresh; also returns the time it was judged at. `check` runs on the
-    /// session a grant would give, before its write: a refusal writes nothing.
+    /// A validate or refresh: the grant, the granted record and the time it was judged at.
+    /// `check` runs on the session a grant would give, before its write: a refusal writes
+    /// nothing.
     async fn read(
         &self,
         token: &[u8],
         ctx: &Context,
         mode: ReadMode,
         check: Option<&(dyn Fn(&Session) -> bool + Sync)>,
-    ) -> Result<(decide::Grant, Timestamp), Error> {
+    ) -> Result<Ran<decide::Grant>, Error> {
         let presented = token::parse(token, &self.policy.token_prefix)?;
         decide::create::check_context(ctx)?;
         let id = SessionId::from_bytes(presented.id);
-        let now = self.now();
-        let mut judged = now;
-        let grant = self
-            .run(&id, now, |rec, at| {
-                judged = at;
-                let d = decide::read::read(
-                    rec,
-                    &presented,
-                    ctx,
-                    mode,
-                    at,
-                    &self.policy,
-                    &*self.entropy,
-                );
-                match (&d.outcome, check) {
-                    (Ok(g), Some(check)) if !check(&Session::from(&g.record)) => {
-                        Decision::deny(Error::Refused)
-                    }
-                    _ => d,
+        self.run_keeping(&id, self.now(), |rec, at| {
+            let d =
+                decide::read::read(rec, &presented, ctx, mode, at, &self.policy, &*self.entropy);
+            let granted = d.write.as_ref().or(rec);
+            match (&d.outcome, check, granted) {
+                (Ok(_), Some(check), Some(r)) if !check(&Session::from(r)) => {
+                    Decision::deny(Error::Refused)
                 }
-            })
-            .await?;
-        Ok((grant, judged))
+                _ => d,
+            }
+        })
+        .await
     }
 
-    fn validated(&self, g: decide::Grant) -> Validated {
-        Validated {
-            session: Session::from(&g.record),
-            access: g.token.as_ref().and_then(|t| self.access_for(&g.record, t)),
+    /// The record a grant is about (always present for a grant: fail closed if not).
+    fn granted(record: Option<SessionRecord>) -> Result<SessionRecord, Error> {
+        record.ok_or_else(|| Error::CorruptRecord("a grant without a record".into()))
+    }
+
+    fn validated(&self, r: Ran<decide::Grant>) -> Result<Validated, Error> {
+        let record = Self::granted(r.record)?;
+        let g = r.outcome;
+        Ok(Validated {
+            access: g.token.as_ref().and_then(|t| self.access_for(&record, t)),
+            session: Session::from(record),
             renewed: g.token,
-        }
+        })
     }
 
-    fn refreshed(&self, g: decide::Grant) -> Result<Refreshed, Error> {
-        let token = g
+    fn refreshed(&self, r: Ran<decide::Grant>) -> Result<Refreshed, Error> {
+        let record = Self::granted(r.record)?;
+        let token = r
+            .outcome
             .token
             .ok_or_else(|| Error::CorruptRecord("refresh produced no token".into()))?;
         Ok(Refreshed {
-            session: Session::from(&g.record),
-            access: self.access_for(&g.record, &token),
+            access: self.access_for(&record, &token),
+            session: Session::from(record),
             token,
         })
     }
@@ -346,10 +369,10 @@ impl<S: Store> Sessions<S> {
         token: impl AsRef<[u8]>,
         ctx: &Context,
     ) -> Result<Validated, Error> {
-        let (g, _) = self
+        let r = self
             .read(token.as_ref(), ctx, ReadMode::Validate, None)
             .await?;
-        Ok(self.validated(g))
+        self.validated(r)
     }
 
     /// Validates as [`validate`](Self::validate), but grants only if `check` accepts the
@@ -376,10 +399,10 @@ impl<S: Store> Sessions<S> {
         ctx: &Context,
         check: impl Fn(&Session) -> bool + Sync,
     ) -> Result<Validated, Error> {
-        let (g, _) = self
+        let r = self
             .read(token.as_ref(), ctx, ReadMode::Validate, Some(&check))
             .await?;
-        Ok(self.validated(g))
+        self.validated(r)
     }
 
     /// Validates, granting only a session of `subject` (the caller knows who it expects,
@@ -407,7 +430,7 @@ impl<S: Store> Sessions<S> {
                 decide::access::validate(rec, &presented, &self.kind, at)
             })
             .await?;
-        Ok(Session::from(&rec))
+        Ok(Session::from(rec))
     }
 
     /// Rotates the secret now. Idempotent: concurrent or retried refreshes of one token within
@@ -417,10 +440,10 @@ impl<S: Store> Sessions<S> {
         token: impl AsRef<[u8]>,
         ctx: &Context,
     ) -> Result<Refreshed, Error> {
-        let (g, _) = self
+        let r = self
             .read(token.as_ref(), ctx, ReadMode::Refresh, None)
             .await?;
-        self.refreshed(g)
+        self.refreshed(r)
     }
 
     /// Refreshes as [`refresh`](Self::refresh), but only if `check` accepts the session;
@@ -431,10 +454,10 @@ impl<S: Store> Sessions<S> {
         ctx: &Context,
         check: impl Fn(&Session) -> bool + Sync,
     ) -> Result<Refreshed, Error> {
-        let (g, _) = self
+        let r = self
             .read(token.as_ref(), ctx, ReadMode::Refresh, Some(&check))
             .await?;
-        self.refreshed(g)
+        self.refreshed(r)
     }
 
     /// Logout by token: checks the secret (any secret the session ever had: each proves the
@@ -566,7 +589,7 @@ impl<S: Store> Sessions<S> {
                 decide::mutate::update_data(rec, expected_version, data, at, &self.policy)
             })
             .await?;
-        Ok(Session::from(&rec))
+        Ok(Session::from(rec))
     }
 
     /// Validates `token` and mints a one-shot ticket for its session.
@@ -575,14 +598,18 @@ impl<S: Store> Sessions<S> {
         token: impl AsRef<[u8]>,
         ctx: &Context,
     ) -> Result<Ticketed, Error> {
-        let (g, at) = self
+        let r = self
             .read(token.as_ref(), ctx, ReadMode::Validate, None)
             .await?;
-        let (ticket, expires_at) = self.put_ticket(&g.record, at).await?;
+        let record = r
+            .record
+            .as_ref()
+            .ok_or_else(|| Error::CorruptRecord("a grant without a record".into()))?;
+        let (ticket, expires_at) = self.put_ticket(record, r.judged).await?;
         Ok(Ticketed {
             ticket,
             expires_at,
-            validated: self.validated(g),
+            validated: self.validated(r)?,
         })
     }
 
@@ -736,7 +763,7 @@ impl<S: Store> TrustedById<'_, S> {
         let rec = s
             .run(id, s.now(), |rec, at| decide::by_id::get(rec, &s.kind, at))
             .await?;
-        Ok(Session::from(&rec))
+        Ok(Session::from(rec))
     }
 
     /// Keeps a live session alive as a validate would (the idle deadline moves when the touch
@@ -749,7 +776,7 @@ impl<S: Store> TrustedById<'_, S> {
                 decide::by_id::keepalive(rec, &s.kind, at, &s.policy)
             })
             .await?;
-        Ok(Session::from(&rec))
+        Ok(Session::from(rec))
     }
 
     /// Keeps a session alive as [`keepalive`](Self::keepalive), only if `check` accepts it
@@ -770,7 +797,7 @@ impl<S: Store> TrustedById<'_, S> {
                 }
             })
             .await?;
-        Ok(Session::from(&rec))
+        Ok(Session::from(rec))
     }
 
     /// Mints a one-shot ticket for a live session (a PTY "attach" token): redeemed at most

@@ -1452,10 +1452,10 @@ async fn memory_store_refuses_an_identity_change_and_keeps_its_indexes() {
 
 /// The seal key as the engine derives it (DESIGN §8, `crypto.rs`): an offline attacker with a
 /// store dump and an old token can compute it.
-fn seal_key(id: &SessionId, generation: u64, predecessor: &[u8; 32]) -> [u8; 32] {
+/// The sealing key as `crypto.rs` documents it, rebuilt here from the token alone.
+fn seal_key(generation: u64, predecessor: &[u8; 32]) -> [u8; 32] {
     Sha256::new()
-        .chain_update(b"leasehold/v1/seal\0")
-        .chain_update(id.as_bytes())
+        .chain_update(b"lhK2")
         .chain_update(generation.to_le_bytes())
         .chain_update(predecessor)
         .finalize()
@@ -1488,7 +1488,7 @@ fn recover_current(dump: &[Vec<u8>], id: &SessionId, old_token: &str) -> Option<
         .filter_map(|v| codec::decode_session(v).ok())
         .find(|r| r.id == *id)?;
     let generation = rec.credential.generation;
-    let key = seal_key(id, generation, &old);
+    let key = seal_key(generation, &old);
     let mut candidates: Vec<[u8; 32]> = rec
         .credential
         .previous

@@ -112,6 +112,27 @@ pub struct Session {
     pub data_version: u64,
 }
 
+impl From<SessionRecord> for Session {
+    /// Moves the fields out: no copy of a record the caller no longer needs.
+    fn from(r: SessionRecord) -> Self {
+        Session {
+            access_expires_at: r.credential.access.as_ref().map(|a| a.expires_at),
+            generation: r.credential.generation,
+            id: r.id,
+            subject: r.subject,
+            resource: r.resource,
+            kind: r.kind,
+            created_at: r.created_at,
+            last_seen: r.last_seen,
+            expires_at: r.expires_at,
+            absolute_deadline: r.absolute_deadline,
+            summary: r.context_summary,
+            data: r.data,
+            data_version: r.data_version,
+        }
+    }
+}
+
 impl From<&SessionRecord> for Session {
     fn from(r: &SessionRecord) -> Self {
         Session {
@@ -132,12 +153,12 @@ impl From<&SessionRecord> for Session {
     }
 }
 
-/// A granted read: the session (after the write, if any) and, when the client must switch
-/// tokens (rotation, or a predecessor answered with its successor), the token to hand back.
+/// A granted read. The session granted is the decision's [`write`](Decision::write) when it
+/// writes (once that commits), else the record it decided on, unchanged — so the hot path (a
+/// validate with nothing due) copies no record. When the client must switch tokens (rotation,
+/// or a predecessor answered with its successor), `token` is the one to hand back.
 #[derive(Debug)]
 pub struct Grant {
-    /// The record as it will be once the decision's write commits.
-    pub record: SessionRecord,
     /// The token the client must use from now on, if it changed.
     pub token: Option<SessionToken>,
 }

@@ -85,17 +85,11 @@ pub fn read(
             Ok(PredecessorVerdict::Reissue { .. }) if !bound => {
                 Decision::deny(Error::BindingMismatch)
             }
-            Ok(PredecessorVerdict::Reissue { token, orphan }) => {
-                let (write, record) = touched(rec, now, policy);
-                Decision {
-                    write,
-                    outcome: Ok(Grant {
-                        record,
-                        token: Some(token),
-                    }),
-                    events: vec![Event::SuccessorReissued { id: rec.id, orphan }],
-                }
-            }
+            Ok(PredecessorVerdict::Reissue { token, orphan }) => Decision {
+                write: touched(rec, now, policy),
+                outcome: Ok(Grant { token: Some(token) }),
+                events: vec![Event::SuccessorReissued { id: rec.id, orphan }],
+            },
             Ok(PredecessorVerdict::Reuse) => reuse(rec, now, policy),
             Err(e) => Decision::deny(e),
         },
@@ -130,20 +124,13 @@ pub fn touch(rec: &mut SessionRecord, now: Timestamp, policy: &Policy) {
     rec.expires_at = expiry(now, rec.absolute_deadline, policy);
 }
 
-/// The record after a lazy touch, and the write if one is due.
-fn touched(
-    rec: &SessionRecord,
-    now: Timestamp,
-    policy: &Policy,
-) -> (Option<SessionRecord>, SessionRecord) {
-    if touch_due(rec, now, policy) {
+/// The write of a lazy touch, if one is due.
+fn touched(rec: &SessionRecord, now: Timestamp, policy: &Policy) -> Option<SessionRecord> {
+    touch_due(rec, now, policy).then(|| {
         let mut next = rec.clone();
         touch(&mut next, now, policy);
-        let next = bump(next);
-        (Some(next.clone()), next)
-    } else {
-        (None, rec.clone())
-    }
+        bump(next)
+    })
 }
 
 fn current(
@@ -154,18 +141,28 @@ fn current(
     policy: &Policy,
     entropy: &dyn Entropy,
 ) -> Decision<Grant> {
+    // The successor has now been presented: close the orphan window.
+    let close_orphan = rec
+        .credential
+        .previous
+        .as_ref()
+        .is_some_and(|p| !p.successor_seen);
+    let rotate = mode == ReadMode::Refresh || renewal_due(rec, now, policy);
+    // Nothing due: the hot path grants the record as it is, without copying it.
+    if !close_orphan && !rotate && !touch_due(rec, now, policy) {
+        return Decision {
+            write: None,
+            outcome: Ok(Grant { token: None }),
+            events: Vec::new(),
+        };
+    }
     let mut next = rec.clone();
-    let mut changed = false;
     let mut events = Vec::new();
     let mut new_token = None;
-    // The successor has now been presented: close the orphan window.
-    if let Some(p) = next.credential.previous.as_mut()
-        && !p.successor_seen
-    {
+    if let Some(p) = next.credential.previous.as_mut() {
         p.successor_seen = true;
-        changed = true;
     }
-    if mode == ReadMode::Refresh || renewal_due(rec, now, policy) {
+    if rotate {
         match rotation::rotate(&next, &token.secret, now, policy, entropy) {
             Ok((credential, t)) => {
                 next.credential = credential;
@@ -174,31 +171,16 @@ fn current(
                     generation: next.credential.generation,
                 });
                 new_token = Some(t);
-                changed = true;
             }
             Err(e) => return Decision::deny(e.into()),
         }
     }
-    // Any write also records the touch; otherwise write only when the touch is due.
-    if changed || touch_due(rec, now, policy) {
-        touch(&mut next, now, policy);
-        rotation::drop_sealed_if_closed(&mut next.credential, now, policy);
-        let next = bump(next);
-        return Decision {
-            write: Some(next.clone()),
-            outcome: Ok(Grant {
-                record: next,
-                token: new_token,
-            }),
-            events,
-        };
-    }
+    // Any write also records the touch.
+    touch(&mut next, now, policy);
+    rotation::drop_sealed_if_closed(&mut next.credential, now, policy);
     Decision {
-        write: None,
-        outcome: Ok(Grant {
-            record: next,
-            token: None,
-        }),
+        write: Some(bump(next)),
+        outcome: Ok(Grant { token: new_token }),
         events,
     }
 }
