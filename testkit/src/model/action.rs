@@ -248,9 +248,10 @@ pub enum Action {
         /// Subject.
         subject: Subject,
     },
-    /// `count`.
+    /// `count`, then the whole `list_page` listing of the same scope, two per page: the count,
+    /// the cursor walk and the live sessions must all agree with the model.
     Count {
-        /// What to count.
+        /// What to count and list.
         scope: Scope,
     },
 }
@@ -390,6 +391,13 @@ pub enum Observed {
     Count(u64),
     /// `list` answered.
     Listed(Vec<Session>),
+    /// `count` answered, and the paged listing of the same scope, in the order the pages came.
+    Enumerated {
+        /// What `count` answered.
+        count: u64,
+        /// Every session of every page.
+        listed: Vec<Session>,
+    },
     /// `update_data` succeeded.
     Updated(Session),
     /// `mint_ticket` (or the by-id `mint_ticket`: no renewal) succeeded.
@@ -448,7 +456,9 @@ impl Observed {
             } => "ok+token".into(),
             Observed::Revoked(o) => revoke_kind(o),
             Observed::Released(b) => b.to_string(),
-            Observed::Count(n) => format!("count {}", (*n).min(3)),
+            Observed::Count(n) | Observed::Enumerated { count: n, .. } => {
+                format!("count {}", (*n).min(3))
+            }
             Observed::Listed(v) => format!("{} listed", v.len().min(3)),
             Observed::Reaped(o) => format!("{} reaped", o.total().min(3)),
             Observed::Denied(Denial::RateLimited(_)) => "RateLimited".into(),
@@ -469,6 +479,9 @@ impl Observed {
             ),
             Observed::Revoked(o) => format!("revoke: {}", revoke_kind(o)),
             Observed::Count(n) => format!("count={n}"),
+            Observed::Enumerated { count, listed } => {
+                format!("count={count}, {} listed", listed.len())
+            }
             Observed::Listed(v) => format!("listed {}", v.len()),
             Observed::Updated(x) => format!("updated {} dv{}", s(x), x.data_version),
             Observed::Minted { ticket_id, .. } => format!("minted {ticket_id}"),
@@ -657,11 +670,31 @@ pub async fn perform<S: Store>(sessions: &Sessions<S>, action: &Action) -> Obser
             Ok(()) => Observed::Admitted,
             Err(e) => denied(e),
         },
-        Action::Count { scope } => match sessions.count(scope).await {
-            Ok(n) => Observed::Count(n),
+        Action::Count { scope } => match enumerate(sessions, scope).await {
+            Ok((count, listed)) => Observed::Enumerated { count, listed },
             Err(e) => denied(e),
         },
     }
+}
+
+/// `count(scope)`, then every page of `list_page(scope, …, 2)` following the cursor.
+async fn enumerate<S: Store>(
+    sessions: &Sessions<S>,
+    scope: &Scope,
+) -> Result<(u64, Vec<Session>), Error> {
+    let count = sessions.count(scope).await?;
+    let mut listed = Vec::new();
+    let mut after = None;
+    // Bounded: a cursor that never ends is a failure, not a hang.
+    for _ in 0..100_000 {
+        let page = sessions.list_page(scope, after.as_ref(), 2).await?;
+        listed.extend(page.sessions);
+        match page.next {
+            Some(next) => after = Some(next),
+            None => return Ok((count, listed)),
+        }
+    }
+    Err(Error::CorruptRecord("a listing that never ended".into()))
 }
 
 fn validated(v: leasehold::Validated) -> Observed {

@@ -967,7 +967,7 @@ impl Model {
             },
             Action::CheckCreate { subject } => self.check_create(now, subject, obs, rate),
             Action::Count { scope } => {
-                let n = self
+                let mut live: Vec<&MSession> = self
                     .sessions
                     .values()
                     .filter(|s| self.is_live(s, now))
@@ -976,11 +976,23 @@ impl Model {
                         Scope::Subject(x) => &s.subject == x,
                         Scope::Resource(r) => s.resource.as_ref() == Some(r),
                     })
-                    .count() as u64;
-                match obs {
-                    Observed::Count(c) if *c == n => Ok(()),
-                    _ => Err(format!("count={n}")),
+                    .collect();
+                // Pages come in ascending id order, each live session exactly once.
+                live.sort_by_key(|s| s.id);
+                let n = live.len() as u64;
+                let Observed::Enumerated { count, listed } = obs else {
+                    return Err(format!("count={n}"));
+                };
+                if *count != n || listed.len() != live.len() {
+                    return Err(format!(
+                        "count={n} and {n} listed: {:?}",
+                        live.iter().map(|s| s.id).collect::<Vec<_>>()
+                    ));
                 }
+                for (want, got) in live.iter().zip(listed) {
+                    check_view(want, got)?;
+                }
+                Ok(())
             }
             Action::MintTicket { token, binding } => {
                 match self.decide_read(now, token, binding, false)? {
@@ -1915,6 +1927,36 @@ impl Model {
         let drained = total < limit64;
         if drained && (out.sessions < s.0 || out.tickets < t.0 || out.slots < l.0) {
             return Err(format!("{want}, every due record removed"));
+        }
+        // Which sessions ended, as the reap reports them: each one the model sees as due, once,
+        // with its owner, resource and how it ended (a lapse with no tombstone is `Expired`).
+        if !self.settings.native_expiry && out.ended.len() as u64 != out.sessions {
+            return Err(format!(
+                "{want}; `ended` names {} sessions, {} were removed",
+                out.ended.len(),
+                out.sessions
+            ));
+        }
+        let mut named = std::collections::BTreeSet::new();
+        for e in &out.ended {
+            let Some(m) = self.sessions.get(&e.id) else {
+                return Err(format!("reap reported an unknown session {}", e.id));
+            };
+            let reason = match m.state {
+                MState::Active => RevokeReason::Expired,
+                MState::Revoked { reason, .. } => reason,
+            };
+            let fits = named.insert(e.id)
+                && due(m.presence, m.expires_at)
+                && e.subject == m.subject
+                && e.resource == m.resource
+                && e.reason.is_none_or(|r| r == reason);
+            if !fits {
+                return Err(format!(
+                    "reap reported {e:?}; the model has it {:?}, {:?}, due at {:?}",
+                    m.presence, m.state, m.expires_at
+                ));
+            }
         }
         let resolve = |p: &mut Presence, e: Timestamp, removed: u64, (c, m): (u64, u64)| {
             if !due(*p, e) {
