@@ -117,25 +117,41 @@ pub(crate) fn hex_id(b: &[u8; ID_BYTES]) -> [u8; ID_TEXT_LEN] {
     out
 }
 
-/// Strict lowercase-hex decoding of an id (bytes, so non-UTF-8 input is handled too).
+/// Strict lowercase-hex decoding of an id (bytes, so non-UTF-8 input is handled too). Every
+/// presented token's selector goes through it: one table lookup per digit, no branch per
+/// character class.
 pub(crate) fn parse_hex_id(s: &[u8]) -> Option<[u8; ID_BYTES]> {
     if s.len() != ID_TEXT_LEN {
         return None;
     }
     let mut out = [0u8; ID_BYTES];
-    for (i, pair) in s.chunks_exact(2).enumerate() {
-        out[i] = (hex_digit(pair[0])? << 4) | hex_digit(pair[1])?;
+    let mut bad = 0u8;
+    for (o, pair) in out.iter_mut().zip(s.chunks_exact(2)) {
+        let (hi, lo) = (HEX[usize::from(pair[0])], HEX[usize::from(pair[1])]);
+        bad |= (hi | lo) & INVALID;
+        *o = (hi << 4) | (lo & 0x0f);
     }
-    Some(out)
+    (bad == 0).then_some(out)
 }
 
-fn hex_digit(c: u8) -> Option<u8> {
-    match c {
-        b'0'..=b'9' => Some(c - b'0'),
-        b'a'..=b'f' => Some(c - b'a' + 10),
-        _ => None,
+/// Marks a byte that is not a lowercase hex digit in [`HEX`].
+const INVALID: u8 = 0x80;
+
+/// The value of each byte as a lowercase hex digit, or [`INVALID`].
+const HEX: [u8; 256] = {
+    let mut t = [INVALID; 256];
+    let mut c = 0;
+    while c < 10 {
+        t[b'0' as usize + c] = c as u8;
+        c += 1;
     }
-}
+    let mut c = 0;
+    while c < 6 {
+        t[b'a' as usize + c] = 10 + c as u8;
+        c += 1;
+    }
+    t
+};
 
 macro_rules! name_type {
     ($(#[$doc:meta])* $name:ident, $what:literal) => {
@@ -279,6 +295,20 @@ mod tests {
         assert!(SessionId::parse(&good[1..]).is_none());
         assert!(SessionId::parse(&format!("{good}0")).is_none());
         assert!(SessionId::parse(&format!("g{}", &good[1..])).is_none());
+    }
+
+    #[test]
+    fn every_byte_is_a_digit_exactly_when_it_is_lowercase_hex() {
+        for b in 0..=255u8 {
+            for at in [0, 17, ID_TEXT_LEN - 1] {
+                let mut text = [b'0'; ID_TEXT_LEN];
+                text[at] = b;
+                let want = matches!(b, b'0'..=b'9' | b'a'..=b'f');
+                assert_eq!(parse_hex_id(&text).is_some(), want, "byte {b:#04x} at {at}");
+            }
+        }
+        let text = hex_id(&[0xa5; ID_BYTES]);
+        assert_eq!(parse_hex_id(&text), Some([0xa5; ID_BYTES]));
     }
 
     #[test]
