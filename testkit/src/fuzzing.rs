@@ -453,6 +453,9 @@ struct Resolved {
     max_data_len: usize,
     token_prefix: String,
     ticket_prefix: String,
+    /// No knob sets it (the input format predates it): the documented default, which the
+    /// other two prefixes must still differ from.
+    access_prefix: String,
     cas: u32,
 }
 
@@ -511,6 +514,7 @@ impl PolicyKnobs {
                 .ticket_prefix
                 .as_ref()
                 .map_or(d.ticket_prefix(), PrefixKnob::get),
+            access_prefix: d.access_prefix(),
             cas: self.max_cas_retries.unwrap_or(d.max_cas_retries()),
         }
     }
@@ -645,7 +649,11 @@ fn documented_rules(r: &Resolved) -> Result<(), Vec<&'static str>> {
     if !prefix_ok(&r.token_prefix) || !prefix_ok(&r.ticket_prefix) {
         broken.push("invalid prefix");
     }
-    if r.token_prefix == r.ticket_prefix {
+    // Session, ticket and access prefixes: all three distinct.
+    if r.token_prefix == r.ticket_prefix
+        || r.token_prefix == r.access_prefix
+        || r.ticket_prefix == r.access_prefix
+    {
         broken.push("same prefixes");
     }
     if broken.is_empty() {
