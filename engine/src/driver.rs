@@ -825,13 +825,8 @@ impl<S: Store> TrustedById<'_, S> {
     /// another kind answers `Unknown` and is left as it is.
     pub async fn revoke(&self, id: &SessionId) -> Result<RevokeOutcome, Error> {
         let s = self.sessions;
-        s.run(id, s.now(), |rec, at| match rec {
-            Some(r) if r.kind != s.kind => Decision {
-                write: None,
-                outcome: Ok(RevokeOutcome::Unknown),
-                events: Vec::new(),
-            },
-            _ => decide::mutate::revoke(rec, at),
+        s.run(id, s.now(), |rec, at| {
+            decide::mutate::revoke_of_kind(rec, &s.kind, at)
         })
         .await
     }
@@ -845,14 +840,7 @@ impl<S: Store> TrustedById<'_, S> {
         let outcome = s
             .run(id, s.now(), |rec, at| {
                 owner = rec.filter(|r| r.kind == s.kind).map(|r| r.subject.clone());
-                match rec {
-                    Some(r) if r.kind != s.kind => Decision {
-                        write: None,
-                        outcome: Ok(RevokeOutcome::Unknown),
-                        events: Vec::new(),
-                    },
-                    _ => decide::mutate::revoke(rec, at),
-                }
+                decide::mutate::revoke_of_kind(rec, &s.kind, at)
             })
             .await?;
         if let Some(subject) = owner {

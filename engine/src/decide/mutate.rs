@@ -64,6 +64,24 @@ pub fn revoke(record: Option<&SessionRecord>, at: Timestamp) -> Decision<RevokeO
     }
 }
 
+/// Revoking by id from trusted server code ([`TrustedById`](crate::TrustedById)): as
+/// [`revoke`], but a session of another kind answers [`RevokeOutcome::Unknown`] and is left as
+/// it is (a driver acts only on its own kind's sessions).
+pub fn revoke_of_kind(
+    record: Option<&SessionRecord>,
+    kind: &Kind,
+    at: Timestamp,
+) -> Decision<RevokeOutcome> {
+    match record {
+        Some(r) if r.kind != *kind => Decision {
+            write: None,
+            outcome: Ok(RevokeOutcome::Unknown),
+            events: Vec::new(),
+        },
+        _ => revoke(record, at),
+    }
+}
+
 /// Revoking by id for an owner ("sign out that device"): only a session of `subject` and of
 /// `kind` is revoked; anyone else's answers [`RevokeOutcome::Unknown`], exactly as a session
 /// that does not exist, so a public id reveals nothing and revokes nothing of another owner.
@@ -74,12 +92,8 @@ pub fn revoke_owned(
     at: Timestamp,
 ) -> Decision<RevokeOutcome> {
     match record {
-        Some(r) if r.subject == *subject && r.kind == *kind => revoke(record, at),
-        _ => Decision {
-            write: None,
-            outcome: Ok(RevokeOutcome::Unknown),
-            events: Vec::new(),
-        },
+        Some(r) if r.subject != *subject => revoke_of_kind(None, kind, at),
+        _ => revoke_of_kind(record, kind, at),
     }
 }
 

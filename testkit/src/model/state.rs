@@ -171,6 +171,12 @@ impl MSession {
         self.version += 1;
     }
 
+    /// Any write drops the sealed successor once no predecessor window can use it.
+    fn drop_sealed_if_closed(&mut self, now: Timestamp, p: &Policy) {
+        let age = now.since(self.rotated_at);
+        self.sealed &= age < p.grace_window() || (!self.successor_seen && age < p.orphan_window());
+    }
+
     /// The newest generation whose text is known, with its text.
     pub fn latest_token(&self) -> Option<(u64, &str)> {
         self.tokens
@@ -951,10 +957,7 @@ impl Model {
                     && now.since(s.last_seen) >= p.effective_touch_granularity()
                 {
                     s.touch(now, p);
-                    // Any write drops the sealed successor once no window can use it.
-                    let age = now.since(s.rotated_at);
-                    s.sealed &=
-                        age < p.grace_window() || (!s.successor_seen && age < p.orphan_window());
+                    s.drop_sealed_if_closed(now, p);
                 }
                 match obs {
                     Observed::Session(got) => check_view(s, got),
@@ -1554,10 +1557,7 @@ impl Model {
                 }
                 if wrote || touch_due {
                     s.touch(now, p);
-                    // Any write drops the sealed successor once no window can use it.
-                    let age = now.since(s.rotated_at);
-                    s.sealed &=
-                        age < p.grace_window() || (!s.successor_seen && age < p.orphan_window());
+                    s.drop_sealed_if_closed(now, p);
                 }
                 ReadPred::Granted(
                     id,
@@ -1774,10 +1774,7 @@ impl Model {
         s.data = data.to_vec();
         s.data_version += 1;
         s.version += 1;
-        // Any write drops the sealed successor once no window can use it.
-        let age = now.since(s.rotated_at);
-        let p = &self.p;
-        s.sealed &= age < p.grace_window() || (!s.successor_seen && age < p.orphan_window());
+        s.drop_sealed_if_closed(now, &self.p);
         Ok(())
     }
 
