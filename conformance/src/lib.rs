@@ -217,6 +217,7 @@ macro_rules! __for_each_case {
                 clock_glitch_fails_closed_then_recovers none;
                 skewed_drivers_share_endings none;
                 skewed_drivers_subject_cap_holds none;
+                inflight_keepalive_after_logout none;
                 store_ahead_of_caller_decides server_clock;
                 store_behind_caller_still_refuses server_clock;
                 grace_window_on_store_clock server_clock;

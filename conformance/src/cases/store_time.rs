@@ -164,6 +164,14 @@ async fn never_valid_again(
         expect_ended(&u, ended, &format!("{when}, update_data"))?;
         let a = s.acquire_slot(id, None).await.map(|_| ());
         expect_ended(&a, ended, &format!("{when}, acquire_slot"))?;
+        let k = s.trusted_by_id().keepalive(id).await.map(|_| ());
+        expect_ended(&k, ended, &format!("{when}, by-id keepalive"))?;
+        let g = s.trusted_by_id().get(id).await.map(|_| ());
+        expect_ended(&g, ended, &format!("{when}, by-id get"))?;
+        match s.logout(token).await {
+            Ok(RevokeOutcome::AlreadyRevoked { reason }) if reason == ended.reason() => {}
+            other => fail!("{when}, logout: expected AlreadyRevoked({ended:?}), got {other:?}"),
+        }
     }
     let rec = stored(env, id).await?;
     ensure!(
@@ -194,12 +202,41 @@ impl InFlight {
         token: &str,
         clock: Timestamp,
     ) -> Result<InFlight, CaseError> {
+        let token = token.to_owned();
+        Self::start(env, policy, clock, |a| async move {
+            a.validate(&token, &Context::none()).await.map(|_| ())
+        })
+        .await
+    }
+
+    /// Starts a trusted by-id `keepalive(id)` the same way.
+    async fn keepalive(
+        env: &Env,
+        policy: &Policy,
+        id: SessionId,
+        clock: Timestamp,
+    ) -> Result<InFlight, CaseError> {
+        Self::start(env, policy, clock, move |a| async move {
+            a.trusted_by_id().keepalive(&id).await.map(|_| ())
+        })
+        .await
+    }
+
+    /// Runs `op` on a driver over a hooked store at `clock` and waits until its write is parked.
+    async fn start<F, Fut>(
+        env: &Env,
+        policy: &Policy,
+        clock: Timestamp,
+        op: F,
+    ) -> Result<InFlight, CaseError>
+    where
+        F: FnOnce(std::sync::Arc<leasehold::Sessions<crate::env::DynStore>>) -> Fut,
+        Fut: std::future::Future<Output = Result<(), Error>> + Send + 'static,
+    {
         let (hooked, hook) = env.cas_hook();
         let a = env.sessions_over_at(hooked, policy.clone(), ManualClock::new(clock))?;
         let mut parked = hook.arm();
-        let token = token.to_owned();
-        let mut task =
-            tokio::spawn(async move { a.validate(&token, &Context::none()).await.map(|_| ()) });
+        let mut task = tokio::spawn(op(a));
         parked.reached(&mut task).await?;
         Ok(InFlight { parked, task })
     }
@@ -270,6 +307,39 @@ pub(crate) async fn inflight_touch_after_revoke_subject(env: Env) -> CaseResult 
 /// `Revoked(Resource)` at every clock afterwards).
 pub(crate) async fn inflight_touch_after_revoke_resource(env: Env) -> CaseResult {
     inflight_touch_after(env, Revoker::Resource).await
+}
+
+/// Trusted server code keeps a lease alive by id while its client logs out: A (clock E−1 ms)
+/// runs a by-id `keepalive` with a touch due and is parked before its compare-and-swap; B
+/// (clock E+1 ms) logs out with the token (`Revoked`, though the session is past its deadline
+/// at B's clock). Released, A's touch must not land: A re-decides and is told `Revoked`, and no
+/// caller at any clock gets the session again.
+pub(crate) async fn inflight_keepalive_after_logout(env: Env) -> CaseResult {
+    let policy = no_renewal()?;
+    let s = env.sessions(policy.clone())?;
+    let c = create(&s, &subject("alice")?).await?;
+    let (token, id, e) = (text(&c), c.session.id, c.session.expires_at);
+    let a = InFlight::keepalive(&env, &policy, id, e.saturating_sub(ms(1))).await?;
+    let b = env.sessions_at(policy.clone(), ManualClock::new(e.saturating_add(ms(1))))?;
+    match b.logout(&token).await {
+        Ok(RevokeOutcome::Revoked) => {}
+        other => fail!("logout 1 ms past the idle deadline: expected Revoked, got {other:?}"),
+    }
+    let ended = Ended::Revoked(RevokeReason::Revoked);
+    expect_ended(
+        &a.finish().await?,
+        ended,
+        "the keepalive parked across the logout",
+    )?;
+    never_valid_again(
+        &env,
+        &policy,
+        &c,
+        ended,
+        e,
+        "after a logout raced a keepalive",
+    )
+    .await
 }
 
 /// At the idle deadline, A (clock E−1 ms) validates with a touch due and is parked before its
