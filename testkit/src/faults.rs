@@ -51,11 +51,19 @@ pub enum Op {
     ReleaseSlot,
     /// `reap`
     Reap,
+    /// `list_sessions`
+    ListSessions,
+    /// `count_live`
+    CountLive,
+    /// `check_limits`
+    CheckLimits,
+    /// `forget_creation`
+    ForgetCreation,
 }
 
 impl Op {
     /// Every operation.
-    pub const ALL: [Op; 12] = [
+    pub const ALL: [Op; 16] = [
         Op::Load,
         Op::Insert,
         Op::Cas,
@@ -68,6 +76,10 @@ impl Op {
         Op::HeartbeatSlot,
         Op::ReleaseSlot,
         Op::Reap,
+        Op::ListSessions,
+        Op::CountLive,
+        Op::CheckLimits,
+        Op::ForgetCreation,
     ];
 }
 
@@ -369,14 +381,18 @@ impl<S: Store> Store for FaultyStore<S> {
         after: Option<&leasehold::SessionId>,
         limit: usize,
     ) -> Result<leasehold::Page, StoreError> {
-        self.inner.list_sessions(scope, after, limit).await
+        faulty!(
+            self,
+            Op::ListSessions,
+            self.inner.list_sessions(scope, after, limit)
+        )
     }
     async fn count_live(
         &self,
         scope: &leasehold::Scope,
         now: Timestamp,
     ) -> Result<u64, StoreError> {
-        self.inner.count_live(scope, now).await
+        faulty!(self, Op::CountLive, self.inner.count_live(scope, now))
     }
     async fn check_limits(
         &self,
@@ -384,14 +400,22 @@ impl<S: Store> Store for FaultyStore<S> {
         limits: &leasehold::store::CreateLimits,
         now: Timestamp,
     ) -> Result<leasehold::store::InsertOutcome, StoreError> {
-        self.inner.check_limits(subject, limits, now).await
+        faulty!(
+            self,
+            Op::CheckLimits,
+            self.inner.check_limits(subject, limits, now)
+        )
     }
     async fn forget_creation(
         &self,
         subject: &leasehold::Subject,
         id: &leasehold::SessionId,
     ) -> Result<bool, StoreError> {
-        self.inner.forget_creation(subject, id).await
+        faulty!(
+            self,
+            Op::ForgetCreation,
+            self.inner.forget_creation(subject, id)
+        )
     }
     async fn reap(&self, now: Timestamp, limit: usize) -> Result<ReapOutcome, StoreError> {
         faulty!(self, Op::Reap, self.inner.reap(now, limit))
@@ -463,6 +487,53 @@ mod tests {
                 s.validate(c.token.expose_secret(), &Context::none())
                     .await
                     .is_ok()
+            );
+        });
+    }
+
+    #[test]
+    fn enumeration_and_give_back_calls_take_faults_too() {
+        use leasehold::Rate;
+        use leasehold::Scope;
+        use std::time::Duration;
+        block_on(async {
+            let store = FaultyStore::new(MemoryStore::new());
+            let p = Policy::builder()
+                .creation_rate(Some(Rate {
+                    max: 1,
+                    window: Duration::from_secs(600),
+                }))
+                .build()
+                .unwrap();
+            let s = Sessions::new(store.clone(), p).unwrap();
+            let alice = Subject::new("alice").unwrap();
+            store.inject_next(Op::CheckLimits, Fault::Timeout);
+            assert_eq!(
+                s.check_create(&alice).await,
+                Err(Error::StoreUnavailable(StoreError::Timeout))
+            );
+            let c = s.create(&alice, CreateOptions::default()).await.unwrap();
+            store.inject_next(Op::CountLive, Fault::ErrorBefore);
+            assert!(s.count(&Scope::All).await.is_err());
+            assert_eq!(s.count(&Scope::All).await, Ok(1));
+            store.inject_next(Op::ListSessions, Fault::ErrorBefore);
+            assert!(s.list_page(&Scope::All, None, 10).await.is_err());
+            // The give back's revocation commits; its lost reply still gave the creation back.
+            store.inject_next(Op::ForgetCreation, Fault::LostReply);
+            assert!(s.trusted_by_id().give_back(&c.session.id).await.is_err());
+            assert_eq!(s.check_create(&alice).await, Ok(()));
+            assert_eq!(
+                store
+                    .injected()
+                    .iter()
+                    .map(|(op, _)| *op)
+                    .collect::<Vec<_>>(),
+                vec![
+                    Op::CheckLimits,
+                    Op::CountLive,
+                    Op::ListSessions,
+                    Op::ForgetCreation
+                ]
             );
         });
     }

@@ -167,14 +167,18 @@ impl<S: Store, H: Hooks> Store for Hooked<S, H> {
         after: Option<&leasehold::SessionId>,
         limit: usize,
     ) -> Result<leasehold::Page, StoreError> {
-        self.inner.list_sessions(scope, after, limit).await
+        around!(
+            self,
+            Op::ListSessions,
+            self.inner.list_sessions(scope, after, limit)
+        )
     }
     async fn count_live(
         &self,
         scope: &leasehold::Scope,
         now: Timestamp,
     ) -> Result<u64, StoreError> {
-        self.inner.count_live(scope, now).await
+        around!(self, Op::CountLive, self.inner.count_live(scope, now))
     }
     async fn check_limits(
         &self,
@@ -182,14 +186,22 @@ impl<S: Store, H: Hooks> Store for Hooked<S, H> {
         limits: &leasehold::store::CreateLimits,
         now: Timestamp,
     ) -> Result<leasehold::store::InsertOutcome, StoreError> {
-        self.inner.check_limits(subject, limits, now).await
+        around!(
+            self,
+            Op::CheckLimits,
+            self.inner.check_limits(subject, limits, now)
+        )
     }
     async fn forget_creation(
         &self,
         subject: &leasehold::Subject,
         id: &leasehold::SessionId,
     ) -> Result<bool, StoreError> {
-        self.inner.forget_creation(subject, id).await
+        around!(
+            self,
+            Op::ForgetCreation,
+            self.inner.forget_creation(subject, id)
+        )
     }
     async fn reap(&self, now: Timestamp, limit: usize) -> Result<ReapOutcome, StoreError> {
         around!(self, Op::Reap, self.inner.reap(now, limit))

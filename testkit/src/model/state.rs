@@ -2096,12 +2096,14 @@ impl Model {
             }
             Action::GiveBack { id } => {
                 self.unsure.insert(*id);
-                // A failed call never reached its give back (it comes after the revocation
-                // committed and was answered); an unexplained failure may have.
-                if faults.is_none()
+                // The give back comes after the revocation committed and was answered: a fault
+                // on an earlier call never reached it, a fault on it applied it or not, and an
+                // unexplained failure may have.
+                let forgotten = applied(Op::ForgetCreation);
+                if forgotten != Some(false)
                     && let Some(subject) = self.sessions.get(id).map(|s| s.subject.clone())
                 {
-                    self.forget_creation(&subject, id, false);
+                    self.forget_creation(&subject, id, forgotten == Some(true));
                 }
             }
             Action::CheckCreate { subject } => self.rate_checked(subject, now, false),

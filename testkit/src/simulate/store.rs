@@ -267,6 +267,7 @@ impl<S: Store + Clone> Store for SimStore<S> {
         after: Option<&leasehold::SessionId>,
         limit: usize,
     ) -> Result<leasehold::Page, StoreError> {
+        self.enter(Op::ListSessions).await;
         self.faulty.list_sessions(scope, after, limit).await
     }
     async fn count_live(
@@ -274,6 +275,7 @@ impl<S: Store + Clone> Store for SimStore<S> {
         scope: &leasehold::Scope,
         now: Timestamp,
     ) -> Result<u64, StoreError> {
+        self.enter(Op::CountLive).await;
         self.faulty.count_live(scope, now).await
     }
     async fn check_limits(
@@ -282,6 +284,7 @@ impl<S: Store + Clone> Store for SimStore<S> {
         limits: &leasehold::store::CreateLimits,
         now: Timestamp,
     ) -> Result<leasehold::store::InsertOutcome, StoreError> {
+        self.enter(Op::CheckLimits).await;
         self.faulty.check_limits(subject, limits, now).await
     }
     async fn forget_creation(
@@ -289,6 +292,7 @@ impl<S: Store + Clone> Store for SimStore<S> {
         subject: &leasehold::Subject,
         id: &leasehold::SessionId,
     ) -> Result<bool, StoreError> {
+        self.enter(Op::ForgetCreation).await;
         self.faulty.forget_creation(subject, id).await
     }
     async fn reap(&self, now: Timestamp, limit: usize) -> Result<ReapOutcome, StoreError> {
