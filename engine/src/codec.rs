@@ -104,6 +104,13 @@ impl Writer {
     fn new(kind: u8) -> Self {
         Writer(vec![FORMAT_VERSION, kind])
     }
+    /// Room for `capacity` bytes up front: a session grew its buffer four times while being
+    /// encoded (a realloc and copy each), a cost every touch and rotation paid.
+    fn with_capacity(kind: u8, capacity: usize) -> Self {
+        let mut v = Vec::with_capacity(capacity);
+        v.extend_from_slice(&[FORMAT_VERSION, kind]);
+        Writer(v)
+    }
     fn u8(&mut self, v: u8) {
         self.0.push(v);
     }
@@ -214,7 +221,7 @@ fn resource(s: Option<String>) -> Result<Option<Resource>, CodecError> {
 
 /// Encodes a session record (format 2: fixed-offset header, then the variable fields).
 pub fn encode_session(r: &SessionRecord) -> Vec<u8> {
-    let mut w = Writer::new(KIND_SESSION);
+    let mut w = Writer::with_capacity(KIND_SESSION, session_capacity(r));
     match r.state {
         SessionState::Active => {
             w.u8(0);
@@ -276,6 +283,18 @@ pub fn encode_session(r: &SessionRecord) -> Vec<u8> {
         }
     }
     w.0
+}
+
+/// An upper bound of `encode_session(r).len()`: every fixed-size field (header, timestamps,
+/// id, verifiers, markers, length prefixes) fits in the constant, the rest is the
+/// variable-length fields.
+fn session_capacity(r: &SessionRecord) -> usize {
+    384 + r.subject.as_str().len()
+        + r.resource.as_ref().map_or(0, |x| x.as_str().len())
+        + r.kind.as_str().len()
+        + r.context_summary.as_ref().map_or(0, String::len)
+        + r.data.len()
+        + 32 * r.credential.retired.len().min(MAX_REUSE_HISTORY)
 }
 
 /// The byte range of a format-2 or -3 session encoding that holds its identity (absolute
@@ -587,6 +606,19 @@ mod tests {
             ..r
         };
         assert_eq!(decode_session(&encode_session(&plain)).unwrap(), plain);
+    }
+
+    #[test]
+    fn a_session_encodes_within_its_capacity_estimate() {
+        // The largest record: every optional field present, the reuse history full.
+        let mut r = sample();
+        r.credential.retired = vec![Verifier([5; 32]); MAX_REUSE_HISTORY];
+        let bytes = encode_session(&r);
+        assert!(bytes.len() <= session_capacity(&r), "{} bytes", bytes.len());
+        assert!(
+            session_capacity(&r) - bytes.len() < 200,
+            "the estimate stays close"
+        );
     }
 
     #[test]

@@ -14,11 +14,16 @@ use sled::transaction::{
     ConflictableTransactionError, ConflictableTransactionResult, TransactionalTree,
 };
 
+use sled::transaction::{TransactionError, Transactional};
+
+use crate::SledStore;
+use crate::error::sled_err;
 use crate::keys::{
     self, Creation, Due, GroupKind, Head, ID_LEN, Order, RateLog, decode_counter, decode_head,
     decode_order, decode_rate, encode_counter, encode_head, encode_order, encode_rate, expiry_key,
     group_key, member_key, order_key,
 };
+use crate::open::Durability;
 
 /// Why a transaction closure gave up.
 #[derive(Debug)]
@@ -685,3 +690,79 @@ fn active(r: &SessionRecord) -> bool {
 
 /// The id at the end of a group index key (re-exported for the snapshot scan).
 pub(crate) use keys::member_of;
+
+/// Optimistic retries before a group operation gives up (each retry means another writer
+/// changed the group; someone always makes progress, so this bound is only a safety net).
+const MAX_ATTEMPTS: usize = 10_000;
+
+impl SledStore {
+    pub(crate) fn settle(&self, written: Written) -> Result<(), StoreError> {
+        let flush = match (written, self.durability) {
+            (Written::Nothing, _) => false,
+            (Written::Security, _) => true,
+            (Written::Routine, Durability::FlushOnEveryWrite) => true,
+            (Written::Routine, Durability::FlushOnSecurityWrites) => false,
+        };
+        if flush { self.flush() } else { Ok(()) }
+    }
+
+    /// Runs `f` as one transaction over every tree. `Ok(None)`: a snapshot went stale, retry.
+    pub(crate) fn transact<T>(
+        &self,
+        f: impl Fn(&Tx<'_>) -> TxResult<T>,
+    ) -> Result<Result<T, Fail>, StoreError> {
+        let r = self
+            .trees
+            .all
+            .as_slice()
+            .transaction(|view: &Vec<TransactionalTree>| {
+                let tx = Tx::new(view)?;
+                f(&tx)
+            });
+        match r {
+            Ok(t) => Ok(Ok(t)),
+            Err(TransactionError::Abort(Fail::Store(e))) => Err(e),
+            Err(TransactionError::Abort(other)) => Ok(Err(other)),
+            Err(TransactionError::Storage(e)) => Err(sled_err(e)),
+        }
+    }
+
+    /// A transaction with no snapshot to go stale; settles durability.
+    pub(crate) fn write_once<T>(
+        &self,
+        f: impl Fn(&Tx<'_>) -> TxResult<(T, Written)>,
+    ) -> Result<T, StoreError> {
+        match self.transact(f)? {
+            Ok((out, written)) => {
+                self.settle(written)?;
+                Ok(out)
+            }
+            Err(_) => Err(StoreError::Unavailable(
+                "sled adapter: unexpected retry request".into(),
+            )),
+        }
+    }
+
+    /// Runs `attempt` until no snapshot it took went stale. `attempt` is told how many times
+    /// a transaction asked for (more) candidates so far.
+    pub(crate) fn optimistic<T>(
+        &self,
+        mut attempt: impl FnMut(u32) -> Result<Result<(T, Written), Fail>, StoreError>,
+    ) -> Result<T, StoreError> {
+        let mut asked = 0u32;
+        for _ in 0..MAX_ATTEMPTS {
+            match attempt(asked)? {
+                Ok((out, written)) => {
+                    self.settle(written)?;
+                    return Ok(out);
+                }
+                Err(Fail::NeedCandidates) => asked = asked.saturating_add(1),
+                Err(Fail::Stale) => {}
+                Err(Fail::Store(e)) => return Err(e),
+            }
+        }
+        Err(StoreError::Unavailable(format!(
+            "sled adapter: a group changed under each of {MAX_ATTEMPTS} attempts; nothing written"
+        )))
+    }
+}
