@@ -111,8 +111,9 @@ fn start_cluster() -> Result<String, String> {
              --cluster-config-file nodes.conf --dir '{d}' --save '' --appendonly no \
              --daemonize no --pidfile '{d}/redis.pid' --loglevel warning >/dev/null 2>&1 & \
              S=$!; while kill -0 {me} 2>/dev/null && kill -0 $S 2>/dev/null; do sleep 1; done; \
-             kill $S 2>/dev/null; wait $S; rm -rf '{d}'",
-            d = d.display()
+             kill $S 2>/dev/null; wait $S; rm -rf '{d}'; rmdir '{parent}' 2>/dev/null",
+            d = d.display(),
+            parent = dir.display()
         );
         Command::new("sh")
             .arg("-c")
