@@ -111,6 +111,9 @@ pub enum StoreSpec {
     Sled(Option<PathBuf>),
     /// Test-only: the memory store with a planted flaw (`broken-memory:<flaw>`, hidden).
     Broken(Flaw),
+    /// Redis (`redis://…`) or a Redis Cluster (`redis+cluster://host:port,…`): one fresh key
+    /// prefix per case, its keys deleted afterwards.
+    Redis(String),
 }
 
 impl StoreSpec {
@@ -122,6 +125,7 @@ impl StoreSpec {
             StoreSpec::Sled(None) => "sled (temp dir)".to_owned(),
             StoreSpec::Sled(Some(p)) => format!("sled:{}", p.display()),
             StoreSpec::Broken(flaw) => format!("broken-memory:{flaw}"),
+            StoreSpec::Redis(url) => crate::redis_store::label(url),
         }
     }
 }
@@ -181,14 +185,9 @@ pub fn parse_store(url: &str) -> Result<StoreSpec, ConfigError> {
             "the postgres adapter is not built yet, so `{url}` cannot be checked; use --store \
              memory: or --store sled:PATH"
         )),
-        "redis" | "rediss" => err(format!(
-            "the redis adapter is not built yet, so `{url}` cannot be checked; use --store \
-             memory: or --store sled:PATH"
-        )),
-        "redis+cluster" | "rediss+cluster" => err(format!(
-            "the redis cluster adapter is not built yet, so `{url}` cannot be checked; use \
-             --store memory: or --store sled:PATH"
-        )),
+        "redis" | "rediss" | "redis+cluster" | "rediss+cluster" => {
+            Ok(StoreSpec::Redis(url.to_owned()))
+        }
         "broken-memory" => {
             let name = if rest.is_empty() {
                 Flaw::TicketNeverDeleted.name()
@@ -294,11 +293,17 @@ macro_rules! with_factory {
                 let $factory = &fallible(move || std::future::ready(fresh_sled(base.as_deref())));
                 $body
             }
+            StoreSpec::Redis(url) => {
+                let url = url.clone();
+                let $factory = &fallible(move || $crate::redis_store::fresh(url.clone()));
+                $body
+            }
         }
     };
 }
 
 pub mod bench;
+mod redis_store;
 mod simulate;
 pub use simulate::{SimOutcome, simulate};
 
@@ -623,11 +628,6 @@ mod tests {
             (
                 "postgres://u@localhost/db",
                 "postgres adapter is not built yet",
-            ),
-            ("redis://localhost", "redis adapter is not built yet"),
-            (
-                "redis+cluster://localhost:7000",
-                "redis cluster adapter is not built yet",
             ),
             ("broken-memory:nope", "unknown planted bug"),
         ] {

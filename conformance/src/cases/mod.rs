@@ -38,6 +38,9 @@ macro_rules! requirement {
     (sharded) => {
         Some(Requirement::Has(Capability::Sharded))
     };
+    (no_sharded) => {
+        Some(Requirement::Lacks(Capability::Sharded))
+    };
     (reaper) => {
         Some(Requirement::REAPER)
     };

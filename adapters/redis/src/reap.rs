@@ -1,0 +1,175 @@
+//! Reaping and the audit hooks. Redis removes records itself (`PXAT`), so `reap` only cleans
+//! index entries whose deadline passed (the global index, in a bounded batch); every other index
+//! is pruned by the scripts that read it and carries a TTL no earlier than its latest member.
+//! Also: walking every key of the prefix on every node (`SCAN`), for the hash-at-rest and TTL
+//! audits and for deleting a store's keys.
+
+use leasehold::store::{KeyDeadline, KeyHolds, ReapOutcome};
+use leasehold::{StoreError, Timestamp};
+use redis::aio::MultiplexedConnection;
+
+use crate::keys::Held;
+use crate::open::Conn;
+use crate::{RedisStore, ts};
+
+impl RedisStore {
+    pub(crate) async fn reap_now(
+        &self,
+        _now: Timestamp,
+        limit: usize,
+    ) -> Result<ReapOutcome, StoreError> {
+        let g = self.inner.keys.global();
+        let mut inv = self.inner.scripts.reap_index.key(&g);
+        inv.arg(limit.max(1));
+        self.run::<i64>(&inv).await?;
+        Ok(ReapOutcome::default())
+    }
+
+    /// One plain connection per master node (a Cluster) or the shared connection (standalone).
+    async fn node_connections(&self) -> Result<Vec<Conn2>, StoreError> {
+        match &self.inner.conn {
+            Conn::Single(c) => Ok(vec![Conn2::Shared(c.clone())]),
+            Conn::Cluster(_) => {
+                let first = self
+                    .inner
+                    .nodes
+                    .first()
+                    .ok_or_else(|| StoreError::Unavailable("no cluster node".into()))?;
+                let mut c = connect(first).await?;
+                let nodes: String = redis::cmd("CLUSTER")
+                    .arg("NODES")
+                    .query_async(&mut c)
+                    .await
+                    .map_err(crate::error::store_error)?;
+                let mut out = Vec::new();
+                for line in nodes.lines() {
+                    let f: Vec<&str> = line.split(' ').collect();
+                    if f.len() > 2 && f[2].contains("master") && !f[2].contains("fail") {
+                        let addr = f[1].split('@').next().unwrap_or_default();
+                        out.push(Conn2::Node(connect(&format!("redis://{addr}")).await?));
+                    }
+                }
+                Ok(out)
+            }
+        }
+    }
+
+    /// Every key under the prefix, on every node. Test and maintenance use only: it walks
+    /// the whole keyspace with `SCAN`.
+    pub async fn all_keys(&self) -> Result<Vec<Vec<u8>>, StoreError> {
+        let pattern = self.inner.keys.pattern();
+        let mut keys = Vec::new();
+        for mut c in self.node_connections().await? {
+            let mut cursor: u64 = 0;
+            loop {
+                let mut cmd = redis::cmd("SCAN");
+                cmd.arg(cursor)
+                    .arg("MATCH")
+                    .arg(&pattern)
+                    .arg("COUNT")
+                    .arg(1000);
+                let (next, batch): (u64, Vec<Vec<u8>>) = c.query(&cmd).await?;
+                keys.extend(batch);
+                if next == 0 {
+                    break;
+                }
+                cursor = next;
+            }
+        }
+        keys.sort();
+        keys.dedup();
+        Ok(keys)
+    }
+
+    /// Deletes every key under this store's prefix (tests: clean up after a run).
+    pub async fn delete_all_keys(&self) -> Result<u64, StoreError> {
+        let keys = self.all_keys().await?;
+        let mut n = 0;
+        for k in &keys {
+            let d: i64 = self.cmd(redis::cmd("UNLINK").arg(k.as_slice())).await?;
+            n += u64::try_from(d).unwrap_or(0);
+        }
+        Ok(n)
+    }
+
+    pub(crate) async fn dump(&self) -> Result<Vec<Vec<u8>>, StoreError> {
+        let mut out = Vec::new();
+        for k in self.all_keys().await? {
+            let ty: String = self.cmd(redis::cmd("TYPE").arg(k.as_slice())).await?;
+            match ty.as_str() {
+                "string" => {
+                    let v: Option<Vec<u8>> = self.cmd(redis::cmd("GET").arg(k.as_slice())).await?;
+                    out.extend(v);
+                }
+                "zset" => {
+                    let v: Vec<Vec<u8>> = self
+                        .cmd(
+                            redis::cmd("ZRANGE")
+                                .arg(k.as_slice())
+                                .arg(0)
+                                .arg(-1)
+                                .arg("WITHSCORES"),
+                        )
+                        .await?;
+                    out.extend(v);
+                }
+                "none" => continue,
+                other => {
+                    return Err(StoreError::Corrupt(format!(
+                        "a key of type {other} under the prefix"
+                    )));
+                }
+            }
+            out.push(k);
+        }
+        Ok(out)
+    }
+
+    pub(crate) async fn deadlines(&self) -> Result<Vec<KeyDeadline>, StoreError> {
+        let mut out = Vec::new();
+        for k in self.all_keys().await? {
+            let t: i64 = self
+                .cmd(redis::cmd("PEXPIRETIME").arg(k.as_slice()))
+                .await?;
+            if t == -2 {
+                continue; // gone since the scan
+            }
+            let holds = match self.inner.keys.classify(&k) {
+                Some(Held::Session(id)) => KeyHolds::Session(id),
+                Some(Held::Ticket(id)) => KeyHolds::Ticket(id),
+                Some(Held::Slot(id)) => KeyHolds::Slot(id),
+                _ => KeyHolds::Index,
+            };
+            out.push(KeyDeadline {
+                key: k,
+                holds,
+                deadline: (t >= 0).then(|| ts(t)),
+            });
+        }
+        Ok(out)
+    }
+}
+
+async fn connect(url: &str) -> Result<MultiplexedConnection, StoreError> {
+    let client = redis::Client::open(url).map_err(crate::error::store_error)?;
+    client
+        .get_multiplexed_async_connection()
+        .await
+        .map_err(crate::error::store_error)
+}
+
+/// A connection to one node.
+enum Conn2 {
+    Shared(redis::aio::ConnectionManager),
+    Node(MultiplexedConnection),
+}
+
+impl Conn2 {
+    async fn query<T: redis::FromRedisValue>(&mut self, cmd: &redis::Cmd) -> Result<T, StoreError> {
+        match self {
+            Conn2::Shared(c) => cmd.query_async(c).await,
+            Conn2::Node(c) => cmd.query_async(c).await,
+        }
+        .map_err(crate::error::store_error)
+    }
+}

@@ -1,0 +1,271 @@
+//! One session: load, insert (with the cross-slot registration steps), compare-and-swap.
+
+use leasehold::codec;
+use leasehold::store::{CreateLimits, InsertOutcome, Loaded, check_insert, check_loaded};
+use leasehold::{CapPolicy, SessionId, SessionRecord, StoreError, Timestamp};
+
+use crate::{RedisStore, array, bytes, int, ms, status, ts};
+
+/// Decodes stored session bytes read under `id`'s key: a typed error, never a panic.
+pub(crate) fn decode(id: Option<&SessionId>, b: &[u8]) -> Result<SessionRecord, StoreError> {
+    let r = codec::decode_session(b).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+    if let Some(id) = id {
+        check_loaded(id, &r)?;
+    }
+    Ok(r)
+}
+
+impl RedisStore {
+    pub(crate) async fn load(&self, id: &SessionId) -> Result<Loaded, StoreError> {
+        let k = self.inner.keys.session(id);
+        let mut inv = self.inner.scripts.load.key(&k);
+        inv.arg(self.offset());
+        let a = array(self.run(&inv).await?, "load")?;
+        let (Some(v), Some(t)) = (a.first(), a.get(1)) else {
+            return Err(crate::error::bad_reply("load"));
+        };
+        let record = match bytes(v) {
+            Some(b) => Some(decode(Some(id), b)?),
+            None => None,
+        };
+        Ok(Loaded::new(record).at_store_time(ts(int(t, "load")?)))
+    }
+
+    /// The global step (and the resource registration) of an insert: reserve before the
+    /// record exists. `Some(outcome)` if the global cap refuses.
+    async fn reserve(
+        &self,
+        id: &SessionId,
+        deadline: Timestamp,
+        resource: Option<&leasehold::Resource>,
+        limits: &CreateLimits,
+        now: Timestamp,
+        dry: bool,
+    ) -> Result<Option<InsertOutcome>, StoreError> {
+        let cap = limits.global_cap.map_or(0, |c| c.max);
+        let g = self.inner.keys.global();
+        let mut inv = self.inner.scripts.index_reserve.key(&g);
+        inv.arg(id.as_bytes().as_slice())
+            .arg(ms(deadline).to_string())
+            .arg(cap)
+            .arg(ms(now))
+            .arg(self.offset())
+            .arg("")
+            .arg(if dry { "dry" } else { "" });
+        let a = array(self.run(&inv).await?, "index_reserve")?;
+        if status(&a, "index_reserve")? == "FULL" {
+            return Ok(Some(InsertOutcome::GlobalCapReached));
+        }
+        if dry {
+            return Ok(None);
+        }
+        if let Some(r) = resource {
+            let k = self.inner.keys.resource_members(r);
+            let mut inv = self.inner.scripts.index_reserve.key(&k);
+            inv.arg(id.as_bytes().as_slice())
+                .arg(ms(deadline).to_string())
+                .arg(0)
+                .arg(ms(now))
+                .arg(self.offset())
+                .arg("")
+                .arg("");
+            self.run::<redis::Value>(&inv).await?;
+        }
+        Ok(None)
+    }
+
+    /// Undoes the registrations of a refused insert.
+    async fn unreserve(&self, record: &SessionRecord) -> Result<(), StoreError> {
+        let id = record.id.as_bytes().as_slice();
+        let g = self.inner.keys.global();
+        let mut inv = self.inner.scripts.index_remove.key(&g);
+        inv.arg(id);
+        self.run::<i64>(&inv).await?;
+        if let Some(r) = &record.resource {
+            let k = self.inner.keys.resource_members(r);
+            let mut inv = self.inner.scripts.index_remove.key(&k);
+            inv.arg(id);
+            self.run::<i64>(&inv).await?;
+        }
+        Ok(())
+    }
+
+    /// The subject step (the insert script); `record` `None` is check_limits' dry run.
+    pub(crate) async fn subject_step(
+        &self,
+        subject: &leasehold::Subject,
+        record: Option<&SessionRecord>,
+        limits: &CreateLimits,
+        now: Timestamp,
+    ) -> Result<Result<Vec<SessionId>, InsertOutcome>, StoreError> {
+        let keys = &self.inner.keys;
+        let (k1, bytes_) = match record {
+            Some(r) => (keys.session(&r.id), codec::encode_session(r)),
+            None => (keys.subject_index(subject), Vec::new()),
+        };
+        let (k2, k3) = (keys.subject_index(subject), keys.creation_log(subject));
+        let (cap, evict) = match limits.subject_cap {
+            Some(c) => (c.max, c.on_full == CapPolicy::EvictOldest),
+            None => (0, false),
+        };
+        let (rate, window) = match limits.creation_rate {
+            Some(r) => (r.max, r.window.as_millis() as u64),
+            None => (0, 0),
+        };
+        let mut inv = self.inner.scripts.insert.key(&k1);
+        inv.key(&k2)
+            .key(&k3)
+            .arg(keys.prefix())
+            .arg(bytes_)
+            .arg(ms(now))
+            .arg(self.offset())
+            .arg(cap)
+            .arg(if evict { "evict" } else { "reject" })
+            .arg(rate)
+            .arg(window)
+            .arg(if record.is_some() { "write" } else { "dry" });
+        let a = array(self.run(&inv).await?, "insert")?;
+        Ok(match status(&a, "insert")?.as_str() {
+            "INSERTED" => {
+                let mut ev = Vec::new();
+                for v in &a[1..] {
+                    let b = bytes(v).ok_or_else(|| crate::error::bad_reply("insert"))?;
+                    let arr: [u8; 18] = b
+                        .try_into()
+                        .map_err(|_| crate::error::bad_reply("insert"))?;
+                    ev.push(SessionId::from_bytes(arr));
+                }
+                Ok(ev)
+            }
+            "REPLAY" => Err(InsertOutcome::Inserted {
+                evicted: Vec::new(),
+            }),
+            "ALREADY_EXISTS" => return Err(StoreError::AlreadyExists),
+            "INVALID_WRITE" => {
+                return Err(StoreError::InvalidWrite(
+                    "the insert script refused the record",
+                ));
+            }
+            "SUBJECT_CAP" => Err(InsertOutcome::SubjectCapReached),
+            "RATE_LIMITED" => {
+                let retry = a.get(1).map(|v| int(v, "insert")).transpose()?.unwrap_or(0);
+                Err(InsertOutcome::RateLimited {
+                    retry_after: std::time::Duration::from_millis(
+                        u64::try_from(retry).unwrap_or(0),
+                    ),
+                })
+            }
+            _ => return Err(crate::error::bad_reply("insert")),
+        })
+    }
+
+    pub(crate) async fn insert(
+        &self,
+        record: &SessionRecord,
+        limits: &CreateLimits,
+        now: Timestamp,
+    ) -> Result<InsertOutcome, StoreError> {
+        check_insert(None, record)?;
+        if record.is_tombstone() {
+            return Err(StoreError::InvalidWrite(
+                "an insert must be an active record",
+            ));
+        }
+        if limits
+            .global_cap
+            .is_some_and(|c| c.on_full == CapPolicy::EvictOldest)
+        {
+            return Err(StoreError::InvalidWrite(
+                "a global cap that evicts needs one step over every shard: not on Redis",
+            ));
+        }
+        if let Some(refused) = self
+            .reserve(
+                &record.id,
+                record.absolute_deadline,
+                record.resource.as_ref(),
+                limits,
+                now,
+                false,
+            )
+            .await?
+        {
+            return Ok(refused);
+        }
+        let r = match self
+            .subject_step(&record.subject, Some(record), limits, now)
+            .await
+        {
+            Ok(r) => r,
+            Err(StoreError::InvalidWrite(w)) => {
+                self.unreserve(record).await?;
+                return Err(StoreError::InvalidWrite(w));
+            }
+            Err(e) => return Err(e),
+        };
+        match r {
+            Ok(evicted) => {
+                self.durable().await?;
+                Ok(InsertOutcome::Inserted { evicted })
+            }
+            Err(replay @ InsertOutcome::Inserted { .. }) => Ok(replay),
+            Err(refused) => {
+                self.unreserve(record).await?;
+                Ok(refused)
+            }
+        }
+    }
+
+    pub(crate) async fn check(
+        &self,
+        subject: &leasehold::Subject,
+        limits: &CreateLimits,
+        now: Timestamp,
+    ) -> Result<InsertOutcome, StoreError> {
+        match self.subject_step(subject, None, limits, now).await? {
+            Err(refused) => Ok(refused),
+            Ok(evicted) => {
+                if limits.global_cap.is_some() {
+                    // A probe member no session has: counts what a new one would see.
+                    let probe = SessionId::from_bytes([0; 18]);
+                    if let Some(r) = self.reserve(&probe, now, None, limits, now, true).await? {
+                        return Ok(r);
+                    }
+                }
+                Ok(InsertOutcome::Inserted { evicted })
+            }
+        }
+    }
+
+    pub(crate) async fn swap(
+        &self,
+        new: &SessionRecord,
+        expected_version: u64,
+        now: Timestamp,
+    ) -> Result<(), StoreError> {
+        let k = self.inner.keys.session(&new.id);
+        let script = if new.is_tombstone() {
+            &self.inner.scripts.cas_tombstone
+        } else {
+            &self.inner.scripts.cas
+        };
+        let mut inv = script.key(&k);
+        inv.arg(codec::encode_session(new))
+            .arg(expected_version)
+            .arg(ms(now))
+            .arg(self.offset());
+        let a = array(self.run(&inv).await?, "cas")?;
+        match status(&a, "cas")?.as_str() {
+            "OK" => self.durable().await,
+            "NOT_FOUND" => Err(StoreError::NotFound),
+            "CONFLICT" => Err(StoreError::Conflict),
+            "INVALID_WRITE" => Err(StoreError::InvalidWrite(
+                "a swap may not change identity and must increase the version",
+            )),
+            "CORRUPT" => Err(StoreError::Corrupt(
+                "stored session bytes do not decode".into(),
+            )),
+            _ => Err(crate::error::bad_reply("cas")),
+        }
+    }
+}

@@ -1,0 +1,263 @@
+//! Redis-specific checks on the standalone server: races across separate connections (one
+//! store, and so one connection, per racer), one round trip per validate, nothing secret at
+//! rest, and configuration refusals.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod support;
+
+use std::sync::Arc;
+
+use leasehold::{
+    CapPolicy, Clock, ManualClock, Policy, Resource, Sessions, Store, Subject, SubjectCap,
+    SystemClock,
+};
+use leasehold_redis::{RedisConfig, RedisStore};
+use tokio::sync::Barrier;
+
+fn rt() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .unwrap()
+}
+
+/// `n` stores on one prefix, each with its own connection, as separate processes would have.
+async fn racers(n: usize) -> (Vec<RedisStore>, support::Cleanup) {
+    let (first, cleanup) = support::open(&support::url()).await.unwrap();
+    let mut v = vec![first.clone()];
+    for _ in 1..n {
+        v.push(
+            RedisStore::open(RedisConfig::new(support::url()).prefix(first.prefix()))
+                .await
+                .unwrap(),
+        );
+    }
+    (v, cleanup)
+}
+
+fn sessions(store: RedisStore, policy: Policy, clock: &ManualClock) -> Sessions<RedisStore> {
+    Sessions::new(store, policy)
+        .unwrap()
+        .with_clock(clock.clone())
+}
+
+#[test]
+fn sixty_four_creators_under_a_cap_of_five_get_five() {
+    rt().block_on(async {
+        let (stores, _c) = racers(64).await;
+        let clock = ManualClock::new(SystemClock.now());
+        let policy = Policy::builder()
+            .subject_cap(Some(SubjectCap {
+                max: 5,
+                on_full: CapPolicy::Reject,
+            }))
+            .build()
+            .unwrap();
+        let barrier = Arc::new(Barrier::new(64));
+        let alice = Subject::new("alice").unwrap();
+        let mut tasks = Vec::new();
+        for st in stores.iter().cloned() {
+            let (s, b, a) = (
+                sessions(st, policy.clone(), &clock),
+                barrier.clone(),
+                alice.clone(),
+            );
+            tasks.push(tokio::spawn(async move {
+                b.wait().await;
+                s.create(&a, Default::default()).await.is_ok()
+            }));
+        }
+        let mut ok = 0;
+        for t in tasks {
+            ok += usize::from(t.await.unwrap());
+        }
+        assert_eq!(ok, 5);
+        let live = stores[0]
+            .count_live(&leasehold::Scope::Subject(alice), clock.now())
+            .await
+            .unwrap();
+        assert_eq!(live, 5);
+    });
+}
+
+#[test]
+fn sixty_four_refreshers_get_one_successor_and_sixty_four_redeemers_one_ticket() {
+    rt().block_on(async {
+        let (stores, _c) = racers(64).await;
+        let clock = ManualClock::new(SystemClock.now());
+        let s0 = sessions(stores[0].clone(), Policy::default(), &clock);
+        let made = s0
+            .create(&Subject::new("bob").unwrap(), Default::default())
+            .await
+            .unwrap();
+        let token = made.token.expose_secret().to_string();
+        let barrier = Arc::new(Barrier::new(64));
+        let mut tasks = Vec::new();
+        for st in stores.iter().cloned() {
+            let (s, b, t) = (
+                sessions(st, Policy::default(), &clock),
+                barrier.clone(),
+                token.clone(),
+            );
+            tasks.push(tokio::spawn(async move {
+                b.wait().await;
+                s.refresh(&t, &Default::default())
+                    .await
+                    .map(|r| r.token.expose_secret().to_string())
+            }));
+        }
+        let mut successors = std::collections::BTreeSet::new();
+        for t in tasks {
+            successors.insert(t.await.unwrap().unwrap());
+        }
+        assert_eq!(
+            successors.len(),
+            1,
+            "refresh storm minted several successors"
+        );
+
+        let current = successors.into_iter().next().unwrap();
+        let ticket = s0
+            .mint_ticket(&current, &Default::default())
+            .await
+            .unwrap()
+            .ticket
+            .expose_secret()
+            .to_string();
+        let barrier = Arc::new(Barrier::new(64));
+        let mut tasks = Vec::new();
+        for st in stores.iter().cloned() {
+            let (s, b, t) = (
+                sessions(st, Policy::default(), &clock),
+                barrier.clone(),
+                ticket.clone(),
+            );
+            tasks.push(tokio::spawn(async move {
+                b.wait().await;
+                s.redeem_ticket(&t).await.is_ok()
+            }));
+        }
+        let mut ok = 0;
+        for t in tasks {
+            ok += usize::from(t.await.unwrap());
+        }
+        assert_eq!(ok, 1);
+    });
+}
+
+#[test]
+fn sixty_four_slot_acquirers_on_one_resource_across_slots_get_exactly_the_cap() {
+    rt().block_on(async {
+        let (stores, _c) = racers(64).await;
+        let clock = ManualClock::new(SystemClock.now());
+        let policy = Policy::builder()
+            .max_slots_per_resource(Some(3))
+            .build()
+            .unwrap();
+        let s0 = sessions(stores[0].clone(), policy.clone(), &clock);
+        let res = Resource::new("terminal-1").unwrap();
+        // 8 sessions of 8 subjects: 8 different shard tags (slots on a Cluster).
+        let mut ids = Vec::new();
+        for i in 0..8 {
+            let opts = leasehold::CreateOptions {
+                resource: Some(res.clone()),
+                ..Default::default()
+            };
+            let c = s0
+                .create(&Subject::new(format!("u{i}")).unwrap(), opts)
+                .await
+                .unwrap();
+            ids.push(c.session.id);
+        }
+        let tags: std::collections::BTreeSet<_> = ids.iter().map(|i| i.shard_tag()).collect();
+        assert!(tags.len() >= 6);
+        let barrier = Arc::new(Barrier::new(64));
+        let mut tasks = Vec::new();
+        for (i, st) in stores.iter().cloned().enumerate() {
+            let (s, b, id, r) = (
+                sessions(st, policy.clone(), &clock),
+                barrier.clone(),
+                ids[i % 8],
+                res.clone(),
+            );
+            tasks.push(tokio::spawn(async move {
+                b.wait().await;
+                s.acquire_slot(&id, Some(&r)).await.is_ok()
+            }));
+        }
+        let mut ok = 0;
+        for t in tasks {
+            ok += usize::from(t.await.unwrap());
+        }
+        assert_eq!(ok, 3);
+    });
+}
+
+#[test]
+fn validate_is_one_round_trip() {
+    rt().block_on(async {
+        let (store, _c) = support::open(&support::url()).await.unwrap();
+        let clock = ManualClock::new(SystemClock.now());
+        let s = sessions(store.clone(), Policy::default(), &clock);
+        let made = s
+            .create(&Subject::new("carol").unwrap(), Default::default())
+            .await
+            .unwrap();
+        let t = made.token.expose_secret().to_string();
+        s.validate(&t, &Default::default()).await.unwrap(); // scripts loaded
+        let before = store.round_trips();
+        s.validate(&t, &Default::default()).await.unwrap();
+        assert_eq!(store.round_trips() - before, 1);
+    });
+}
+
+#[test]
+fn nothing_secret_is_stored() {
+    rt().block_on(async {
+        let (store, _c) = support::open(&support::url()).await.unwrap();
+        let clock = ManualClock::new(SystemClock.now());
+        let s = sessions(store.clone(), Policy::default(), &clock);
+        let made = s
+            .create(&Subject::new("dave").unwrap(), Default::default())
+            .await
+            .unwrap();
+        let t = made.token.expose_secret().to_string();
+        let r = s.refresh(&t, &Default::default()).await.unwrap();
+        let ticket = s
+            .mint_ticket(r.token.expose_secret(), &Default::default())
+            .await
+            .unwrap();
+        let secrets = [
+            t.clone(),
+            r.token.expose_secret().to_string(),
+            ticket.ticket.expose_secret().to_string(),
+        ];
+        let dump = store.raw_dump().await.unwrap().unwrap();
+        assert!(dump.len() > 3);
+        for secret in &secrets {
+            // the secret part: after the last '_'
+            let tail = secret.rsplit('_').next().unwrap().as_bytes();
+            for v in &dump {
+                assert!(
+                    !v.windows(tail.len()).any(|w| w == tail),
+                    "a secret is stored in Redis"
+                );
+            }
+        }
+    });
+}
+
+#[test]
+fn a_prefix_with_a_hash_tag_is_refused_and_an_unreachable_server_says_how_to_start_one() {
+    rt().block_on(async {
+        let e = RedisStore::open(RedisConfig::new(support::url()).prefix("a{b}"))
+            .await
+            .unwrap_err();
+        assert!(e.to_string().contains('{'), "{e}");
+        let Err(e) = support::open("redis://127.0.0.1:1").await else {
+            panic!("connected to port 1")
+        };
+        assert!(e.contains("scripts/services.sh"), "{e}");
+    });
+}

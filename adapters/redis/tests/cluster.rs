@@ -1,0 +1,95 @@
+//! The shared conformance suite against `RedisStore` on a 3-node Redis Cluster the test starts
+//! on free loopback ports (stopped when this test binary exits), plus a check that one case's
+//! keys really span several slots on every node.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod support;
+
+leasehold_conformance::conformance_tests!(
+    leasehold_conformance::fallible(|| async {
+        let url = support::cluster_url()?;
+        let (store, cleanup) = support::open(&url).await?;
+        if !store.is_cluster() {
+            return Err("expected a Cluster connection".to_string());
+        }
+        Ok::<_, String>(leasehold_conformance::Guarded::new(store, cleanup))
+    }),
+    capabilities = [
+        native_expiry,
+        raw_dump,
+        multi_process,
+        server_clock,
+        sharded
+    ],
+);
+
+/// Sessions of one resource under many subjects: their records live in many slots on all
+/// three nodes (`redis-cli --cluster create` gives the nodes slots 0-5460, 5461-10922 and
+/// 10923-16383), and revoke_resource (the cross-slot protocol) ends every one of them.
+#[test]
+fn a_resource_spans_slots_on_every_node_and_is_revoked_whole() {
+    use leasehold::{Clock, ManualClock, Policy, Resource, Sessions, Subject, SystemClock};
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        let url = support::cluster_url().unwrap();
+        let (store, _cleanup) = support::open(&url).await.unwrap();
+        let s = Sessions::new(store.clone(), Policy::default())
+            .unwrap()
+            .with_clock(ManualClock::new(SystemClock.now()));
+        let res = Resource::new("sandbox-x").unwrap();
+        let mut tokens = Vec::new();
+        for i in 0..24 {
+            let opts = leasehold::CreateOptions {
+                resource: Some(res.clone()),
+                ..Default::default()
+            };
+            let c = s
+                .create(&Subject::new(format!("user-{i}")).unwrap(), opts)
+                .await
+                .unwrap();
+            tokens.push(c.token);
+        }
+        let first = url
+            .trim_start_matches("redis+cluster://")
+            .split(',')
+            .next()
+            .unwrap();
+        let port = first.rsplit(':').next().unwrap().to_string();
+        let mut slots = std::collections::BTreeSet::new();
+        let mut nodes = std::collections::BTreeSet::new();
+        for k in store.all_keys().await.unwrap() {
+            let k = String::from_utf8_lossy(&k).into_owned();
+            if !k.contains(":s:{") {
+                continue;
+            }
+            let o = std::process::Command::new("redis-cli")
+                .args(["-p", &port, "cluster", "keyslot", &k])
+                .output()
+                .unwrap();
+            let slot: u16 = String::from_utf8_lossy(&o.stdout).trim().parse().unwrap();
+            slots.insert(slot);
+            nodes.insert(match slot {
+                0..=5460 => 0,
+                5461..=10922 => 1,
+                _ => 2,
+            });
+        }
+        assert!(slots.len() >= 10, "records in only {} slots", slots.len());
+        assert_eq!(nodes.len(), 3, "records on {} of 3 nodes", nodes.len());
+        let n = leasehold::Store::revoke_resource(&store, &res, SystemClock.now())
+            .await
+            .unwrap();
+        assert_eq!(n, 24);
+        for t in &tokens {
+            assert!(
+                s.validate(t.expose_secret(), &Default::default())
+                    .await
+                    .is_err()
+            );
+        }
+    });
+}

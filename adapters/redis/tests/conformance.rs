@@ -1,0 +1,22 @@
+//! The shared conformance suite against `RedisStore` on the standalone server
+//! (`LEASEHOLD_REDIS_URL`, default `redis://127.0.0.1:6379`): every case gets its own key
+//! prefix, deleted afterwards. An unreachable server fails every case with a message saying how
+//! to start one.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod support;
+
+leasehold_conformance::conformance_tests!(
+    leasehold_conformance::fallible(|| async {
+        let (store, cleanup) = support::open(&support::url()).await?;
+        Ok::<_, String>(leasehold_conformance::Guarded::new(store, cleanup))
+    }),
+    capabilities = [
+        native_expiry,
+        raw_dump,
+        multi_process,
+        server_clock,
+        sharded
+    ],
+);

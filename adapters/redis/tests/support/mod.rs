@@ -1,0 +1,175 @@
+//! Test support: the store factory (one prefix per case, keys deleted afterwards) and a
+//! throwaway 3-node Redis Cluster on free loopback ports.
+
+#![allow(dead_code, clippy::unwrap_used, clippy::expect_used)]
+
+use std::path::PathBuf;
+use std::process::Command;
+use std::sync::OnceLock;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use leasehold_redis::{RedisConfig, RedisStore};
+
+/// The standalone server's URL (`LEASEHOLD_REDIS_URL`, default `redis://127.0.0.1:6379`).
+pub fn url() -> String {
+    std::env::var("LEASEHOLD_REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".into())
+}
+
+/// A prefix no other run or case uses.
+pub fn fresh_prefix() -> String {
+    static N: AtomicU64 = AtomicU64::new(0);
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.subsec_nanos())
+        .unwrap_or(0);
+    format!(
+        "lhtest-{}-{}-{nanos:x}",
+        std::process::id(),
+        N.fetch_add(1, Ordering::Relaxed)
+    )
+}
+
+/// Deletes a store's keys when dropped (from a thread of its own: the case's runtime may be
+/// shutting down).
+pub struct Cleanup {
+    pub url: String,
+    pub prefix: String,
+}
+
+impl Drop for Cleanup {
+    fn drop(&mut self) {
+        let (url, prefix) = (self.url.clone(), self.prefix.clone());
+        let _ = std::thread::spawn(move || {
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .unwrap();
+            rt.block_on(async {
+                if let Ok(s) = RedisStore::open(RedisConfig::new(url).prefix(prefix)).await {
+                    let _ = s.delete_all_keys().await;
+                }
+            });
+        })
+        .join();
+    }
+}
+
+/// Opens a store on `url` under a fresh prefix; an unreachable server is an error saying how
+/// to start one.
+pub async fn open(url: &str) -> Result<(RedisStore, Cleanup), String> {
+    let prefix = fresh_prefix();
+    let store = RedisStore::open(RedisConfig::new(url).prefix(prefix.clone()))
+        .await
+        .map_err(|e| {
+            format!(
+                "{e}\nThe Redis tests need a server: start one with `scripts/services.sh` \
+                 (or set LEASEHOLD_REDIS_URL); they never skip silently."
+            )
+        })?;
+    Ok((
+        store,
+        Cleanup {
+            url: url.to_string(),
+            prefix,
+        },
+    ))
+}
+
+/// A throwaway 3-node Cluster for this test process, started once on free loopback ports. Each
+/// node is watched by a shell loop that stops it when this process exits, so several test
+/// binaries may each run their own Cluster side by side, and none outlives its binary.
+pub fn cluster_url() -> Result<String, String> {
+    static URL: OnceLock<Result<String, String>> = OnceLock::new();
+    URL.get_or_init(start_cluster).clone()
+}
+
+fn free_port() -> Option<u16> {
+    // A port whose cluster-bus port (+10000) is free too.
+    for _ in 0..50 {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").ok()?;
+        let p = l.local_addr().ok()?.port();
+        if p < 55000 && std::net::TcpListener::bind(("127.0.0.1", p + 10000)).is_ok() {
+            return Some(p);
+        }
+    }
+    None
+}
+
+fn start_cluster() -> Result<String, String> {
+    let dir: PathBuf =
+        std::env::temp_dir().join(format!("leasehold-redis-cluster-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).map_err(|e| e.to_string())?;
+    let me = std::process::id();
+    let mut ports = Vec::new();
+    for _ in 0..3 {
+        let p = free_port().ok_or("no free port for a cluster node")?;
+        ports.push(p);
+        let d = dir.join(p.to_string());
+        std::fs::create_dir_all(&d).map_err(|e| e.to_string())?;
+        let script = format!(
+            "redis-server --port {p} --bind 127.0.0.1 --cluster-enabled yes \
+             --cluster-config-file nodes.conf --dir '{d}' --save '' --appendonly no \
+             --daemonize no --pidfile '{d}/redis.pid' --loglevel warning >/dev/null 2>&1 & \
+             S=$!; while kill -0 {me} 2>/dev/null && kill -0 $S 2>/dev/null; do sleep 1; done; \
+             kill $S 2>/dev/null; wait $S; rm -rf '{d}'; rmdir '{parent}' 2>/dev/null",
+            d = d.display(),
+            parent = dir.display()
+        );
+        Command::new("sh")
+            .arg("-c")
+            .arg(script)
+            .stdin(std::process::Stdio::null())
+            .spawn()
+            .map_err(|e| format!("cannot start redis-server: {e}"))?;
+    }
+    for p in &ports {
+        let mut up = false;
+        for _ in 0..100 {
+            if let Ok(o) = Command::new("redis-cli")
+                .args(["-p", &p.to_string(), "ping"])
+                .output()
+                && String::from_utf8_lossy(&o.stdout).contains("PONG")
+            {
+                up = true;
+                break;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        }
+        if !up {
+            return Err(format!("cluster node on port {p} did not start"));
+        }
+    }
+    let nodes: Vec<String> = ports.iter().map(|p| format!("127.0.0.1:{p}")).collect();
+    let o = Command::new("redis-cli")
+        .arg("--cluster")
+        .arg("create")
+        .args(&nodes)
+        .args(["--cluster-replicas", "0", "--cluster-yes"])
+        .output()
+        .map_err(|e| format!("redis-cli --cluster create: {e}"))?;
+    if !o.status.success() {
+        return Err(format!(
+            "redis-cli --cluster create failed: {}",
+            String::from_utf8_lossy(&o.stdout)
+        ));
+    }
+    // Wait until every node reports cluster_state:ok (startup, not test time).
+    for p in &ports {
+        let mut ok = false;
+        for _ in 0..200 {
+            if let Ok(o) = Command::new("redis-cli")
+                .args(["-p", &p.to_string(), "cluster", "info"])
+                .output()
+                && String::from_utf8_lossy(&o.stdout).contains("cluster_state:ok")
+            {
+                ok = true;
+                break;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        }
+        if !ok {
+            return Err(format!("cluster node {p} never reached cluster_state:ok"));
+        }
+    }
+    Ok(format!("redis+cluster://{}", nodes.join(",")))
+}
