@@ -157,7 +157,7 @@ macro_rules! __for_each_case {
                 cap_race_reject none;
                 cap_race_evict_oldest none;
                 dead_sessions_do_not_count none;
-                global_cap no_sharded;
+                global_cap none;
                 creation_rate_limit none;
                 slot_cap_per_session_race none;
                 slot_cap_per_resource_race none;
