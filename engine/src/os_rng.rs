@@ -122,9 +122,9 @@ mod fork {
             GENERATION.fetch_add(1, Ordering::Relaxed);
         }
         // SAFETY: `pthread_atfork` only records three function pointers; the one given is a
-        // plain `extern "C" fn` with no arguments, alive for the whole program (a `static`
-        // item of this crate; the C library drops the handlers of an unloaded library itself),
-        // that touches nothing but an atomic. No pointer to data is passed.
+        // plain `extern "C" fn` of this crate with no arguments, that touches nothing but a
+        // static atomic, and stays valid while this crate's code is loaded (glibc removes the
+        // handlers of a library it unloads). No pointer to data is passed.
         unsafe { libc::pthread_atfork(None, None, Some(forked_child)) == 0 }
     }
 
@@ -141,14 +141,15 @@ mod fork {
         false
     }
 
-    /// This process's fork epoch: the generation if the handler is registered (call [`watch`]
-    /// first), else the process id (with bit 32 set, so the two never meet).
+    /// This process's fork epoch: the generation if the handler is registered, else the
+    /// process id. Which of the two is fixed once [`watch`] has run (a thread calls it before
+    /// its first key), so a thread only ever compares epochs of one kind.
     #[inline]
     pub(super) fn epoch() -> u64 {
         if HANDLER.load(Ordering::Relaxed) {
             GENERATION.load(Ordering::Relaxed)
         } else {
-            u64::from(std::process::id()) | 1 << 32
+            u64::from(std::process::id())
         }
     }
 
