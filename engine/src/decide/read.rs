@@ -157,24 +157,23 @@ fn current(
         };
     }
     let mut next = rec.clone();
-    let mut events = Vec::new();
-    let mut new_token = None;
     if let Some(p) = next.credential.previous.as_mut() {
         p.successor_seen = true;
     }
-    if rotate {
-        match rotation::rotate(&next, &token.secret, now, policy, entropy) {
-            Ok((credential, t)) => {
-                next.credential = credential;
-                events.push(Event::Rotated {
+    let (new_token, events) = if rotate {
+        match rotation::rotate(&mut next, &token.secret, now, policy, entropy) {
+            Ok(t) => (
+                Some(t),
+                vec![Event::Rotated {
                     id: rec.id,
                     generation: next.credential.generation,
-                });
-                new_token = Some(t);
-            }
+                }],
+            ),
             Err(e) => return Decision::deny(e.into()),
         }
-    }
+    } else {
+        (None, Vec::new())
+    };
     // Any write also records the touch.
     touch(&mut next, now, policy);
     rotation::drop_sealed_if_closed(&mut next.credential, now, policy);

@@ -45,46 +45,45 @@ pub fn classify(c: &Credential, v: &Verifier) -> Presented {
     }
 }
 
-/// Rotates `record` (already known to have been presented with `current`) at `now`.
-/// Returns the new credential and the successor token. The caller bumps the version.
+/// Rotates `record` in place (it was presented with its current secret `current`) at `now`:
+/// a fresh successor becomes current, the old current becomes the predecessor with the
+/// successor sealed under it, and the old predecessor joins the retired verifiers (the oldest
+/// beyond `reuse_history` are forgotten). Returns the successor token. The caller bumps the
+/// version. On error (no entropy) the record is unchanged.
 pub fn rotate(
-    record: &SessionRecord,
+    record: &mut SessionRecord,
     current: &Secret,
     now: Timestamp,
     policy: &Policy,
     entropy: &dyn Entropy,
-) -> Result<(Credential, SessionToken), EntropyError> {
-    let id = record.id;
+) -> Result<SessionToken, EntropyError> {
     let successor = Secret::generate(entropy)?;
-    let c = &record.credential;
+    let id = record.id;
+    let absolute_deadline = record.absolute_deadline;
+    let c = &mut record.credential;
     let generation = c.generation.wrapping_add(1);
-    let mut retired = c.retired.clone();
-    retired.extend(c.previous.as_ref().map(|p| p.verifier));
-    let excess = retired.len().saturating_sub(policy.reuse_history);
-    retired.drain(..excess);
-    let credential = Credential {
-        generation,
-        current: Verifier::derive(SecretKind::Session, id.as_bytes(), &successor),
-        rotated_at: now,
-        previous: Some(Predecessor {
-            verifier: c.current,
-            sealed_successor: Some(seal(generation, current, &successor)),
-            successor_seen: false,
-        }),
-        retired,
-        access: crate::decide::access::grant(
-            &id,
-            generation,
-            &successor,
-            now,
-            record.absolute_deadline,
-            policy,
-        ),
-    };
-    Ok((
-        credential,
-        SessionToken::new(&policy.token_prefix, id, &successor),
-    ))
+    if let Some(p) = c.previous.take() {
+        // Room first, then the push: a list already at its bound never grows its buffer.
+        let excess = (c.retired.len() + 1).saturating_sub(policy.reuse_history);
+        c.retired.drain(..excess.min(c.retired.len()));
+        if c.retired.len() < policy.reuse_history {
+            c.retired.push(p.verifier);
+        }
+    } else {
+        let excess = c.retired.len().saturating_sub(policy.reuse_history);
+        c.retired.drain(..excess);
+    }
+    c.previous = Some(Predecessor {
+        verifier: c.current,
+        sealed_successor: Some(seal(generation, current, &successor)),
+        successor_seen: false,
+    });
+    c.current = Verifier::derive(SecretKind::Session, id.as_bytes(), &successor);
+    c.generation = generation;
+    c.rotated_at = now;
+    c.access =
+        crate::decide::access::grant(&id, generation, &successor, now, absolute_deadline, policy);
+    Ok(SessionToken::new(&policy.token_prefix, id, &successor))
 }
 
 /// What presenting the immediate predecessor at `now` yields.
@@ -156,4 +155,59 @@ pub fn predecessor(
         token: SessionToken::new(&policy.token_prefix, id, &successor),
         orphan: !in_grace,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::decide::CreateOptions;
+    use crate::decide::create::new_session;
+    use crate::entropy::SeededEntropy;
+    use crate::ids::Subject;
+    use crate::token::parse;
+
+    #[test]
+    fn rotation_retires_the_predecessor_and_keeps_the_newest_reuse_history() {
+        let at = Timestamp::from_millis;
+        for history in [0, 1, 2, 8] {
+            let policy = Policy::builder().reuse_history(history).build().unwrap();
+            let e = SeededEntropy::new(5);
+            let subject = Subject::new("alice").unwrap();
+            let (mut rec, token) =
+                new_session(&subject, &CreateOptions::default(), at(0), &policy, &e).unwrap();
+            let mut secret = parse(token.expose_secret().as_bytes(), "lh1")
+                .unwrap()
+                .secret;
+            // Every current verifier, oldest first.
+            let mut chain = vec![rec.credential.current];
+            for round in 1..=12u64 {
+                let cap = rec.credential.retired.capacity();
+                let full = rec.credential.retired.len() == history;
+                let next = rotate(&mut rec, &secret, at(round), &policy, &e).unwrap();
+                let next = parse(next.expose_secret().as_bytes(), "lh1")
+                    .unwrap()
+                    .secret;
+                let c = &rec.credential;
+                chain.push(c.current);
+                assert_eq!((c.generation, c.rotated_at), (round, at(round)));
+                assert!(c.current.ct_eq(&Verifier::derive(
+                    SecretKind::Session,
+                    rec.id.as_bytes(),
+                    &next
+                )));
+                let n = chain.len();
+                let p = c.previous.as_ref().unwrap();
+                assert_eq!(p.verifier, chain[n - 2]);
+                assert!(!p.successor_seen);
+                let sealed = p.sealed_successor.as_ref().unwrap();
+                assert_eq!(unseal(round, &secret, sealed).expose(), next.expose());
+                let older = &chain[..n - 2];
+                assert_eq!(c.retired, older[older.len().saturating_sub(history)..]);
+                if full {
+                    assert_eq!(c.retired.capacity(), cap, "a full list does not grow");
+                }
+                secret = next;
+            }
+        }
+    }
 }
