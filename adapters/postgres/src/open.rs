@@ -147,11 +147,23 @@ impl PostgresStore {
 /// (Raw SQL goes through `Executor::execute` with the connection first: `RawSql::execute`
 /// trips rustc's higher-ranked `Send` check in callers that need a `Send` future.)
 async fn migrate(pool: &PgPool, schema: &str) -> Result<(), OpenError> {
-    let q = quoted(schema);
     let mut tx: Transaction<'_, Postgres> = pool.begin().await.map_err(OpenError::Connect)?;
+    match migrate_in(&mut tx, schema).await {
+        Ok(()) => tx.commit().await.map_err(OpenError::Migrate),
+        Err(e) => {
+            // Roll back now: a dropped transaction only queues its rollback, and until the
+            // connection is used again it would hold the migration lock.
+            let _ = tx.rollback().await;
+            Err(e)
+        }
+    }
+}
+
+async fn migrate_in(tx: &mut Transaction<'_, Postgres>, schema: &str) -> Result<(), OpenError> {
+    let q = quoted(schema);
     sqlx::query("SELECT pg_advisory_xact_lock(hashtextextended($1, 0))")
         .bind(format!("leasehold store migration {schema}"))
-        .execute(&mut *tx)
+        .execute(&mut **tx)
         .await
         .map_err(OpenError::Migrate)?;
     let create = format!(
@@ -161,12 +173,12 @@ async fn migrate(pool: &PgPool, schema: &str) -> Result<(), OpenError> {
              description text        NOT NULL,
              applied_at  timestamptz NOT NULL DEFAULT now())"
     );
-    sqlx::Executor::execute(&mut *tx, sqlx::raw_sql(&create))
+    sqlx::Executor::execute(&mut **tx, sqlx::raw_sql(&create))
         .await
         .map_err(OpenError::Migrate)?;
     let versions = format!("SELECT version FROM {q}.schema_migrations");
     let applied = sqlx::query(&versions)
-        .fetch_all(&mut *tx)
+        .fetch_all(&mut **tx)
         .await
         .map_err(OpenError::Migrate)?
         .iter()
@@ -189,17 +201,17 @@ async fn migrate(pool: &PgPool, schema: &str) -> Result<(), OpenError> {
             continue;
         }
         let sql: String = sql.replace(PLACEHOLDER, &q);
-        sqlx::Executor::execute(&mut *tx, sqlx::raw_sql(&sql))
+        sqlx::Executor::execute(&mut **tx, sqlx::raw_sql(&sql))
             .await
             .map_err(OpenError::Migrate)?;
         sqlx::query(&record)
             .bind(version)
             .bind(description.to_owned())
-            .execute(&mut *tx)
+            .execute(&mut **tx)
             .await
             .map_err(OpenError::Migrate)?;
     }
-    tx.commit().await.map_err(OpenError::Migrate)
+    Ok(())
 }
 
 /// The statement texts, with the schema substituted once at open (so each is prepared once per
