@@ -11,57 +11,76 @@
 -- round trips and integer comparisons. People read them through the view
 -- "leasehold".sessions_readable.
 --
--- Sessions keep two things: typed columns for everything a query, an index, a lock or a
--- group operation needs (and a DBA reads), and `record`, the engine's own encoding of the whole
--- record (leasehold::codec, format 3), which is what the adapter returns. The columns and the
--- record's fixed-offset header always agree: every write sets both, and the functions that
--- tombstone in SQL rewrite the header in place (tombstone_record below). The adapter refuses a
--- row whose columns disagree with its bytes as corrupt.
+-- One column per field of the engine's SessionRecord: the adapter maps a row to a record and
+-- back (src/row.rs), refusing as corrupt any row the engine's own codec would refuse. The
+-- column order below is the order of the functions' parameters (0002_functions.sql).
 
 CREATE TABLE IF NOT EXISTS "leasehold".sessions (
-    id                bytea    PRIMARY KEY,
-    subject           text     NOT NULL,
-    resource          text     NULL,
-    kind              text     NOT NULL,
-    state             smallint NOT NULL,
-    reason            smallint NULL,
-    revoked_at        bigint   NULL,
-    version           bigint   NOT NULL,
-    created_at        bigint   NOT NULL,
-    last_seen_at      bigint   NOT NULL,
-    absolute_deadline bigint   NOT NULL,
-    expires_at        bigint   NOT NULL,
-    generation        bigint   NOT NULL,
-    has_binding       boolean  NOT NULL,
-    context_summary   text     NULL,
-    data_bytes        integer  NOT NULL,
-    data_version      bigint   NOT NULL,
+    id                  bytea    PRIMARY KEY,
+    subject             text     NOT NULL,
+    resource            text     NULL,
+    kind                text     NOT NULL,
+    state               smallint NOT NULL,
+    reason              smallint NULL,
+    revoked_at          bigint   NULL,
+    version             bigint   NOT NULL,
+    created_at          bigint   NOT NULL,
+    last_seen_at        bigint   NOT NULL,
+    absolute_deadline   bigint   NOT NULL,
+    expires_at          bigint   NOT NULL,
+    generation          bigint   NOT NULL,
+    verifier            bytea    NOT NULL,
+    rotated_at          bigint   NOT NULL,
+    prev_verifier       bytea    NULL,
+    prev_sealed         bytea    NULL,
+    prev_successor_seen boolean  NULL,
+    retired             bytea[]  NOT NULL,
+    access_verifier     bytea    NULL,
+    access_expires_at   bigint   NULL,
+    binding             bytea    NULL,
+    context_summary     text     NULL,
+    data                bytea    NOT NULL,
+    data_version        bigint   NOT NULL,
     -- Insertion order: "oldest" among sessions created in the same millisecond.
-    seq               bigint   GENERATED ALWAYS AS IDENTITY,
-    record            bytea    NOT NULL,
+    seq                 bigint   GENERATED ALWAYS AS IDENTITY,
     CONSTRAINT sessions_id_len CHECK (octet_length(id) = 18),
     CONSTRAINT sessions_subject_len CHECK (octet_length(subject) BETWEEN 1 AND 256),
     CONSTRAINT sessions_resource_len
         CHECK (resource IS NULL OR octet_length(resource) BETWEEN 1 AND 256),
+    CONSTRAINT sessions_kind CHECK (kind ~ '^[a-z0-9]{1,16}$'),
     CONSTRAINT sessions_state CHECK (
         (state = 0 AND reason IS NULL AND revoked_at IS NULL)
         OR (state = 1 AND reason BETWEEN 1 AND 6 AND revoked_at IS NOT NULL)),
     CONSTRAINT sessions_expiry_within_deadline CHECK (expires_at <= absolute_deadline),
-    CONSTRAINT sessions_times CHECK (created_at >= 0 AND last_seen_at >= 0 AND expires_at >= 0),
+    CONSTRAINT sessions_created_before_deadline CHECK (created_at <= absolute_deadline),
+    CONSTRAINT sessions_times CHECK (created_at >= 0 AND last_seen_at >= 0 AND expires_at >= 0
+                                     AND rotated_at >= 0 AND coalesce(revoked_at, 0) >= 0),
     CONSTRAINT sessions_counters CHECK (version >= 0 AND data_version >= 0 AND generation >= 0),
-    CONSTRAINT sessions_record_header CHECK (octet_length(record) >= 62)
+    CONSTRAINT sessions_verifier_len CHECK (octet_length(verifier) = 32),
+    CONSTRAINT sessions_previous CHECK (
+        (prev_verifier IS NULL AND prev_sealed IS NULL AND prev_successor_seen IS NULL)
+        OR (octet_length(prev_verifier) = 32 AND prev_successor_seen IS NOT NULL
+            AND (prev_sealed IS NULL OR octet_length(prev_sealed) = 32))),
+    CONSTRAINT sessions_access CHECK (
+        (access_verifier IS NULL AND access_expires_at IS NULL)
+        OR (octet_length(access_verifier) = 32 AND access_expires_at >= 0)),
+    CONSTRAINT sessions_binding_len CHECK (binding IS NULL OR octet_length(binding) = 32)
 );
 COMMENT ON TABLE "leasehold".sessions IS
     'leasehold sessions (live, expired not yet reaped, tombstones). Times: ms since the Unix epoch. Never read from a replica: a stale read grants a revoked session.';
 COMMENT ON COLUMN "leasehold".sessions.id IS
     '18 bytes: the 2-byte shard tag of the subject, then 16 random bytes (the token selector, not a secret)';
+COMMENT ON COLUMN "leasehold".sessions.kind IS 'the token prefix the session was issued under (part of its identity)';
 COMMENT ON COLUMN "leasehold".sessions.state IS '0 active, 1 tombstone (final: only the reaper removes it)';
 COMMENT ON COLUMN "leasehold".sessions.reason IS
     'tombstone reason: 1 revoked, 2 subject, 3 resource, 4 reuse detected, 5 evicted, 6 expired (observed); NULL while active';
 COMMENT ON COLUMN "leasehold".sessions.expires_at IS
     'min(last seen + idle timeout, absolute_deadline); a tombstone''s is at most its revocation + 7 days. Reaped after it';
-COMMENT ON COLUMN "leasehold".sessions.record IS
-    'the whole record in the engine''s encoding (leasehold::codec format 3): verifiers (hashes, never secrets), sealed successor, binding hash, access grant, data';
+COMMENT ON COLUMN "leasehold".sessions.verifier IS 'hash of the current secret (never the secret)';
+COMMENT ON COLUMN "leasehold".sessions.prev_sealed IS
+    'the current secret sealed under a key derived from the previous secret; dropped once the grace and orphan windows closed';
+COMMENT ON COLUMN "leasehold".sessions.retired IS 'verifiers of older secrets, newest last: presenting one is reuse';
+COMMENT ON COLUMN "leasehold".sessions.binding IS 'hash of the context binding (never the binding)';
 
 -- list_subject, list_sessions(Subject), revoke_subject.
 CREATE INDEX IF NOT EXISTS sessions_subject_idx ON "leasehold".sessions (subject, id);
@@ -155,5 +174,6 @@ SELECT encode(id, 'hex') AS id, subject, resource, kind,
        to_timestamp(last_seen_at / 1000.0) AS last_seen_at,
        to_timestamp(expires_at / 1000.0) AS expires_at,
        to_timestamp(absolute_deadline / 1000.0) AS absolute_deadline,
-       generation, has_binding, context_summary, data_bytes, data_version
+       generation, binding IS NOT NULL AS bound, context_summary, octet_length(data) AS data_bytes,
+       data_version
 FROM "leasehold".sessions;

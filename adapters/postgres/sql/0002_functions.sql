@@ -35,38 +35,10 @@ AS $fn$
     SELECT floor(extract(epoch FROM clock_timestamp()) * 1000)::bigint + p_offset_ms
 $fn$;
 
--- A bigint as 8 bytes, little-endian (the record header's integer encoding).
-CREATE OR REPLACE FUNCTION "leasehold".le8(p bigint)
-RETURNS bytea
-LANGUAGE sql IMMUTABLE STRICT
-SET search_path = pg_catalog, pg_temp
-AS $fn$
-    SELECT set_byte(set_byte(set_byte(set_byte(set_byte(set_byte(set_byte(set_byte(
-        '\x0000000000000000'::bytea,
-        0, (p & 255)::int), 1, ((p >> 8) & 255)::int), 2, ((p >> 16) & 255)::int),
-        3, ((p >> 24) & 255)::int), 4, ((p >> 32) & 255)::int), 5, ((p >> 40) & 255)::int),
-        6, ((p >> 48) & 255)::int), 7, ((p >> 56) & 255)::int)
-$fn$;
-
--- The record's encoding with its header rewritten as `record.tombstone(at, reason)` does
--- (leasehold::codec::layout): bytes 2..28 = state 1, the reason, revoked_at, the new version
--- and the new expires_at. Everything from absolute_deadline on (the identity) is untouched.
-CREATE OR REPLACE FUNCTION "leasehold".tombstone_record(
-    p_record bytea, p_reason smallint, p_at bigint, p_version bigint, p_expires_at bigint)
-RETURNS bytea
-LANGUAGE sql IMMUTABLE STRICT
-SET search_path = pg_catalog, pg_temp
-AS $fn$
-    SELECT overlay(p_record PLACING
-        '\x01'::bytea || set_byte('\x00'::bytea, 0, p_reason::int) || "leasehold".le8(p_at)
-        || "leasehold".le8(p_version) || "leasehold".le8(p_expires_at)
-        FROM 3 FOR 26)
-$fn$;
-
 -- Writes the tombstone (reason p_reason, at p_at) over every listed session that is not one
--- yet: next version, expires_at lowered to at most p_at + 7 days (TOMBSTONE_RETENTION), the
--- record's header rewritten to match. The caller holds the rows' locks. Returns how many were
--- live at p_at.
+-- yet, as SessionRecord::tombstone does: next version, expires_at lowered to at most p_at +
+-- 7 days (TOMBSTONE_RETENTION), everything else kept. The caller holds the rows' locks.
+-- Returns how many were live at p_at.
 CREATE OR REPLACE FUNCTION "leasehold".tombstone(p_ids bytea[], p_reason smallint, p_at bigint)
 RETURNS bigint
 LANGUAGE sql VOLATILE
@@ -75,18 +47,16 @@ AS $fn$
     WITH t AS (
         UPDATE "leasehold".sessions AS s SET
             state = 1, reason = p_reason, revoked_at = p_at, version = s.version + 1,
-            expires_at = least(s.expires_at, p_at + 604800000),
-            record = "leasehold".tombstone_record(s.record, p_reason, p_at, s.version + 1,
-                                                  least(s.expires_at, p_at + 604800000))
+            expires_at = least(s.expires_at, p_at + 604800000)
         WHERE s.id = ANY (p_ids) AND s.state = 0
         RETURNING s.expires_at)
     SELECT count(*) FILTER (WHERE t.expires_at > p_at) FROM t
 $fn$;
 
 -- insert_session (p_write = true) and check_limits (p_write = false: no lock, no write, the
--- record parameters may be NULL). Outcomes: INSERTED (evicted = the subject's oldest, then
--- the store's oldest, each oldest first; also for a replay of the very same bytes, then
--- evicted = {}), ALREADY_EXISTS, RATE_LIMITED (retry_after_ms), SUBJECT_CAP, GLOBAL_CAP.
+-- record parameters but the subject are NULL). Outcomes: INSERTED (evicted = the subject's
+-- oldest, then the store's oldest, each oldest first; also for a replay of the very same
+-- record, every column equal, then evicted = {}), ALREADY_EXISTS, RATE_LIMITED (retry_after_ms), SUBJECT_CAP, GLOBAL_CAP.
 -- In the contract's order: the creation rate, the subject cap (planning its evictions), the
 -- global cap counting those evictions as gone. A refusal writes nothing. The adapter checks
 -- the id's shard tag before calling.
@@ -104,11 +74,18 @@ CREATE OR REPLACE FUNCTION "leasehold".insert_session(
     p_absolute        bigint,
     p_expires_at      bigint,
     p_generation      bigint,
-    p_has_binding     boolean,
+    p_verifier        bytea,
+    p_rotated_at      bigint,
+    p_prev_verifier   bytea,
+    p_prev_sealed     bytea,
+    p_prev_seen       boolean,
+    p_retired         bytea[],
+    p_access_verifier bytea,
+    p_access_expires  bigint,
+    p_binding         bytea,
     p_summary         text,
-    p_data_bytes      integer,
+    p_data            bytea,
     p_data_version    bigint,
-    p_record          bytea,
     p_cap_max         integer,   -- NULL: no subject cap
     p_cap_evict       boolean,
     p_rate_max        integer,   -- NULL: no creation rate
@@ -125,7 +102,7 @@ LANGUAGE plpgsql VOLATILE
 SET search_path = pg_catalog, pg_temp
 AS $fn$
 DECLARE
-    v_stored  bytea;
+    v_stored  "leasehold".sessions;
     v_at      bigint;
     v_members bytea[] := '{}';
     v_live    bytea[];
@@ -160,9 +137,26 @@ BEGIN
         END IF;
         -- 3. The id is taken: a replay of this very record (a retry after a lost reply) or a
         --    clash. Checked under the subject lock, so a replay racing its original waits.
-        SELECT s.record INTO v_stored FROM "leasehold".sessions AS s WHERE s.id = p_id;
+        SELECT * INTO v_stored FROM "leasehold".sessions AS s WHERE s.id = p_id;
         IF FOUND THEN
-            outcome := CASE WHEN v_stored = p_record THEN 'INSERTED' ELSE 'ALREADY_EXISTS' END;
+            outcome := CASE WHEN (v_stored.subject, v_stored.resource, v_stored.kind,
+                                  v_stored.state, v_stored.reason, v_stored.revoked_at,
+                                  v_stored.version, v_stored.created_at, v_stored.last_seen_at,
+                                  v_stored.absolute_deadline, v_stored.expires_at,
+                                  v_stored.generation, v_stored.verifier, v_stored.rotated_at,
+                                  v_stored.prev_verifier, v_stored.prev_sealed,
+                                  v_stored.prev_successor_seen, v_stored.retired,
+                                  v_stored.access_verifier, v_stored.access_expires_at,
+                                  v_stored.binding, v_stored.context_summary, v_stored.data,
+                                  v_stored.data_version)
+                            IS NOT DISTINCT FROM
+                                 (p_subject, p_resource, p_kind, p_state, p_reason, p_revoked_at,
+                                  p_version, p_created_at, p_last_seen_at, p_absolute,
+                                  p_expires_at, p_generation, p_verifier, p_rotated_at,
+                                  p_prev_verifier, p_prev_sealed, p_prev_seen, p_retired,
+                                  p_access_verifier, p_access_expires, p_binding, p_summary,
+                                  p_data, p_data_version)
+                            THEN 'INSERTED' ELSE 'ALREADY_EXISTS' END;
             RETURN;
         END IF;
     END IF;
@@ -252,12 +246,14 @@ BEGIN
     PERFORM "leasehold".tombstone(evicted, 5::smallint, v_at);
     INSERT INTO "leasehold".sessions (
         id, subject, resource, kind, state, reason, revoked_at, version, created_at,
-        last_seen_at, absolute_deadline, expires_at, generation, has_binding, context_summary,
-        data_bytes, data_version, record)
+        last_seen_at, absolute_deadline, expires_at, generation, verifier, rotated_at,
+        prev_verifier, prev_sealed, prev_successor_seen, retired, access_verifier,
+        access_expires_at, binding, context_summary, data, data_version)
     VALUES (
         p_id, p_subject, p_resource, p_kind, p_state, p_reason, p_revoked_at, p_version,
-        p_created_at, p_last_seen_at, p_absolute, p_expires_at, p_generation, p_has_binding,
-        p_summary, p_data_bytes, p_data_version, p_record);
+        p_created_at, p_last_seen_at, p_absolute, p_expires_at, p_generation, p_verifier,
+        p_rotated_at, p_prev_verifier, p_prev_sealed, p_prev_seen, p_retired,
+        p_access_verifier, p_access_expires, p_binding, p_summary, p_data, p_data_version);
     IF p_rate_max IS NOT NULL THEN
         INSERT INTO "leasehold".creations (subject, session_id, logged_at, expires_at)
         VALUES (p_subject, p_id, v_at, v_at + p_rate_window_ms)
@@ -283,11 +279,18 @@ CREATE OR REPLACE FUNCTION "leasehold".compare_and_swap(
     p_absolute        bigint,
     p_expires_at      bigint,
     p_generation      bigint,
-    p_has_binding     boolean,
+    p_verifier        bytea,
+    p_rotated_at      bigint,
+    p_prev_verifier   bytea,
+    p_prev_sealed     bytea,
+    p_prev_seen       boolean,
+    p_retired         bytea[],
+    p_access_verifier bytea,
+    p_access_expires  bigint,
+    p_binding         bytea,
     p_summary         text,
-    p_data_bytes      integer,
+    p_data            bytea,
     p_data_version    bigint,
-    p_record          bytea,
     p_expected        bigint,
     p_now             bigint,
     p_offset_ms       bigint)
@@ -329,8 +332,11 @@ BEGIN
     UPDATE "leasehold".sessions AS s SET
         state = p_state, reason = p_reason, revoked_at = p_revoked_at, version = p_version,
         last_seen_at = p_last_seen_at, expires_at = p_expires_at, generation = p_generation,
-        has_binding = p_has_binding, context_summary = p_summary, data_bytes = p_data_bytes,
-        data_version = p_data_version, record = p_record
+        verifier = p_verifier, rotated_at = p_rotated_at, prev_verifier = p_prev_verifier,
+        prev_sealed = p_prev_sealed, prev_successor_seen = p_prev_seen, retired = p_retired,
+        access_verifier = p_access_verifier, access_expires_at = p_access_expires,
+        binding = p_binding, context_summary = p_summary, data = p_data,
+        data_version = p_data_version
     WHERE s.id = p_id;
     RETURN 'OK';
 END

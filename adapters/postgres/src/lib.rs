@@ -27,15 +27,14 @@
 //!   schema-qualified, nothing sets `search_path` on your pool): `sessions`, `tickets`,
 //!   `slots`, the rate log `creations`, the lock rows `subjects`, `resources`, `store_lock`,
 //!   and `schema_migrations`. See `sql/0001_schema.sql` and `docs/adapters/postgres.md`.
-//! - **Sessions** have typed columns for everything a query, an index or a DBA needs (id,
-//!   subject, resource, kind, state, reason, revoked_at, version, times, generation, summary,
-//!   data size and version; a `CHECK` that `expires_at` never passes `absolute_deadline`) and
-//!   the engine's encoding of the whole record (`leasehold::codec`, format 3) in `record`, for
-//!   the rest (verifiers, sealed successor, binding hash, access grant, data). The adapter
-//!   returns the decoded `record` and refuses a row whose columns disagree with it
-//!   ([`StoreError::Corrupt`](leasehold::StoreError)). Tombstones written in SQL rewrite the
-//!   record's fixed-offset header in place, exactly as `SessionRecord::tombstone` does.
-//!   Tickets and slots are typed columns only.
+//! - **Sessions** have one typed column per field of the record (id, subject, resource, kind,
+//!   state, reason, revoked_at, version, times, the verifiers, the sealed successor, the
+//!   retired verifiers, the access grant, the binding hash, the summary, the data and its
+//!   version), with `CHECK` constraints mirroring the record's rules (`expires_at` never passes
+//!   `absolute_deadline`). A row maps to a record only if the engine's own codec would accept
+//!   that record (it must survive an encode and decode unchanged) and it is stored under its
+//!   own id; anything else is [`StoreError::Corrupt`](leasehold::StoreError). Tickets and slots
+//!   are typed columns too.
 //! - **Time** is the server's `clock_timestamp()` read after every lock a function takes; each
 //!   conditional write is judged at the later of it and the caller's clock, and
 //!   [`load_session`](leasehold::Store::load_session) returns it in the same round trip

@@ -8,6 +8,7 @@ use std::time::Duration;
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 use sqlx::{PgPool, Postgres, Row, Transaction};
 
+use crate::row::COLUMNS;
 use crate::{Inner, PostgresStore};
 
 /// The migrations, in order: (version, description, SQL with the `"leasehold"` placeholder).
@@ -242,7 +243,9 @@ pub(crate) struct Statements {
 /// The session columns, in the order [`crate::row::Columns`] reads them.
 pub(crate) const SESSION_COLUMNS: &str = "s.id, s.subject, s.resource, s.kind, s.state, s.reason, \
      s.revoked_at, s.version, s.created_at, s.last_seen_at, s.absolute_deadline, s.expires_at, \
-     s.generation, s.has_binding, s.context_summary, s.data_bytes, s.data_version, s.record";
+     s.generation, s.verifier, s.rotated_at, s.prev_verifier, s.prev_sealed, \
+     s.prev_successor_seen, s.retired, s.access_verifier, s.access_expires_at, s.binding, \
+     s.context_summary, s.data, s.data_version";
 
 impl Statements {
     fn new(q: &str) -> Self {
@@ -272,8 +275,8 @@ impl Statements {
                 "SELECT {clock} AS store_time, {cols} \
                  FROM (SELECT 1) AS one LEFT JOIN {q}.sessions AS s ON s.id = $2"
             ),
-            insert: format!("SELECT * FROM {q}.insert_session({})", args(27)),
-            cas: format!("SELECT {q}.compare_and_swap({})", args(21)),
+            insert: format!("SELECT * FROM {q}.insert_session({})", args(COLUMNS + 9)),
+            cas: format!("SELECT {q}.compare_and_swap({})", args(COLUMNS + 3)),
             revoke_subject: format!("SELECT {q}.revoke_subject($1, $2, $3)"),
             revoke_resource: format!("SELECT {q}.revoke_resource($1, $2, $3)"),
             list_subject: format!(
@@ -300,7 +303,6 @@ impl Statements {
             reap: format!("SELECT * FROM {q}.reap($1, $2, $3)"),
             raw_dump: format!(
                 "SELECT convert_to(t::text, 'UTF8') FROM {q}.sessions AS t \
-                 UNION ALL SELECT t.record FROM {q}.sessions AS t \
                  UNION ALL SELECT convert_to(t::text, 'UTF8') FROM {q}.tickets AS t \
                  UNION ALL SELECT t.verifier FROM {q}.tickets AS t \
                  UNION ALL SELECT convert_to(t::text, 'UTF8') FROM {q}.slots AS t \

@@ -2,8 +2,13 @@
 //! checked against its encoded bytes on every read.
 
 use leasehold::codec;
+use leasehold::crypto::{BindingHash, Sealed, Verifier};
+use leasehold::record::{Credential, Predecessor};
 use leasehold::store::check_loaded;
-use leasehold::{SessionId, SessionRecord, SessionState, StoreError, Timestamp};
+use leasehold::{
+    AccessGrant, Kind, Resource, RevokeReason, SessionId, SessionRecord, SessionState, StoreError,
+    Subject, Timestamp,
+};
 use sqlx::Row;
 use sqlx::postgres::PgRow;
 
@@ -35,8 +40,14 @@ pub(crate) fn id_bytes(v: &[u8], what: &str) -> Result<[u8; ID_BYTES], StoreErro
         .map_err(|_| StoreError::Corrupt(format!("{what} is not {} bytes", v.len())))
 }
 
-/// The typed columns of a session row, in the order of [`crate::open::SESSION_COLUMNS`] and of
-/// the functions' parameters.
+/// A 32-byte value (a verifier, a sealed secret, a binding hash) read from the store.
+fn bytes32(v: &[u8], what: &str) -> Result<[u8; 32], StoreError> {
+    v.try_into()
+        .map_err(|_| StoreError::Corrupt(format!("{what} is not 32 bytes")))
+}
+
+/// The columns of a session row, in the order of [`crate::open::SESSION_COLUMNS`] and of the
+/// functions' parameters: one per field of the record.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub(crate) struct Columns {
     pub(crate) id: Vec<u8>,
@@ -52,15 +63,25 @@ pub(crate) struct Columns {
     pub(crate) absolute_deadline: i64,
     pub(crate) expires_at: i64,
     pub(crate) generation: i64,
-    pub(crate) has_binding: bool,
+    pub(crate) verifier: Vec<u8>,
+    pub(crate) rotated_at: i64,
+    pub(crate) prev_verifier: Option<Vec<u8>>,
+    pub(crate) prev_sealed: Option<Vec<u8>>,
+    pub(crate) prev_successor_seen: Option<bool>,
+    pub(crate) retired: Vec<Vec<u8>>,
+    pub(crate) access_verifier: Option<Vec<u8>>,
+    pub(crate) access_expires_at: Option<i64>,
+    pub(crate) binding: Option<Vec<u8>>,
     pub(crate) context_summary: Option<String>,
-    pub(crate) data_bytes: i32,
+    pub(crate) data: Vec<u8>,
     pub(crate) data_version: i64,
-    pub(crate) record: Vec<u8>,
 }
 
+/// How many columns [`Columns`] spans.
+pub(crate) const COLUMNS: usize = 25;
+
 impl Columns {
-    /// The row a record is stored as: its columns and its encoding.
+    /// The row a record is stored as. A field beyond a column's range is an `InvalidWrite`.
     pub(crate) fn of(r: &SessionRecord) -> Result<Columns, StoreError> {
         let (state, reason, revoked_at) = match r.state {
             SessionState::Active => (0, None, None),
@@ -70,6 +91,7 @@ impl Columns {
                 Some(int(at.as_millis(), "revoked_at beyond i64 ms")?),
             ),
         };
+        let c = &r.credential;
         Ok(Columns {
             id: r.id.as_bytes().to_vec(),
             subject: r.subject.as_str().to_owned(),
@@ -86,13 +108,26 @@ impl Columns {
                 "absolute_deadline beyond i64 ms",
             )?,
             expires_at: int(r.expires_at.as_millis(), "expires_at beyond i64 ms")?,
-            generation: int(r.credential.generation, "generation beyond i64")?,
-            has_binding: r.binding.is_some(),
+            generation: int(c.generation, "generation beyond i64")?,
+            verifier: c.current.0.to_vec(),
+            rotated_at: int(c.rotated_at.as_millis(), "rotated_at beyond i64 ms")?,
+            prev_verifier: c.previous.as_ref().map(|p| p.verifier.0.to_vec()),
+            prev_sealed: c
+                .previous
+                .as_ref()
+                .and_then(|p| p.sealed_successor.map(|s| s.0.to_vec())),
+            prev_successor_seen: c.previous.as_ref().map(|p| p.successor_seen),
+            retired: c.retired.iter().map(|v| v.0.to_vec()).collect(),
+            access_verifier: c.access.as_ref().map(|a| a.verifier.0.to_vec()),
+            access_expires_at: c
+                .access
+                .as_ref()
+                .map(|a| int(a.expires_at.as_millis(), "access expires_at beyond i64 ms"))
+                .transpose()?,
+            binding: r.binding.map(|b| b.0.to_vec()),
             context_summary: r.context_summary.clone(),
-            data_bytes: i32::try_from(r.data.len())
-                .map_err(|_| StoreError::InvalidWrite("data too long"))?,
+            data: r.data.clone(),
             data_version: int(r.data_version, "data_version beyond i64")?,
-            record: codec::encode_session(r),
         })
     }
 
@@ -117,34 +152,109 @@ impl Columns {
             absolute_deadline: row.try_get(at + 10).map_err(get)?,
             expires_at: row.try_get(at + 11).map_err(get)?,
             generation: row.try_get(at + 12).map_err(get)?,
-            has_binding: row.try_get(at + 13).map_err(get)?,
-            context_summary: row.try_get(at + 14).map_err(get)?,
-            data_bytes: row.try_get(at + 15).map_err(get)?,
-            data_version: row.try_get(at + 16).map_err(get)?,
-            record: row.try_get(at + 17).map_err(get)?,
+            verifier: row.try_get(at + 13).map_err(get)?,
+            rotated_at: row.try_get(at + 14).map_err(get)?,
+            prev_verifier: row.try_get(at + 15).map_err(get)?,
+            prev_sealed: row.try_get(at + 16).map_err(get)?,
+            prev_successor_seen: row.try_get(at + 17).map_err(get)?,
+            retired: row.try_get(at + 18).map_err(get)?,
+            access_verifier: row.try_get(at + 19).map_err(get)?,
+            access_expires_at: row.try_get(at + 20).map_err(get)?,
+            binding: row.try_get(at + 21).map_err(get)?,
+            context_summary: row.try_get(at + 22).map_err(get)?,
+            data: row.try_get(at + 23).map_err(get)?,
+            data_version: row.try_get(at + 24).map_err(get)?,
         }))
     }
 
-    /// The record these columns hold: its bytes decoded, stored under its own id, and agreeing
-    /// with every column (a row edited by hand, or half of it restored, is `Corrupt`).
-    pub(crate) fn into_record(mut self) -> Result<SessionRecord, StoreError> {
+    /// The record these columns hold. Every value is checked as the engine's codec checks its
+    /// own bytes — the record must survive an encode and decode unchanged — and the record must
+    /// be stored under its own id: anything else is `Corrupt` (fail closed), never a session.
+    pub(crate) fn into_record(self) -> Result<SessionRecord, StoreError> {
         let key = SessionId::from_bytes(id_bytes(&self.id, "session id")?);
-        let bytes = std::mem::take(&mut self.record);
-        let record = codec::decode_session(&bytes)
-            .map_err(|e| StoreError::Corrupt(format!("session {key}: {e}")))?;
-        check_loaded(&key, &record)?;
-        let mut expected = Columns::of(&record).map_err(|_| {
-            StoreError::Corrupt(format!(
-                "session {key}: a field is beyond the columns' range"
-            ))
-        })?;
-        // Compare the columns only (the bytes of an older format re-encode differently).
-        expected.record = Vec::new();
-        if self != expected {
-            return Err(StoreError::Corrupt(format!(
-                "session {key}: the columns disagree with the record"
-            )));
+        let bad = |what: &str| StoreError::Corrupt(format!("session {key}: invalid {what}"));
+        let time = |v: i64, what: &str| {
+            u64::try_from(v)
+                .map(Timestamp::from_millis)
+                .map_err(|_| bad(what))
+        };
+        let count = |v: i64, what: &str| u64::try_from(v).map_err(|_| bad(what));
+        let state = match (self.state, self.reason, self.revoked_at) {
+            (0, None, None) => SessionState::Active,
+            (1, Some(reason), Some(at)) => SessionState::Revoked {
+                at: time(at, "revoked_at")?,
+                reason: u8::try_from(reason)
+                    .ok()
+                    .and_then(RevokeReason::from_code)
+                    .ok_or_else(|| bad("reason"))?,
+            },
+            _ => return Err(bad("state")),
+        };
+        let previous = match (
+            self.prev_verifier,
+            self.prev_sealed,
+            self.prev_successor_seen,
+        ) {
+            (None, None, None) => None,
+            (Some(v), sealed, Some(seen)) => Some(Predecessor {
+                verifier: Verifier(bytes32(&v, "previous verifier")?),
+                sealed_successor: sealed
+                    .map(|s| bytes32(&s, "sealed successor").map(Sealed))
+                    .transpose()?,
+                successor_seen: seen,
+            }),
+            _ => return Err(bad("predecessor")),
+        };
+        let access = match (self.access_verifier, self.access_expires_at) {
+            (None, None) => None,
+            (Some(v), Some(t)) => Some(AccessGrant {
+                verifier: Verifier(bytes32(&v, "access verifier")?),
+                expires_at: time(t, "access expires_at")?,
+            }),
+            _ => return Err(bad("access grant")),
+        };
+        let record = SessionRecord {
+            id: key,
+            subject: Subject::new(self.subject).map_err(|_| bad("subject"))?,
+            resource: self
+                .resource
+                .map(Resource::new)
+                .transpose()
+                .map_err(|_| bad("resource"))?,
+            kind: Kind::new(self.kind).map_err(|_| bad("kind"))?,
+            version: count(self.version, "version")?,
+            created_at: time(self.created_at, "created_at")?,
+            last_seen: time(self.last_seen_at, "last_seen_at")?,
+            absolute_deadline: time(self.absolute_deadline, "absolute_deadline")?,
+            expires_at: time(self.expires_at, "expires_at")?,
+            state,
+            credential: Credential {
+                generation: count(self.generation, "generation")?,
+                current: Verifier(bytes32(&self.verifier, "verifier")?),
+                rotated_at: time(self.rotated_at, "rotated_at")?,
+                previous,
+                retired: self
+                    .retired
+                    .iter()
+                    .map(|v| bytes32(v, "retired verifier").map(Verifier))
+                    .collect::<Result<_, _>>()?,
+                access,
+            },
+            binding: self
+                .binding
+                .map(|b| bytes32(&b, "binding").map(BindingHash))
+                .transpose()?,
+            context_summary: self.context_summary,
+            data: self.data,
+            data_version: count(self.data_version, "data_version")?,
+        };
+        // The codec's own rules (deadlines, lengths, history bound…): a record the engine
+        // would refuse as bytes is refused as a row too.
+        match codec::decode_session(&codec::encode_session(&record)) {
+            Ok(same) if same == record => {}
+            _ => return Err(bad("record (the codec refuses it)")),
         }
+        check_loaded(&key, &record)?;
         Ok(record)
     }
 }

@@ -29,11 +29,18 @@ fn bind_columns<'q>(q: Q<'q>, c: &'q Columns) -> Q<'q> {
         .bind(c.absolute_deadline)
         .bind(c.expires_at)
         .bind(c.generation)
-        .bind(c.has_binding)
+        .bind(&c.verifier)
+        .bind(c.rotated_at)
+        .bind(&c.prev_verifier)
+        .bind(&c.prev_sealed)
+        .bind(c.prev_successor_seen)
+        .bind(&c.retired)
+        .bind(&c.access_verifier)
+        .bind(c.access_expires_at)
+        .bind(&c.binding)
         .bind(&c.context_summary)
-        .bind(c.data_bytes)
+        .bind(&c.data)
         .bind(c.data_version)
-        .bind(&c.record)
 }
 
 /// Binds a row of NULLs but for the subject: what `check_limits` passes (nothing is inserted).
@@ -50,12 +57,19 @@ fn bind_subject_only<'q>(q: Q<'q>, subject: &'q str) -> Q<'q> {
         .bind(None::<i64>)
         .bind(None::<i64>)
         .bind(None::<i64>)
-        .bind(None::<i64>)
-        .bind(None::<bool>)
-        .bind(None::<String>)
-        .bind(None::<i32>)
+        .bind(None::<i64>) // generation
+        .bind(None::<Vec<u8>>)
         .bind(None::<i64>)
         .bind(None::<Vec<u8>>)
+        .bind(None::<Vec<u8>>)
+        .bind(None::<bool>)
+        .bind(None::<Vec<Vec<u8>>>)
+        .bind(None::<Vec<u8>>)
+        .bind(None::<i64>)
+        .bind(None::<Vec<u8>>)
+        .bind(None::<String>)
+        .bind(None::<Vec<u8>>)
+        .bind(None::<i64>)
 }
 
 fn evicts(p: CapPolicy) -> bool {
