@@ -374,10 +374,12 @@ fn check_runs_the_suite_on_postgres() {
         .get_output()
         .clone();
     let stderr = String::from_utf8_lossy(&out.stderr);
+    let stdout = String::from_utf8_lossy(&out.stdout);
     assert_eq!(
         out.status.code(),
         Some(0),
-        "leasehold check --store {url} (is PostgreSQL up? scripts/services.sh starts it): {stderr}"
+        "leasehold check --store {url} (is PostgreSQL up? scripts/services.sh starts it): \
+         {stderr}\n{stdout}"
     );
     let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     let cases = v["cases"].as_array().unwrap();

@@ -52,6 +52,8 @@
 //! is unknown, as the store contract says.
 
 mod error;
+#[doc(hidden)]
+pub mod fuzzing;
 mod groups;
 mod open;
 mod reap;

@@ -1,5 +1,5 @@
-//! Row ↔ record mapping: a session's typed columns, derived from the record on every write and
-//! checked against its encoded bytes on every read.
+//! Row ↔ record mapping: a session's typed columns, from the record on every write, and back —
+//! checked as the engine's codec checks bytes — on every read.
 
 use leasehold::codec;
 use leasehold::crypto::{BindingHash, Sealed, Verifier};
