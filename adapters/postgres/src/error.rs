@@ -1,8 +1,11 @@
 //! sqlx errors as [`StoreError`]s, and the bounded retry of failures that committed nothing.
 
 use std::future::Future;
+use std::sync::atomic::Ordering;
 
 use leasehold::StoreError;
+
+use crate::PostgresStore;
 
 /// How often a statement that failed on a deadlock or a serialization failure is sent in all.
 const ATTEMPTS: usize = 3;
@@ -42,19 +45,25 @@ pub(crate) fn map(e: sqlx::Error) -> StoreError {
     }
 }
 
-/// Runs `attempt` (one statement), again on a deadlock or serialization failure (at most
-/// [`ATTEMPTS`] times in all), and maps the final error.
-pub(crate) async fn retry<T, F, Fut>(mut attempt: F) -> Result<T, StoreError>
-where
-    F: FnMut() -> Fut,
-    Fut: Future<Output = Result<T, sqlx::Error>>,
-{
-    let mut left = ATTEMPTS;
-    loop {
-        match attempt().await {
-            Ok(v) => return Ok(v),
-            Err(e) if retryable(&e) && left > 1 => left -= 1,
-            Err(e) => return Err(map(e)),
+impl PostgresStore {
+    /// Runs `attempt` (one statement, counted), again on a deadlock or serialization failure
+    /// (counted; at most [`ATTEMPTS`] times in all), and maps the final error.
+    pub(crate) async fn run<T, F, Fut>(&self, mut attempt: F) -> Result<T, StoreError>
+    where
+        F: FnMut() -> Fut,
+        Fut: Future<Output = Result<T, sqlx::Error>>,
+    {
+        let mut left = ATTEMPTS;
+        loop {
+            self.inner.statements.fetch_add(1, Ordering::Relaxed);
+            match attempt().await {
+                Ok(v) => return Ok(v),
+                Err(e) if retryable(&e) && left > 1 => {
+                    self.inner.retried.fetch_add(1, Ordering::Relaxed);
+                    left -= 1;
+                }
+                Err(e) => return Err(map(e)),
+            }
         }
     }
 }

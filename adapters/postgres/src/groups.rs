@@ -5,21 +5,20 @@ use leasehold::{Resource, SessionId, SessionRecord, StoreError, Subject, Timesta
 use sqlx::Row;
 
 use crate::PostgresStore;
-use crate::error::retry;
 use crate::row::{Columns, sat};
 
 impl PostgresStore {
     async fn revoke_group(&self, sql: &str, key: &str, now: Timestamp) -> Result<u64, StoreError> {
         let offset = self.offset();
-        let live: i64 = retry(|| {
-            self.sent();
-            sqlx::query_scalar(sql)
-                .bind(key)
-                .bind(sat(now.as_millis()))
-                .bind(offset)
-                .fetch_one(self.pool())
-        })
-        .await?;
+        let live: i64 = self
+            .run(|| {
+                sqlx::query_scalar(sql)
+                    .bind(key)
+                    .bind(sat(now.as_millis()))
+                    .bind(offset)
+                    .fetch_one(self.pool())
+            })
+            .await?;
         Ok(u64::try_from(live).unwrap_or(0))
     }
 
@@ -46,13 +45,13 @@ impl PostgresStore {
         subject: &Subject,
     ) -> Result<Vec<SessionRecord>, StoreError> {
         let sql = &self.inner.sql.list_subject;
-        let rows = retry(|| {
-            self.sent();
-            sqlx::query(sql)
-                .bind(subject.as_str())
-                .fetch_all(self.pool())
-        })
-        .await?;
+        let rows = self
+            .run(|| {
+                sqlx::query(sql)
+                    .bind(subject.as_str())
+                    .fetch_all(self.pool())
+            })
+            .await?;
         rows.iter()
             .map(|row| match Columns::read(row, 0)? {
                 Some(c) => c.into_record(),
@@ -77,16 +76,16 @@ impl PostgresStore {
         // Every id is 18 bytes, so the empty bytea sorts before all of them.
         let after: &[u8] = after.map_or(&[], |id| id.as_bytes().as_slice());
         let fetch = i64::try_from(limit + 1).unwrap_or(i64::MAX);
-        let rows = retry(|| {
-            self.sent();
-            let q = sqlx::query(sql).bind(after).bind(fetch);
-            match key {
-                Some(k) => q.bind(k),
-                None => q,
-            }
-            .fetch_all(self.pool())
-        })
-        .await?;
+        let rows = self
+            .run(|| {
+                let q = sqlx::query(sql).bind(after).bind(fetch);
+                match key {
+                    Some(k) => q.bind(k),
+                    None => q,
+                }
+                .fetch_all(self.pool())
+            })
+            .await?;
         let mut records = rows
             .iter()
             .map(|row| match Columns::read(row, 0)? {
@@ -115,16 +114,16 @@ impl PostgresStore {
             Scope::Resource(r) => (&sql.count_resource, Some(r.as_str())),
         };
         let offset = self.offset();
-        let row = retry(|| {
-            self.sent();
-            let q = sqlx::query(sql).bind(offset).bind(sat(now.as_millis()));
-            match key {
-                Some(k) => q.bind(k),
-                None => q,
-            }
-            .fetch_one(self.pool())
-        })
-        .await?;
+        let row = self
+            .run(|| {
+                let q = sqlx::query(sql).bind(offset).bind(sat(now.as_millis()));
+                match key {
+                    Some(k) => q.bind(k),
+                    None => q,
+                }
+                .fetch_one(self.pool())
+            })
+            .await?;
         let n: i64 = row
             .try_get(0)
             .map_err(|e| StoreError::Unavailable(format!("postgres count: {e}")))?;
@@ -146,14 +145,14 @@ impl PostgresStore {
         id: &SessionId,
     ) -> Result<bool, StoreError> {
         let sql = &self.inner.sql.forget_creation;
-        let done = retry(|| {
-            self.sent();
-            sqlx::query(sql)
-                .bind(subject.as_str())
-                .bind(id.as_bytes().as_slice())
-                .execute(self.pool())
-        })
-        .await?;
+        let done = self
+            .run(|| {
+                sqlx::query(sql)
+                    .bind(subject.as_str())
+                    .bind(id.as_bytes().as_slice())
+                    .execute(self.pool())
+            })
+            .await?;
         Ok(done.rows_affected() > 0)
     }
 }

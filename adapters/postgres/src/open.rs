@@ -115,6 +115,7 @@ impl PostgresStore {
                 schema: schema.to_owned(),
                 offset_ms: AtomicI64::new(0),
                 statements: AtomicU64::new(0),
+                retried: AtomicU64::new(0),
             }),
         })
     }

@@ -13,7 +13,6 @@ use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
 use crate::PostgresStore;
-use crate::error::retry;
 use crate::row::{ID_BYTES, sat};
 
 /// A removed session as the application hears of it; `None` for a row whose columns do not map
@@ -50,15 +49,15 @@ impl PostgresStore {
         let sql = &self.inner.sql.reap;
         let offset = self.offset();
         let limit = i32::try_from(limit).unwrap_or(i32::MAX);
-        let rows = retry(|| {
-            self.sent();
-            sqlx::query(sql)
-                .bind(sat(now.as_millis()))
-                .bind(limit)
-                .bind(offset)
-                .fetch_all(self.pool())
-        })
-        .await?;
+        let rows = self
+            .run(|| {
+                sqlx::query(sql)
+                    .bind(sat(now.as_millis()))
+                    .bind(limit)
+                    .bind(offset)
+                    .fetch_all(self.pool())
+            })
+            .await?;
         let mut out = ReapOutcome::default();
         for row in &rows {
             let what: String = row

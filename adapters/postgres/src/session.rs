@@ -9,7 +9,6 @@ use sqlx::postgres::{PgArguments, PgRow};
 use sqlx::query::Query;
 
 use crate::PostgresStore;
-use crate::error::retry;
 use crate::row::{Columns, id_bytes, sat};
 
 type Q<'q> = Query<'q, sqlx::Postgres, PgArguments>;
@@ -113,14 +112,14 @@ impl PostgresStore {
     pub(crate) async fn load(&self, id: &SessionId) -> Result<Loaded, StoreError> {
         let sql = &self.inner.sql.load;
         let offset = self.offset();
-        let row = retry(|| {
-            self.sent();
-            sqlx::query(sql)
-                .bind(offset)
-                .bind(id.as_bytes().as_slice())
-                .fetch_one(self.pool())
-        })
-        .await?;
+        let row = self
+            .run(|| {
+                sqlx::query(sql)
+                    .bind(offset)
+                    .bind(id.as_bytes().as_slice())
+                    .fetch_one(self.pool())
+            })
+            .await?;
         let t: i64 = row
             .try_get(0)
             .map_err(|e| StoreError::Unavailable(format!("postgres clock: {e}")))?;
@@ -145,25 +144,27 @@ impl PostgresStore {
         let cap = limits.subject_cap;
         let rate = limits.creation_rate;
         let global = limits.global_cap;
-        let row = retry(|| {
-            self.sent();
-            let q = sqlx::query(sql);
-            let q = match record {
-                Some(c) => bind_columns(q, c),
-                None => bind_subject_only(q, subject),
-            };
-            q.bind(cap.map(|c| i32::try_from(c.max).unwrap_or(i32::MAX)))
-                .bind(cap.map(|c| evicts(c.on_full)))
-                .bind(rate.map(|r| i32::try_from(r.max).unwrap_or(i32::MAX)))
-                .bind(rate.map(|r| sat(u64::try_from(r.window.as_millis()).unwrap_or(u64::MAX))))
-                .bind(global.map(|g| sat(g.max)))
-                .bind(global.map(|g| evicts(g.on_full)))
-                .bind(sat(now.as_millis()))
-                .bind(offset)
-                .bind(record.is_some())
-                .fetch_one(self.pool())
-        })
-        .await?;
+        let row = self
+            .run(|| {
+                let q = sqlx::query(sql);
+                let q = match record {
+                    Some(c) => bind_columns(q, c),
+                    None => bind_subject_only(q, subject),
+                };
+                q.bind(cap.map(|c| i32::try_from(c.max).unwrap_or(i32::MAX)))
+                    .bind(cap.map(|c| evicts(c.on_full)))
+                    .bind(rate.map(|r| i32::try_from(r.max).unwrap_or(i32::MAX)))
+                    .bind(
+                        rate.map(|r| sat(u64::try_from(r.window.as_millis()).unwrap_or(u64::MAX))),
+                    )
+                    .bind(global.map(|g| sat(g.max)))
+                    .bind(global.map(|g| evicts(g.on_full)))
+                    .bind(sat(now.as_millis()))
+                    .bind(offset)
+                    .bind(record.is_some())
+                    .fetch_one(self.pool())
+            })
+            .await?;
         insert_outcome(&row)
     }
 
@@ -194,15 +195,15 @@ impl PostgresStore {
         let expected = sat(expected_version);
         let sql = &self.inner.sql.cas;
         let offset = self.offset();
-        let row = retry(|| {
-            self.sent();
-            bind_columns(sqlx::query(sql), &columns)
-                .bind(expected)
-                .bind(sat(now.as_millis()))
-                .bind(offset)
-                .fetch_one(self.pool())
-        })
-        .await?;
+        let row = self
+            .run(|| {
+                bind_columns(sqlx::query(sql), &columns)
+                    .bind(expected)
+                    .bind(sat(now.as_millis()))
+                    .bind(offset)
+                    .fetch_one(self.pool())
+            })
+            .await?;
         let outcome: String = row
             .try_get(0)
             .map_err(|e| StoreError::Unavailable(format!("postgres compare_and_swap: {e}")))?;

@@ -5,7 +5,6 @@ use leasehold::store::{HeartbeatOutcome, SlotCaps, SlotOutcome};
 use leasehold::{SlotId, StoreError, Timestamp};
 
 use crate::PostgresStore;
-use crate::error::retry;
 use crate::row::sat;
 
 /// A caller-computed deadline as a TTL from the caller's `now` (rebased in SQL onto the judged
@@ -25,20 +24,20 @@ impl PostgresStore {
         let offset = self.offset();
         let ttl = ttl_ms(slot.expires_at, now);
         let cap = |c: Option<u32>| c.map(|n| i32::try_from(n).unwrap_or(i32::MAX));
-        let outcome: String = retry(|| {
-            self.sent();
-            sqlx::query_scalar(sql)
-                .bind(slot.id.as_bytes().as_slice())
-                .bind(slot.session.as_bytes().as_slice())
-                .bind(slot.resource.as_ref().map(|r| r.as_str()))
-                .bind(ttl)
-                .bind(cap(caps.per_session))
-                .bind(cap(caps.per_resource))
-                .bind(sat(now.as_millis()))
-                .bind(offset)
-                .fetch_one(self.pool())
-        })
-        .await?;
+        let outcome: String = self
+            .run(|| {
+                sqlx::query_scalar(sql)
+                    .bind(slot.id.as_bytes().as_slice())
+                    .bind(slot.session.as_bytes().as_slice())
+                    .bind(slot.resource.as_ref().map(|r| r.as_str()))
+                    .bind(ttl)
+                    .bind(cap(caps.per_session))
+                    .bind(cap(caps.per_resource))
+                    .bind(sat(now.as_millis()))
+                    .bind(offset)
+                    .fetch_one(self.pool())
+            })
+            .await?;
         match outcome.as_str() {
             "ACQUIRED" => Ok(SlotOutcome::Acquired),
             "SESSION_NOT_LIVE" => Ok(SlotOutcome::SessionNotLive),
@@ -59,16 +58,16 @@ impl PostgresStore {
         let sql = &self.inner.sql.heartbeat_slot;
         let offset = self.offset();
         let ttl = ttl_ms(expires_at, now);
-        let outcome: String = retry(|| {
-            self.sent();
-            sqlx::query_scalar(sql)
-                .bind(id.as_bytes().as_slice())
-                .bind(ttl)
-                .bind(sat(now.as_millis()))
-                .bind(offset)
-                .fetch_one(self.pool())
-        })
-        .await?;
+        let outcome: String = self
+            .run(|| {
+                sqlx::query_scalar(sql)
+                    .bind(id.as_bytes().as_slice())
+                    .bind(ttl)
+                    .bind(sat(now.as_millis()))
+                    .bind(offset)
+                    .fetch_one(self.pool())
+            })
+            .await?;
         match outcome.as_str() {
             "EXTENDED" => Ok(HeartbeatOutcome::Extended),
             "MISSING" => Ok(HeartbeatOutcome::Missing),
@@ -81,13 +80,13 @@ impl PostgresStore {
 
     pub(crate) async fn release_slot_(&self, id: &SlotId) -> Result<bool, StoreError> {
         let sql = &self.inner.sql.release_slot;
-        let done = retry(|| {
-            self.sent();
-            sqlx::query(sql)
-                .bind(id.as_bytes().as_slice())
-                .execute(self.pool())
-        })
-        .await?;
+        let done = self
+            .run(|| {
+                sqlx::query(sql)
+                    .bind(id.as_bytes().as_slice())
+                    .execute(self.pool())
+            })
+            .await?;
         Ok(done.rows_affected() > 0)
     }
 }

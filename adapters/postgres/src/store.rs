@@ -11,7 +11,6 @@ use leasehold::{Resource, SessionId, SessionRecord, SlotId, Subject, TicketId, T
 use sqlx::Row;
 
 use crate::PostgresStore;
-use crate::error::retry;
 
 #[async_trait]
 impl Store for PostgresStore {
@@ -129,11 +128,7 @@ impl Store for PostgresStore {
     /// it), plus each session's encoded record and each ticket's verifier as raw bytes.
     async fn raw_dump(&self) -> Result<Option<Vec<Vec<u8>>>, StoreError> {
         let sql = &self.inner.sql.raw_dump;
-        let rows = retry(|| {
-            self.sent();
-            sqlx::query(sql).fetch_all(self.pool())
-        })
-        .await?;
+        let rows = self.run(|| sqlx::query(sql).fetch_all(self.pool())).await?;
         rows.iter()
             .map(|r| {
                 r.try_get::<Vec<u8>, _>(0)

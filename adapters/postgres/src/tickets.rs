@@ -8,7 +8,6 @@ use leasehold::{SessionId, StoreError, TicketId, Timestamp};
 use sqlx::Row;
 
 use crate::PostgresStore;
-use crate::error::retry;
 use crate::row::{id_bytes, sat, time};
 
 impl PostgresStore {
@@ -20,8 +19,7 @@ impl PostgresStore {
             u64::try_from(ticket.expires_at.since(ticket.created_at).as_millis())
                 .unwrap_or(u64::MAX),
         );
-        retry(|| {
-            self.sent();
+        self.run(|| {
             sqlx::query(sql)
                 .bind(offset)
                 .bind(ticket.id.as_bytes().as_slice())
@@ -43,16 +41,16 @@ impl PostgresStore {
     ) -> Result<TakeOutcome, StoreError> {
         let sql = &self.inner.sql.take_ticket;
         let offset = self.offset();
-        let row = retry(|| {
-            self.sent();
-            sqlx::query(sql)
-                .bind(id.as_bytes().as_slice())
-                .bind(verifier.0.as_slice())
-                .bind(sat(now.as_millis()))
-                .bind(offset)
-                .fetch_one(self.pool())
-        })
-        .await?;
+        let row = self
+            .run(|| {
+                sqlx::query(sql)
+                    .bind(id.as_bytes().as_slice())
+                    .bind(verifier.0.as_slice())
+                    .bind(sat(now.as_millis()))
+                    .bind(offset)
+                    .fetch_one(self.pool())
+            })
+            .await?;
         let get = |e: sqlx::Error| StoreError::Corrupt(format!("ticket row: {e}"));
         let outcome: String = row.try_get(0).map_err(get)?;
         match outcome.as_str() {

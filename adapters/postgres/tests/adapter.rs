@@ -263,3 +263,65 @@ async fn an_unreachable_server_says_how_to_start_one() {
         Err(OpenError::Connect(_))
     ));
 }
+
+#[tokio::test]
+async fn a_callers_search_path_cannot_redirect_the_store() {
+    let url = common::url();
+    let schema = common::fresh_schema("path");
+    let decoy = format!("{schema}_decoy");
+    let _guards = [
+        common::DropSchema {
+            url: url.clone(),
+            schema: schema.clone(),
+        },
+        common::DropSchema {
+            url: url.clone(),
+            schema: decoy.clone(),
+        },
+    ];
+    let admin = common::pool(&url, 1).await.unwrap();
+    sqlx::raw_sql(&format!(
+        "CREATE SCHEMA \"{decoy}\"; CREATE TABLE \"{decoy}\".sessions (id bytea); \
+         CREATE TABLE \"{decoy}\".subjects (subject text)"
+    ))
+    .execute(&admin)
+    .await
+    .unwrap();
+    // The application's pool puts the decoy first on every connection's search_path.
+    let options = leasehold_postgres::recommended_connect_options(&url)
+        .unwrap()
+        .options([("search_path", decoy.as_str())]);
+    let pool = leasehold_postgres::recommended_pool_options()
+        .max_connections(2)
+        .connect_with(options)
+        .await
+        .unwrap();
+    let store = PostgresStore::open(pool, &schema).await.unwrap();
+    let s = Sessions::new(store.clone(), Policy::default())
+        .unwrap()
+        .with_clock(ahead())
+        .with_entropy(SeededEntropy::new(6));
+    let alice = Subject::new("alice").unwrap();
+    let c = s.create(&alice, CreateOptions::default()).await.unwrap();
+    s.validate(c.token.expose_secret(), &Context::none())
+        .await
+        .unwrap();
+    assert_eq!(
+        store.revoke_subject(&alice, ahead().now()).await.unwrap(),
+        1
+    );
+    let count = |t: String| {
+        let admin = admin.clone();
+        async move {
+            sqlx::query_scalar::<_, i64>(&format!("SELECT count(*) FROM {t}"))
+                .fetch_one(&admin)
+                .await
+                .unwrap()
+        }
+    };
+    assert_eq!(count(format!("\"{decoy}\".sessions")).await, 0);
+    assert_eq!(count(format!("\"{decoy}\".subjects")).await, 0);
+    assert_eq!(count(format!("\"{schema}\".sessions")).await, 1);
+    store.pool().close().await;
+    admin.close().await;
+}
