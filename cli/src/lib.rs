@@ -27,6 +27,7 @@ use leasehold::{MemoryStore, Store};
 use leasehold_conformance::{
     Capability, CaseReport, Guarded, Outcome, Report, StoreFactory, fallible, run_selected, select,
 };
+use leasehold_postgres::PostgresStore;
 use leasehold_sled::SledStore;
 use leasehold_testkit::broken::{Broken, Flaw};
 use serde::Serialize;
@@ -111,6 +112,8 @@ pub enum StoreSpec {
     Sled(Option<PathBuf>),
     /// Test-only: the memory store with a planted flaw (`broken-memory:<flaw>`, hidden).
     Broken(Flaw),
+    /// PostgreSQL at this URL: one fresh schema per case, dropped after it.
+    Postgres(String),
     /// Redis (`redis://…`) or a Redis Cluster (`redis+cluster://host:port,…`): one fresh key
     /// prefix per case, its keys deleted afterwards.
     Redis(String),
@@ -125,6 +128,7 @@ impl StoreSpec {
             StoreSpec::Sled(None) => "sled (temp dir)".to_owned(),
             StoreSpec::Sled(Some(p)) => format!("sled:{}", p.display()),
             StoreSpec::Broken(flaw) => format!("broken-memory:{flaw}"),
+            StoreSpec::Postgres(url) => redact(url),
             StoreSpec::Redis(url) => crate::redis_store::label(url),
         }
     }
@@ -181,10 +185,15 @@ pub fn parse_store(url: &str) -> Result<StoreSpec, ConfigError> {
                 Ok(StoreSpec::Sled(Some(PathBuf::from(path))))
             }
         }
-        "postgres" | "postgresql" => err(format!(
-            "the postgres adapter is not built yet, so `{url}` cannot be checked; use --store \
-             memory: or --store sled:PATH"
-        )),
+        "postgres" | "postgresql" => {
+            if rest.strip_prefix("//").is_none_or(str::is_empty) {
+                err(format!(
+                    "`{url}` names no server; e.g. --store postgres://postgres@127.0.0.1:5432/test"
+                ))
+            } else {
+                Ok(StoreSpec::Postgres(url.to_owned()))
+            }
+        }
         "redis" | "rediss" | "redis+cluster" | "rediss+cluster" => {
             Ok(StoreSpec::Redis(url.to_owned()))
         }
@@ -234,6 +243,82 @@ pub fn fresh_sled(
         )
     })?;
     Ok(Guarded::new(store, dir))
+}
+
+/// A URL as reports show it: any password replaced by `***`.
+fn redact(url: &str) -> String {
+    let Some((scheme, rest)) = url.split_once("://") else {
+        return url.to_owned();
+    };
+    let (authority, path) = rest.split_at(rest.find('/').unwrap_or(rest.len()));
+    match authority.rsplit_once('@') {
+        Some((userinfo, host)) => match userinfo.split_once(':') {
+            Some((user, _password)) => format!("{scheme}://{user}:***@{host}{path}"),
+            None => url.to_owned(),
+        },
+        None => url.to_owned(),
+    }
+}
+
+/// Schema names of `leasehold check` runs: `leasehold_check_<pid>_<n>`.
+static NEXT_SCHEMA: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+
+/// A PostgreSQL store on `url` in a fresh schema of its own, dropped when the store is.
+pub async fn fresh_postgres(url: &str) -> Result<Guarded<PostgresStore, DropSchema>, String> {
+    let schema = format!(
+        "leasehold_check_{}_{}",
+        std::process::id(),
+        NEXT_SCHEMA.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+    );
+    let options =
+        leasehold_postgres::recommended_connect_options(url).map_err(|e| e.to_string())?;
+    let pool = leasehold_postgres::recommended_pool_options()
+        .max_connections(8)
+        .connect_with(options)
+        .await
+        .map_err(|e| format!("cannot connect to PostgreSQL at {}: {e}", redact(url)))?;
+    let store = PostgresStore::open(pool, &schema)
+        .await
+        .map_err(|e| e.to_string())?;
+    Ok(Guarded::new(
+        store,
+        DropSchema {
+            url: url.to_owned(),
+            schema,
+        },
+    ))
+}
+
+/// Drops a `leasehold check` schema when dropped, on a thread of its own with its own
+/// connection (it may run inside or outside the runtime the store used).
+pub struct DropSchema {
+    url: String,
+    schema: String,
+}
+
+impl Drop for DropSchema {
+    fn drop(&mut self) {
+        let (url, schema) = (self.url.clone(), self.schema.clone());
+        let done = std::thread::spawn(move || {
+            let Ok(rt) = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+            else {
+                return;
+            };
+            rt.block_on(async {
+                let pool = leasehold_postgres::recommended_pool_options()
+                    .max_connections(1)
+                    .connect(&url)
+                    .await;
+                if let Ok(pool) = pool {
+                    let _ = PostgresStore::drop_schema(&pool, &schema).await;
+                    pool.close().await;
+                }
+            });
+        });
+        let _ = done.join();
+    }
 }
 
 /// How progress is shown while cases run.
@@ -291,6 +376,14 @@ macro_rules! with_factory {
             StoreSpec::Sled(base) => {
                 let base = base.clone();
                 let $factory = &fallible(move || std::future::ready(fresh_sled(base.as_deref())));
+                $body
+            }
+            StoreSpec::Postgres(url) => {
+                let url = url.clone();
+                let $factory = &fallible(move || {
+                    let url = url.clone();
+                    async move { fresh_postgres(&url).await }
+                });
                 $body
             }
             StoreSpec::Redis(url) => {
@@ -620,15 +713,23 @@ mod tests {
             parse_store("memory+native-expiry:"),
             Ok(StoreSpec::MemoryNativeExpiry)
         );
+        assert_eq!(
+            parse_store("postgres://u@localhost/db"),
+            Ok(StoreSpec::Postgres("postgres://u@localhost/db".into()))
+        );
+        assert_eq!(
+            parse_store("postgresql://u:secret@db:5433/x")
+                .unwrap()
+                .label(),
+            "postgresql://u:***@db:5433/x"
+        );
+        assert_eq!(redact("postgres://u@h/db"), "postgres://u@h/db");
         for (bad, says) in [
             ("mysql://localhost", "unknown store scheme `mysql:`"),
             ("localhost", "is not a store URL"),
             ("sled:", "needs a directory"),
             ("memory:x", "takes no path"),
-            (
-                "postgres://u@localhost/db",
-                "postgres adapter is not built yet",
-            ),
+            ("postgres://", "names no server"),
             ("broken-memory:nope", "unknown planted bug"),
         ] {
             let e = parse_store(bad).unwrap_err().0;

@@ -12,7 +12,7 @@ use leasehold_testkit::broken::Broken;
 use leasehold_testkit::simulate::{SimConfig, SimFailure, SimReport};
 
 use crate::{CheckArgs, ConfigError, EXIT_FAILED, EXIT_OK, EXIT_USAGE, Format, StoreSpec};
-use crate::{fresh_sled, runtime, store_spec};
+use crate::{fresh_postgres, fresh_sled, runtime, store_spec};
 
 /// What `--simulate` found: a report per passing seed, and the first failure if any.
 #[derive(Debug)]

@@ -311,10 +311,7 @@ fn a_broken_store_fails_naming_the_case() {
 fn bad_store_urls_are_one_line_errors_with_exit_code_2() {
     for (url, says) in [
         ("mysql://localhost/x", "unknown store scheme `mysql:`"),
-        (
-            "postgres://postgres@localhost/test",
-            "the postgres adapter is not built yet",
-        ),
+        ("postgres://", "names no server"),
         (
             "redis://127.0.0.1:6379",
             "the redis adapter is not built yet",
@@ -358,6 +355,59 @@ fn bad_store_urls_are_one_line_errors_with_exit_code_2() {
             "the error names the valid schemes: {stderr}"
         );
     }
+}
+
+/// The local PostgreSQL (`scripts/services.sh`; `LEASEHOLD_POSTGRES_URL` to use another).
+fn postgres_url() -> String {
+    std::env::var("LEASEHOLD_POSTGRES_URL")
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".to_owned())
+}
+
+#[test]
+fn check_runs_the_suite_on_postgres() {
+    let url = postgres_url();
+    let out = leasehold()
+        .args([
+            "check", "--store", &url, "--filter", "one_shot", "--format", "json",
+        ])
+        .assert()
+        .get_output()
+        .clone();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "leasehold check --store {url} (is PostgreSQL up? scripts/services.sh starts it): \
+         {stderr}\n{stdout}"
+    );
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let cases = v["cases"].as_array().unwrap();
+    assert_eq!(cases.len(), 7);
+    assert!(cases.iter().all(|c| c["result"] == "passed"), "{v}");
+}
+
+#[test]
+fn an_unreachable_postgres_is_a_one_line_error() {
+    let out = leasehold()
+        .args([
+            "check",
+            "--store",
+            "postgres://postgres:hunter2@127.0.0.1:1/test",
+            "--filter",
+            "one_shot",
+        ])
+        .assert()
+        .code(2)
+        .get_output()
+        .clone();
+    let stderr = String::from_utf8(out.stderr).unwrap();
+    assert_eq!(stderr.lines().count(), 1, "{stderr}");
+    assert!(stderr.contains("cannot connect to PostgreSQL"), "{stderr}");
+    assert!(
+        !stderr.contains("hunter2"),
+        "the password is not shown: {stderr}"
+    );
 }
 
 #[test]

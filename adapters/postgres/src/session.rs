@@ -1,0 +1,224 @@
+//! One session: load, insert (with its limits), compare-and-swap.
+
+use std::time::Duration;
+
+use leasehold::store::{CreateLimits, InsertCheck, InsertOutcome, Loaded, check_insert};
+use leasehold::{CapPolicy, SessionId, SessionRecord, StoreError, Timestamp};
+use sqlx::Row;
+use sqlx::postgres::{PgArguments, PgRow};
+use sqlx::query::Query;
+
+use crate::PostgresStore;
+use crate::row::{Columns, id_bytes, sat};
+
+type Q<'q> = Query<'q, sqlx::Postgres, PgArguments>;
+
+/// Binds a session row, in the functions' parameter order.
+fn bind_columns<'q>(q: Q<'q>, c: &'q Columns) -> Q<'q> {
+    q.bind(&c.id)
+        .bind(&c.subject)
+        .bind(&c.resource)
+        .bind(&c.kind)
+        .bind(c.state)
+        .bind(c.reason)
+        .bind(c.revoked_at)
+        .bind(c.version)
+        .bind(c.created_at)
+        .bind(c.last_seen_at)
+        .bind(c.absolute_deadline)
+        .bind(c.expires_at)
+        .bind(c.generation)
+        .bind(&c.verifier)
+        .bind(c.rotated_at)
+        .bind(&c.prev_verifier)
+        .bind(&c.prev_sealed)
+        .bind(c.prev_successor_seen)
+        .bind(&c.retired)
+        .bind(&c.access_verifier)
+        .bind(c.access_expires_at)
+        .bind(&c.binding)
+        .bind(&c.context_summary)
+        .bind(&c.data)
+        .bind(c.data_version)
+}
+
+/// Binds a row of NULLs but for the subject: what `check_limits` passes (nothing is inserted).
+fn bind_subject_only<'q>(q: Q<'q>, subject: &'q str) -> Q<'q> {
+    q.bind(None::<Vec<u8>>)
+        .bind(subject)
+        .bind(None::<String>)
+        .bind(None::<String>)
+        .bind(None::<i16>)
+        .bind(None::<i16>)
+        .bind(None::<i64>)
+        .bind(None::<i64>)
+        .bind(None::<i64>)
+        .bind(None::<i64>)
+        .bind(None::<i64>)
+        .bind(None::<i64>)
+        .bind(None::<i64>) // generation
+        .bind(None::<Vec<u8>>)
+        .bind(None::<i64>)
+        .bind(None::<Vec<u8>>)
+        .bind(None::<Vec<u8>>)
+        .bind(None::<bool>)
+        .bind(None::<Vec<Vec<u8>>>)
+        .bind(None::<Vec<u8>>)
+        .bind(None::<i64>)
+        .bind(None::<Vec<u8>>)
+        .bind(None::<String>)
+        .bind(None::<Vec<u8>>)
+        .bind(None::<i64>)
+}
+
+fn evicts(p: CapPolicy) -> bool {
+    p == CapPolicy::EvictOldest
+}
+
+/// Reads `insert_session`'s result row.
+fn insert_outcome(row: &PgRow) -> Result<InsertOutcome, StoreError> {
+    let bad = |e: sqlx::Error| StoreError::Unavailable(format!("postgres insert_session: {e}"));
+    let outcome: String = row.try_get(0).map_err(bad)?;
+    Ok(match outcome.as_str() {
+        "INSERTED" => {
+            let ids: Option<Vec<Vec<u8>>> = row.try_get(2).map_err(bad)?;
+            let evicted = ids
+                .unwrap_or_default()
+                .iter()
+                .map(|b| id_bytes(b, "evicted id").map(SessionId::from_bytes))
+                .collect::<Result<_, _>>()?;
+            InsertOutcome::Inserted { evicted }
+        }
+        "ALREADY_EXISTS" => return Err(StoreError::AlreadyExists),
+        "RATE_LIMITED" => {
+            let ms: Option<i64> = row.try_get(1).map_err(bad)?;
+            InsertOutcome::RateLimited {
+                retry_after: Duration::from_millis(
+                    ms.and_then(|m| u64::try_from(m).ok()).unwrap_or(0),
+                ),
+            }
+        }
+        "SUBJECT_CAP" => InsertOutcome::SubjectCapReached,
+        "GLOBAL_CAP" => InsertOutcome::GlobalCapReached,
+        other => {
+            return Err(StoreError::Unavailable(format!(
+                "postgres insert_session: unexpected outcome {other:?}"
+            )));
+        }
+    })
+}
+
+impl PostgresStore {
+    pub(crate) async fn load(&self, id: &SessionId) -> Result<Loaded, StoreError> {
+        let sql = &self.inner.sql.load;
+        let offset = self.offset();
+        let row = self
+            .run(|| {
+                sqlx::query(sql)
+                    .bind(offset)
+                    .bind(id.as_bytes().as_slice())
+                    .fetch_one(self.pool())
+            })
+            .await?;
+        let t: i64 = row
+            .try_get(0)
+            .map_err(|e| StoreError::Unavailable(format!("postgres clock: {e}")))?;
+        let store_time = Timestamp::from_millis(u64::try_from(t).unwrap_or(0));
+        let record = Columns::read(&row, 1)?
+            .map(Columns::into_record)
+            .transpose()?;
+        Ok(Loaded::new(record).at_store_time(store_time))
+    }
+
+    /// `insert_session` (with `record`) or `check_limits` (without): the same function, so the
+    /// advice and the decision are the same code.
+    pub(crate) async fn admit(
+        &self,
+        record: Option<&Columns>,
+        subject: &str,
+        limits: &CreateLimits,
+        now: Timestamp,
+    ) -> Result<InsertOutcome, StoreError> {
+        let sql = &self.inner.sql.insert;
+        let offset = self.offset();
+        let cap = limits.subject_cap;
+        let rate = limits.creation_rate;
+        let global = limits.global_cap;
+        let row = self
+            .run(|| {
+                let q = sqlx::query(sql);
+                let q = match record {
+                    Some(c) => bind_columns(q, c),
+                    None => bind_subject_only(q, subject),
+                };
+                q.bind(cap.map(|c| i32::try_from(c.max).unwrap_or(i32::MAX)))
+                    .bind(cap.map(|c| evicts(c.on_full)))
+                    .bind(rate.map(|r| i32::try_from(r.max).unwrap_or(i32::MAX)))
+                    .bind(
+                        rate.map(|r| sat(u64::try_from(r.window.as_millis()).unwrap_or(u64::MAX))),
+                    )
+                    .bind(global.map(|g| sat(g.max)))
+                    .bind(global.map(|g| evicts(g.on_full)))
+                    .bind(sat(now.as_millis()))
+                    .bind(offset)
+                    .bind(record.is_some())
+                    .fetch_one(self.pool())
+            })
+            .await?;
+        insert_outcome(&row)
+    }
+
+    pub(crate) async fn insert(
+        &self,
+        record: &SessionRecord,
+        limits: &CreateLimits,
+        now: Timestamp,
+    ) -> Result<InsertOutcome, StoreError> {
+        // The shard-tag rule needs no stored state; the replay and clash rules run in SQL,
+        // under the subject's lock (the stored bytes compared with these).
+        if check_insert(None, record)? != InsertCheck::Fresh {
+            return Err(StoreError::InvalidWrite("unexpected insert check"));
+        }
+        let columns = Columns::of(record)?;
+        self.admit(Some(&columns), &columns.subject, limits, now)
+            .await
+    }
+
+    pub(crate) async fn cas(
+        &self,
+        new: &SessionRecord,
+        expected_version: u64,
+        now: Timestamp,
+    ) -> Result<(), StoreError> {
+        let columns = Columns::of(new)?;
+        // A version beyond the column's range is never stored: saturated, it conflicts.
+        let expected = sat(expected_version);
+        let sql = &self.inner.sql.cas;
+        let offset = self.offset();
+        let row = self
+            .run(|| {
+                bind_columns(sqlx::query(sql), &columns)
+                    .bind(expected)
+                    .bind(sat(now.as_millis()))
+                    .bind(offset)
+                    .fetch_one(self.pool())
+            })
+            .await?;
+        let outcome: String = row
+            .try_get(0)
+            .map_err(|e| StoreError::Unavailable(format!("postgres compare_and_swap: {e}")))?;
+        match outcome.as_str() {
+            "OK" => Ok(()),
+            "NOT_FOUND" => Err(StoreError::NotFound),
+            "CONFLICT" => Err(StoreError::Conflict),
+            "INVALID_IDENTITY" => Err(StoreError::InvalidWrite("a swap may not change identity")),
+            "INVALID_VERSION" => Err(StoreError::InvalidWrite("a swap must increase the version")),
+            "INVALID_DEADLINE" => Err(StoreError::InvalidWrite(
+                "expires_at may not pass absolute_deadline",
+            )),
+            other => Err(StoreError::Unavailable(format!(
+                "postgres compare_and_swap: unexpected outcome {other:?}"
+            ))),
+        }
+    }
+}

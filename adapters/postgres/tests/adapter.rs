@@ -1,0 +1,327 @@
+//! What the conformance suite cannot see from outside: statements per call, tombstones written
+//! in SQL, rows the engine's codec would refuse, migrations from a newer build, the reaper task,
+//! and the message when the server is not there.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod common;
+
+use std::time::Duration;
+
+use leasehold::store::CreateLimits;
+use leasehold::{
+    CapPolicy, Clock, Context, CreateOptions, ManualClock, Policy, RevokeReason, SeededEntropy,
+    Sessions, Store, StoreError, Subject, SubjectCap, SystemClock,
+};
+use leasehold_postgres::{OpenError, PostgresStore, spawn_reaper};
+
+const HOUR: Duration = Duration::from_secs(3600);
+
+/// A store on a fresh schema; the schema is dropped after the store (fields drop in order).
+struct Fixture {
+    store: PostgresStore,
+    guard: common::DropSchema,
+}
+
+async fn store() -> Fixture {
+    match common::fresh_store("adapter", 2).await {
+        Ok((store, guard)) => Fixture { store, guard },
+        Err(e) => panic!("{e}"),
+    }
+}
+
+/// A caller an hour ahead of the server, so every call is judged at the caller's clock.
+fn ahead() -> ManualClock {
+    ManualClock::new(SystemClock.now().saturating_add(HOUR))
+}
+
+#[tokio::test]
+async fn validate_is_one_statement_and_a_touch_two() {
+    let f = store().await;
+    let store = f.store.clone();
+    let clock = ahead();
+    let s = Sessions::new(store.clone(), Policy::default())
+        .unwrap()
+        .with_clock(clock.clone())
+        .with_entropy(SeededEntropy::new(1));
+    let c = s
+        .create(&Subject::new("alice").unwrap(), CreateOptions::default())
+        .await
+        .unwrap();
+    let token = c.token.expose_secret().to_owned();
+    // Warm: the first use of a statement on a connection also prepares it.
+    s.validate(&token, &Context::none()).await.unwrap();
+    let before = store.statements_sent();
+    s.validate(&token, &Context::none()).await.unwrap();
+    assert_eq!(store.statements_sent() - before, 1, "validate: one load");
+
+    // Past the touch granularity, a validate writes the touch: load + compare-and-swap.
+    clock.advance(Duration::from_secs(120));
+    let before = store.statements_sent();
+    s.validate(&token, &Context::none()).await.unwrap();
+    assert_eq!(store.statements_sent() - before, 2, "touch: load + swap");
+}
+
+#[tokio::test]
+async fn tombstones_written_in_sql_are_the_engines() {
+    let f = store().await;
+    let store = f.store.clone();
+    let clock = ahead();
+    let cap = Policy::builder()
+        .subject_cap(Some(SubjectCap {
+            max: 1,
+            on_full: CapPolicy::EvictOldest,
+        }))
+        .build()
+        .unwrap();
+    let s = Sessions::new(store.clone(), cap)
+        .unwrap()
+        .with_clock(clock.clone())
+        .with_entropy(SeededEntropy::new(2));
+    let alice = Subject::new("alice").unwrap();
+    let first = s.create(&alice, CreateOptions::default()).await.unwrap();
+    let stored = store
+        .load_session(&first.session.id)
+        .await
+        .unwrap()
+        .record
+        .unwrap();
+
+    clock.advance(Duration::from_secs(5));
+    let second = s.create(&alice, CreateOptions::default()).await.unwrap();
+    let evicted = store
+        .load_session(&first.session.id)
+        .await
+        .unwrap()
+        .record
+        .unwrap();
+    assert_eq!(
+        evicted,
+        stored.tombstone(clock.now(), RevokeReason::Evicted),
+        "eviction"
+    );
+
+    clock.advance(Duration::from_secs(5));
+    let live = store
+        .load_session(&second.session.id)
+        .await
+        .unwrap()
+        .record
+        .unwrap();
+    assert_eq!(store.revoke_subject(&alice, clock.now()).await.unwrap(), 1);
+    let revoked = store
+        .load_session(&second.session.id)
+        .await
+        .unwrap()
+        .record
+        .unwrap();
+    assert_eq!(revoked, live.tombstone(clock.now(), RevokeReason::Subject));
+    // Nothing else moved: a touch-free tombstone keeps every other field.
+    assert_eq!(revoked.credential, live.credential);
+}
+
+#[tokio::test]
+async fn a_row_the_codec_would_refuse_is_corrupt_and_blocks_no_group_operation() {
+    let f = store().await;
+    let store = f.store.clone();
+    let s = Sessions::new(store.clone(), Policy::default())
+        .unwrap()
+        .with_clock(ahead())
+        .with_entropy(SeededEntropy::new(3));
+    let alice = Subject::new("alice").unwrap();
+    let a = s.create(&alice, CreateOptions::default()).await.unwrap();
+    let b = s.create(&alice, CreateOptions::default()).await.unwrap();
+    let t = format!("\"{}\".sessions", store.schema());
+    // Values the engine's codec refuses: a subject with a control character, a retired
+    // verifier of 1 byte.
+    sqlx::query(&format!(
+        "UPDATE {t} SET subject = 'alice' || chr(7) WHERE id = $1"
+    ))
+    .bind(a.session.id.as_bytes().as_slice())
+    .execute(store.pool())
+    .await
+    .unwrap();
+    sqlx::query(&format!(
+        "UPDATE {t} SET retired = ARRAY['\\x01'::bytea] WHERE id = $1"
+    ))
+    .bind(b.session.id.as_bytes().as_slice())
+    .execute(store.pool())
+    .await
+    .unwrap();
+    for id in [a.session.id, b.session.id] {
+        assert!(
+            matches!(store.load_session(&id).await, Err(StoreError::Corrupt(_))),
+            "{id}"
+        );
+    }
+    assert!(matches!(
+        store.list_subject(&alice).await,
+        Err(StoreError::Corrupt(_))
+    ));
+    // Group operations work on the columns SQL needs: a bad row does not block them.
+    let now = SystemClock.now().saturating_add(HOUR);
+    assert_eq!(store.revoke_subject(&alice, now).await.unwrap(), 1);
+}
+
+#[tokio::test]
+async fn check_limits_writes_nothing_and_agrees_with_the_insert() {
+    let f = store().await;
+    let store = f.store.clone();
+    let clock = ahead();
+    let s = Sessions::new(store.clone(), Policy::default())
+        .unwrap()
+        .with_clock(clock.clone())
+        .with_entropy(SeededEntropy::new(4));
+    let alice = Subject::new("alice").unwrap();
+    s.create(&alice, CreateOptions::default()).await.unwrap();
+    let limits = CreateLimits {
+        subject_cap: Some(SubjectCap {
+            max: 1,
+            on_full: CapPolicy::Reject,
+        }),
+        ..CreateLimits::default()
+    };
+    let dump = store.raw_dump().await.unwrap();
+    assert_eq!(
+        store
+            .check_limits(&alice, &limits, clock.now())
+            .await
+            .unwrap(),
+        leasehold::store::InsertOutcome::SubjectCapReached
+    );
+    assert_eq!(store.raw_dump().await.unwrap(), dump, "nothing written");
+}
+
+#[tokio::test]
+async fn a_schema_from_a_newer_build_is_refused() {
+    let f = store().await;
+    let store = f.store.clone();
+    sqlx::query(&format!(
+        "INSERT INTO \"{}\".schema_migrations (version, description) VALUES (999, 'future')",
+        store.schema()
+    ))
+    .execute(store.pool())
+    .await
+    .unwrap();
+    let again = PostgresStore::open(store.pool().clone(), &f.guard.schema).await;
+    assert!(
+        matches!(again, Err(OpenError::NewerSchema { found: 999, .. })),
+        "{again:?}"
+    );
+    assert!(matches!(
+        PostgresStore::open(store.pool().clone(), "Bad-Name").await,
+        Err(OpenError::InvalidSchemaName(_))
+    ));
+}
+
+#[tokio::test]
+async fn the_reaper_task_reaps_then_stops_cleanly() {
+    let f = store().await;
+    let store = f.store.clone();
+    // Sessions created two days ago with a one-hour idle timeout: due on every clock.
+    let past = ManualClock::new(SystemClock.now().saturating_sub(48 * HOUR));
+    let policy = Policy::builder().idle_timeout(Some(HOUR)).build().unwrap();
+    let s = Sessions::new(store.clone(), policy)
+        .unwrap()
+        .with_clock(past)
+        .with_entropy(SeededEntropy::new(5));
+    let alice = Subject::new("alice").unwrap();
+    for _ in 0..5 {
+        s.create(&alice, CreateOptions::default()).await.unwrap();
+    }
+    let reaper = spawn_reaper(store.clone(), Duration::from_secs(3600), 2);
+    // The first round runs at once (batches of 2 until one comes back short); wait for the
+    // task's effect, not for time (bounded).
+    let mut left = usize::MAX;
+    for _ in 0..200 {
+        left = store.list_subject(&alice).await.unwrap().len();
+        if left == 0 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    assert_eq!(left, 0, "the reaper removed every due session");
+    tokio::time::timeout(Duration::from_secs(10), reaper.stop())
+        .await
+        .expect("the reaper stops while it waits for its next round");
+}
+
+#[tokio::test]
+async fn an_unreachable_server_says_how_to_start_one() {
+    let url = "postgres://postgres@127.0.0.1:1/test";
+    let options = leasehold_postgres::recommended_connect_options(url).unwrap();
+    let err = leasehold_postgres::recommended_pool_options()
+        .acquire_timeout(Duration::from_secs(1))
+        .connect_with(options)
+        .await
+        .map_err(|e| common::unreachable(url, e))
+        .unwrap_err();
+    assert!(err.contains("scripts/services.sh"), "{err}");
+    // And the adapter's own connect reports it as a connection failure.
+    assert!(matches!(
+        PostgresStore::connect(url, "leasehold").await,
+        Err(OpenError::Connect(_))
+    ));
+}
+
+#[tokio::test]
+async fn a_callers_search_path_cannot_redirect_the_store() {
+    let url = common::url();
+    let schema = common::fresh_schema("path");
+    let decoy = format!("{schema}_decoy");
+    let _guards = [
+        common::DropSchema {
+            url: url.clone(),
+            schema: schema.clone(),
+        },
+        common::DropSchema {
+            url: url.clone(),
+            schema: decoy.clone(),
+        },
+    ];
+    let admin = common::pool(&url, 1).await.unwrap();
+    sqlx::raw_sql(&format!(
+        "CREATE SCHEMA \"{decoy}\"; CREATE TABLE \"{decoy}\".sessions (id bytea); \
+         CREATE TABLE \"{decoy}\".subjects (subject text)"
+    ))
+    .execute(&admin)
+    .await
+    .unwrap();
+    // The application's pool puts the decoy first on every connection's search_path.
+    let options = leasehold_postgres::recommended_connect_options(&url)
+        .unwrap()
+        .options([("search_path", decoy.as_str())]);
+    let pool = leasehold_postgres::recommended_pool_options()
+        .max_connections(2)
+        .connect_with(options)
+        .await
+        .unwrap();
+    let store = PostgresStore::open(pool, &schema).await.unwrap();
+    let s = Sessions::new(store.clone(), Policy::default())
+        .unwrap()
+        .with_clock(ahead())
+        .with_entropy(SeededEntropy::new(6));
+    let alice = Subject::new("alice").unwrap();
+    let c = s.create(&alice, CreateOptions::default()).await.unwrap();
+    s.validate(c.token.expose_secret(), &Context::none())
+        .await
+        .unwrap();
+    assert_eq!(
+        store.revoke_subject(&alice, ahead().now()).await.unwrap(),
+        1
+    );
+    let count = |t: String| {
+        let admin = admin.clone();
+        async move {
+            sqlx::query_scalar::<_, i64>(&format!("SELECT count(*) FROM {t}"))
+                .fetch_one(&admin)
+                .await
+                .unwrap()
+        }
+    };
+    assert_eq!(count(format!("\"{decoy}\".sessions")).await, 0);
+    assert_eq!(count(format!("\"{decoy}\".subjects")).await, 0);
+    assert_eq!(count(format!("\"{schema}\".sessions")).await, 1);
+    store.pool().close().await;
+    admin.close().await;
+}
