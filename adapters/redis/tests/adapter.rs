@@ -261,3 +261,111 @@ fn a_prefix_with_a_hash_tag_is_refused_and_an_unreachable_server_says_how_to_sta
         assert!(e.contains("scripts/services.sh"), "{e}");
     });
 }
+
+/// A member of a resource's slot reservations that is not `slot id ‖ session id` (planted by
+/// hand, ordered before the real ones) is pruned when the cap is full, and the members after it
+/// keep their own sessions: a live holder is never pruned in its place.
+#[test]
+fn a_malformed_slot_reservation_is_pruned_without_shifting_the_others() {
+    rt().block_on(async {
+        let (store, _c) = support::open(&support::url()).await.unwrap();
+        let clock = ManualClock::new(SystemClock.now());
+        let policy = Policy::builder()
+            .max_slots_per_resource(Some(2))
+            .build()
+            .unwrap();
+        let s = sessions(store.clone(), policy, &clock);
+        let res = Resource::new("printer").unwrap();
+        let mut ids = Vec::new();
+        for name in ["a", "b", "c", "d"] {
+            let made = s
+                .create(&Subject::new(name).unwrap(), Default::default())
+                .await
+                .unwrap();
+            ids.push(made.session.id);
+        }
+        let [a, b, c, d] = ids[..] else {
+            unreachable!()
+        };
+        s.acquire_slot(&a, Some(&res)).await.unwrap();
+        s.acquire_slot(&b, Some(&res)).await.unwrap();
+        s.trusted_by_id().revoke(&b).await.unwrap();
+
+        let client = redis::Client::open(support::url()).unwrap();
+        let mut conn = client.get_multiplexed_async_connection().await.unwrap();
+        let keys: Vec<String> = redis::cmd("KEYS")
+            .arg(format!("{}:lr:*", store.prefix()))
+            .query_async(&mut conn)
+            .await
+            .unwrap();
+        assert_eq!(keys.len(), 1, "{keys:?}");
+        let lr = &keys[0];
+        // Order the members: planted, a's, b's (by score), so that a mis-pairing of parsed
+        // holders with raw members would take a's reservation for b's.
+        let all: Vec<(Vec<u8>, f64)> = redis::cmd("ZRANGE")
+            .arg(lr)
+            .arg(0)
+            .arg(-1)
+            .arg("WITHSCORES")
+            .query_async(&mut conn)
+            .await
+            .unwrap();
+        assert_eq!(all.len(), 2);
+        let lo = all.iter().map(|m| m.1).fold(f64::INFINITY, f64::min);
+        let hi = all.iter().map(|m| m.1).fold(0.0, f64::max);
+        let planted: &[u8] = b"\xffnot a reservation";
+        for (member, score) in [
+            (planted.to_vec(), lo - 1.0),
+            (
+                all.iter()
+                    .find(|m| m.0.ends_with(a.as_bytes()))
+                    .unwrap()
+                    .0
+                    .clone(),
+                hi,
+            ),
+            (
+                all.iter()
+                    .find(|m| m.0.ends_with(b.as_bytes()))
+                    .unwrap()
+                    .0
+                    .clone(),
+                hi + 1.0,
+            ),
+        ] {
+            let _: i64 = redis::cmd("ZADD")
+                .arg(lr)
+                .arg(score)
+                .arg(member)
+                .query_async(&mut conn)
+                .await
+                .unwrap();
+        }
+
+        // Full (the planted member, a's, revoked b's): both non-holders are pruned, a stays.
+        s.acquire_slot(&c, Some(&res)).await.unwrap();
+        let e = s.acquire_slot(&d, Some(&res)).await.unwrap_err();
+        assert!(
+            matches!(
+                e,
+                leasehold::Error::LimitReached {
+                    limit: leasehold::Limit::ResourceSlots
+                }
+            ),
+            "{e:?}"
+        );
+        let members: Vec<Vec<u8>> = redis::cmd("ZRANGE")
+            .arg(lr)
+            .arg(0)
+            .arg(-1)
+            .query_async(&mut conn)
+            .await
+            .unwrap();
+        let holders: std::collections::BTreeSet<_> =
+            members.iter().map(|m| m[18..].to_vec()).collect();
+        let want: std::collections::BTreeSet<_> =
+            [a, c].iter().map(|i| i.as_bytes().to_vec()).collect();
+        assert_eq!(members.len(), 2);
+        assert_eq!(holders, want);
+    });
+}
