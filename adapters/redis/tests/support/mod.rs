@@ -173,3 +173,145 @@ fn start_cluster() -> Result<String, String> {
     }
     Ok(format!("redis+cluster://{}", nodes.join(",")))
 }
+
+/// A throwaway standalone `redis-server` on a free loopback port, with its own data directory
+/// under the temp dir. A shell loop stops it if this test process exits without dropping it;
+/// dropping it kills the server and removes the directory. It can be crashed (`SIGKILL`),
+/// restarted on the same port and directory (its AOF, if enabled, is replayed), and paused.
+pub struct Server {
+    pub port: u16,
+    dir: PathBuf,
+    args: Vec<String>,
+}
+
+impl Server {
+    /// Starts a server with extra `redis-server` arguments (e.g. `--appendonly yes`).
+    pub fn start(args: &[&str]) -> Result<Server, String> {
+        let port = free_port().ok_or("no free port")?;
+        let dir = std::env::temp_dir().join(format!(
+            "leasehold-redis-server-{}-{port}",
+            std::process::id()
+        ));
+        std::fs::create_dir_all(&dir).map_err(|e| e.to_string())?;
+        let s = Server {
+            port,
+            dir,
+            args: args.iter().map(|a| format!("'{a}'")).collect(),
+        };
+        s.launch()?;
+        Ok(s)
+    }
+
+    /// `redis://127.0.0.1:<port>`.
+    pub fn url(&self) -> String {
+        format!("redis://127.0.0.1:{}", self.port)
+    }
+
+    fn launch(&self) -> Result<(), String> {
+        let script = format!(
+            "redis-server --port {p} --bind 127.0.0.1 --dir '{d}' --save '' --daemonize no \
+             --pidfile '{d}/redis.pid' --loglevel warning {args} >>'{d}/log' 2>&1 & \
+             S=$!; while kill -0 {me} 2>/dev/null && kill -0 $S 2>/dev/null; do sleep 1; done; \
+             kill -CONT $S 2>/dev/null; kill -9 $S 2>/dev/null",
+            p = self.port,
+            d = self.dir.display(),
+            args = self.args.join(" "),
+            me = std::process::id(),
+        );
+        Command::new("sh")
+            .arg("-c")
+            .arg(script)
+            .stdin(std::process::Stdio::null())
+            .spawn()
+            .map_err(|e| format!("cannot start redis-server: {e}"))?;
+        // Wait for it to answer (startup, bounded).
+        for _ in 0..200 {
+            if self.cli(&["ping"]).contains("PONG") {
+                return Ok(());
+            }
+            std::thread::sleep(std::time::Duration::from_millis(25));
+        }
+        Err(format!(
+            "redis-server on port {} did not start: {}",
+            self.port,
+            std::fs::read_to_string(self.dir.join("log")).unwrap_or_default()
+        ))
+    }
+
+    /// Runs `redis-cli -p <port> args…` and returns its output ("" if it could not run).
+    pub fn cli(&self, args: &[&str]) -> String {
+        Command::new("redis-cli")
+            .args(["-p", &self.port.to_string()])
+            .args(args)
+            .output()
+            .map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
+            .unwrap_or_default()
+    }
+
+    /// A field of `INFO <section>` (`None` if absent).
+    pub fn info(&self, section: &str, field: &str) -> Option<String> {
+        self.cli(&["info", section]).lines().find_map(|l| {
+            l.strip_prefix(&format!("{field}:"))
+                .map(|v| v.trim().to_string())
+        })
+    }
+
+    fn pid(&self) -> Option<String> {
+        std::fs::read_to_string(self.dir.join("redis.pid"))
+            .ok()
+            .map(|s| s.trim().to_string())
+            .filter(|s| !s.is_empty())
+    }
+
+    /// Sends a signal (`KILL`, `STOP`, `CONT`) to the server process.
+    pub fn signal(&self, sig: &str) {
+        if let Some(pid) = self.pid() {
+            let _ = Command::new("kill")
+                .arg(format!("-{sig}"))
+                .arg(pid)
+                .status();
+        }
+    }
+
+    /// Kills the server with `SIGKILL` (a crash: no shutdown, no final save) and waits until
+    /// its port stops answering.
+    pub fn crash(&self) {
+        self.signal("KILL");
+        for _ in 0..200 {
+            if std::net::TcpStream::connect(("127.0.0.1", self.port)).is_err() {
+                let _ = std::fs::remove_file(self.dir.join("redis.pid"));
+                return;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(10));
+        }
+        panic!("redis-server on port {} survived SIGKILL", self.port);
+    }
+
+    /// Starts the server again on the same port and directory.
+    pub fn restart(&self) -> Result<(), String> {
+        self.launch()
+    }
+
+    /// Waits until this server, a replica, has processed everything its primary has sent
+    /// (`master_link_status:up` and equal replication offsets; bounded).
+    pub fn wait_in_sync_with(&self, primary: &Server) -> Result<(), String> {
+        for _ in 0..400 {
+            let up = self.info("replication", "master_link_status").as_deref() == Some("up");
+            let mine = self.info("replication", "master_repl_offset");
+            let theirs = primary.info("replication", "master_repl_offset");
+            if up && mine.is_some() && mine == theirs {
+                return Ok(());
+            }
+            std::thread::sleep(std::time::Duration::from_millis(25));
+        }
+        Err(format!("replica on port {} never caught up", self.port))
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        self.signal("CONT");
+        self.signal("KILL");
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
