@@ -93,3 +93,54 @@ fn a_resource_spans_slots_on_every_node_and_is_revoked_whole() {
         }
     });
 }
+
+/// `wait_replicas` on a Cluster: the `WAIT` reaches the primaries, so on this Cluster (no
+/// replicas) a security write with `wait_replicas(1, …)` is not acknowledged (a typed error,
+/// outcome unknown), while `wait_replicas(0, …)` acknowledges it.
+#[test]
+fn wait_replicas_is_enforced_on_a_cluster() {
+    use leasehold::{Error, Policy, Sessions, StoreError, Subject};
+    use leasehold_redis::{RedisConfig, RedisStore};
+    use std::time::Duration;
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        let url = support::cluster_url().unwrap();
+        let prefix = support::fresh_prefix();
+        let _cleanup = support::Cleanup {
+            url: url.clone(),
+            prefix: prefix.clone(),
+        };
+        let open = |n| {
+            RedisStore::open(
+                RedisConfig::new(url.clone())
+                    .prefix(prefix.clone())
+                    .wait_replicas(n, Duration::from_millis(50)),
+            )
+        };
+        let zero = Sessions::new(open(0).await.unwrap(), Policy::default()).unwrap();
+        let one = Sessions::new(open(1).await.unwrap(), Policy::default()).unwrap();
+        let made = zero
+            .create(&Subject::new("w0").unwrap(), Default::default())
+            .await
+            .unwrap();
+        let e = one
+            .create(&Subject::new("w1").unwrap(), Default::default())
+            .await
+            .unwrap_err();
+        match e {
+            Error::StoreUnavailable(StoreError::Unavailable(m)) => {
+                assert!(m.contains("WAIT: 0 of 1"), "{m}")
+            }
+            e => panic!("{e:?}"),
+        }
+        // A read is no security write: no WAIT.
+        one.validate(made.token.expose_secret(), &Default::default())
+            .await
+            .unwrap();
+        let e = one.logout(made.token.expose_secret()).await.unwrap_err();
+        assert!(matches!(e, Error::StoreUnavailable(_)), "{e:?}");
+    });
+}
