@@ -292,14 +292,24 @@ impl Server {
         self.launch()
     }
 
-    /// Waits until this server, a replica, has processed everything its primary has sent
-    /// (`master_link_status:up` and equal replication offsets; bounded).
+    /// Waits until this server, a replica, has processed everything its primary has sent and
+    /// the primary knows it (`master_link_status:up` here, `slave0:…state=online,offset=N`
+    /// there, with N its own offset and ours; bounded). A probe write first: after a diskless
+    /// full sync the primary streams nothing until the replica's first ACK (up to 1 s), and an
+    /// offset of 0 on both sides would look in sync before that.
     pub fn wait_in_sync_with(&self, primary: &Server) -> Result<(), String> {
+        primary.cli(&["incr", "leasehold-test:sync-probe"]);
         for _ in 0..400 {
             let up = self.info("replication", "master_link_status").as_deref() == Some("up");
             let mine = self.info("replication", "master_repl_offset");
             let theirs = primary.info("replication", "master_repl_offset");
-            if up && mine.is_some() && mine == theirs {
+            let acked = primary.info("replication", "slave0").is_some_and(|v| {
+                v.contains("state=online")
+                    && theirs
+                        .as_ref()
+                        .is_some_and(|o| v.contains(&format!("offset={o},")))
+            });
+            if up && acked && mine.is_some() && mine == theirs {
                 return Ok(());
             }
             std::thread::sleep(std::time::Duration::from_millis(25));
