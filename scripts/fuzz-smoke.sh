@@ -5,7 +5,7 @@
 #
 # Env:
 #   FUZZ_SECONDS   seconds per target (default 30)
-#   FUZZ_TARGETS   space-separated subset (default: all five)
+#   FUZZ_TARGETS   space-separated subset (default: all six)
 #   FUZZ_JOBS      libFuzzer -fork=N workers per target (default: none, one process)
 #   FUZZ_KEEP      if set, new interesting inputs are written to this directory (one subdir per
 #                  target) instead of a temporary one; the committed corpus is never modified.
@@ -13,7 +13,7 @@ set -euo pipefail
 cd "$(dirname "$0")/../fuzz"
 
 FUZZ_SECONDS="${FUZZ_SECONDS:-30}"
-FUZZ_TARGETS="${FUZZ_TARGETS:-token_parse record_decode policy_build ops_vs_model sled_values}"
+FUZZ_TARGETS="${FUZZ_TARGETS:-token_parse record_decode policy_build ops_vs_model sled_values redis_values}"
 # LLVM inlines short byte comparisons, hiding them from libFuzzer's comparison tracing;
 # cargo-fuzz overrides build.rustflags, so this must be the RUSTFLAGS environment variable.
 export RUSTFLAGS="-Cllvm-args=-max-loads-per-memcmp=0"

@@ -8,7 +8,7 @@ use leasehold::{Resource, SessionId, SlotId, StoreError, Timestamp};
 
 use crate::{RedisStore, array, bytes, ms, status};
 
-fn reservation(slot: &SlotId, session: &SessionId) -> Vec<u8> {
+pub(crate) fn reservation(slot: &SlotId, session: &SessionId) -> Vec<u8> {
     let mut m = slot.as_bytes().to_vec();
     m.extend_from_slice(session.as_bytes());
     m
@@ -18,7 +18,7 @@ fn reservation(slot: &SlotId, session: &SessionId) -> Vec<u8> {
 type Reservation = Option<(SlotId, SessionId)>;
 
 /// A reservation member: exactly a slot id ‖ session id; anything else is `None`.
-fn parse_reservation(m: &[u8]) -> Reservation {
+pub(crate) fn parse_reservation(m: &[u8]) -> Reservation {
     let (a, b) = m.split_first_chunk::<18>()?;
     let b = <[u8; 18]>::try_from(b).ok()?;
     Some((SlotId::from_bytes(*a), SessionId::from_bytes(b)))
