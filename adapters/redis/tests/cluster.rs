@@ -144,3 +144,64 @@ fn wait_replicas_is_enforced_on_a_cluster() {
         assert!(matches!(e, Error::StoreUnavailable(_)), "{e:?}");
     });
 }
+
+/// `wait_replicas(1, …)` on a Cluster whose three primaries have one replica each: every
+/// security write is acknowledged (the smallest count over the primaries is 1), and each
+/// record it wrote is on a replica by then.
+#[test]
+fn wait_replicas_acknowledges_on_a_cluster_with_replicas() {
+    use leasehold::{Error, Policy, Sessions, Subject};
+    use leasehold_redis::{RedisConfig, RedisStore};
+    use std::time::Duration;
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        let (url, replicas) = support::cluster_with_replicas().unwrap();
+        let prefix = support::fresh_prefix();
+        let _cleanup = support::Cleanup {
+            url: url.clone(),
+            prefix: prefix.clone(),
+        };
+        // Generous: a replica fresh from a diskless sync first acknowledges up to 1 s later.
+        let store = RedisStore::open(
+            RedisConfig::new(url.clone())
+                .prefix(prefix.clone())
+                .timeout(Duration::from_secs(5))
+                .wait_replicas(1, Duration::from_secs(3)),
+        )
+        .await
+        .unwrap();
+        let s = Sessions::new(store, Policy::default()).unwrap();
+        let mut tokens = Vec::new();
+        for i in 0..12 {
+            let made = s
+                .create(&Subject::new(format!("r{i}")).unwrap(), Default::default())
+                .await
+                .unwrap();
+            tokens.push(made.token.expose_secret().to_string());
+        }
+        for t in &tokens[..6] {
+            s.logout(t).await.unwrap();
+        }
+        let ticket = s
+            .mint_ticket(&tokens[6], &Default::default())
+            .await
+            .unwrap();
+        s.redeem_ticket(ticket.ticket.expose_secret())
+            .await
+            .unwrap();
+        for t in &tokens[..6] {
+            let e = s.validate(t, &Default::default()).await.unwrap_err();
+            assert!(matches!(e, Error::Revoked { .. }), "{e:?}");
+        }
+        // Every session record is on a replica (12 subjects: spread over the shards).
+        let mut on_replicas = 0;
+        for p in &replicas {
+            let keys = support::cli(*p, &["keys", &format!("{prefix}:s:*")]);
+            on_replicas += keys.lines().filter(|l| !l.is_empty()).count();
+        }
+        assert_eq!(on_replicas, 12);
+    });
+}

@@ -80,7 +80,46 @@ pub async fn open(url: &str) -> Result<(RedisStore, Cleanup), String> {
 /// binaries may each run their own Cluster side by side, and none outlives its binary.
 pub fn cluster_url() -> Result<String, String> {
     static URL: OnceLock<Result<String, String>> = OnceLock::new();
-    URL.get_or_init(start_cluster).clone()
+    URL.get_or_init(|| start_cluster(3, 0).map(|c| c.0)).clone()
+}
+
+/// A throwaway Cluster of 3 primaries with one replica each (started once per test process,
+/// like [`cluster_url`]): its URL and the ports of its replicas, every one attached
+/// (`master_link_status:up`).
+pub fn cluster_with_replicas() -> Result<(String, Vec<u16>), String> {
+    static C: OnceLock<Result<(String, Vec<u16>), String>> = OnceLock::new();
+    C.get_or_init(|| {
+        let (url, ports) = start_cluster(6, 1)?;
+        let mut replicas = Vec::new();
+        for p in ports {
+            for _ in 0..200 {
+                let info = cli(p, &["info", "replication"]);
+                if info.contains("role:master") && info.contains("connected_slaves:1") {
+                    break;
+                }
+                if info.contains("role:slave") && info.contains("master_link_status:up") {
+                    replicas.push(p);
+                    break;
+                }
+                std::thread::sleep(std::time::Duration::from_millis(50));
+            }
+        }
+        if replicas.len() != 3 {
+            return Err(format!("{} of 3 replicas attached", replicas.len()));
+        }
+        Ok((url, replicas))
+    })
+    .clone()
+}
+
+/// `redis-cli -p <port> args…` output ("" if it could not run).
+pub fn cli(port: u16, args: &[&str]) -> String {
+    Command::new("redis-cli")
+        .args(["-p", &port.to_string()])
+        .args(args)
+        .output()
+        .map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
+        .unwrap_or_default()
 }
 
 fn free_port() -> Option<u16> {
@@ -95,20 +134,26 @@ fn free_port() -> Option<u16> {
     None
 }
 
-fn start_cluster() -> Result<String, String> {
-    let dir: PathBuf =
-        std::env::temp_dir().join(format!("leasehold-redis-cluster-{}", std::process::id()));
+/// Starts `nodes` Cluster nodes, `replicas` per primary; returns the URL and every port.
+fn start_cluster(nodes: usize, replicas: usize) -> Result<(String, Vec<u16>), String> {
+    let dir: PathBuf = std::env::temp_dir().join(format!(
+        "leasehold-redis-cluster-{}-{nodes}",
+        std::process::id()
+    ));
     std::fs::create_dir_all(&dir).map_err(|e| e.to_string())?;
     let me = std::process::id();
     let mut ports = Vec::new();
-    for _ in 0..3 {
-        let p = free_port().ok_or("no free port for a cluster node")?;
+    for _ in 0..nodes {
+        let p = (0..20)
+            .filter_map(|_| free_port())
+            .find(|p| !ports.contains(p))
+            .ok_or("no free port for a cluster node")?;
         ports.push(p);
         let d = dir.join(p.to_string());
         std::fs::create_dir_all(&d).map_err(|e| e.to_string())?;
         let script = format!(
             "redis-server --port {p} --bind 127.0.0.1 --cluster-enabled yes \
-             --cluster-config-file nodes.conf --dir '{d}' --save '' --appendonly no \
+             --cluster-config-file nodes.conf --repl-diskless-sync no --dir '{d}' --save '' --appendonly no \
              --daemonize no --pidfile '{d}/redis.pid' --loglevel warning >/dev/null 2>&1 & \
              S=$!; while kill -0 {me} 2>/dev/null && kill -0 $S 2>/dev/null; do sleep 1; done; \
              kill $S 2>/dev/null; wait $S; rm -rf '{d}'; rmdir '{parent}' 2>/dev/null",
@@ -144,7 +189,7 @@ fn start_cluster() -> Result<String, String> {
         .arg("--cluster")
         .arg("create")
         .args(&nodes)
-        .args(["--cluster-replicas", "0", "--cluster-yes"])
+        .args(["--cluster-replicas", &replicas.to_string(), "--cluster-yes"])
         .output()
         .map_err(|e| format!("redis-cli --cluster create: {e}"))?;
     if !o.status.success() {
@@ -171,7 +216,7 @@ fn start_cluster() -> Result<String, String> {
             return Err(format!("cluster node {p} never reached cluster_state:ok"));
         }
     }
-    Ok(format!("redis+cluster://{}", nodes.join(",")))
+    Ok((format!("redis+cluster://{}", nodes.join(",")), ports))
 }
 
 /// A throwaway standalone `redis-server` on a free loopback port, with its own data directory
