@@ -88,7 +88,12 @@ pub fn cluster_url() -> Result<String, String> {
 /// (`master_link_status:up`).
 pub fn cluster_with_replicas() -> Result<(String, Vec<u16>), String> {
     static C: OnceLock<Result<(String, Vec<u16>), String>> = OnceLock::new();
-    C.get_or_init(|| {
+    C.get_or_init(new_cluster_with_replicas).clone()
+}
+
+/// Like [`cluster_with_replicas`], but a new Cluster for the caller alone (to break it).
+pub fn new_cluster_with_replicas() -> Result<(String, Vec<u16>), String> {
+    {
         let (url, ports) = start_cluster(6, 1)?;
         let mut replicas = Vec::new();
         for p in ports {
@@ -108,8 +113,7 @@ pub fn cluster_with_replicas() -> Result<(String, Vec<u16>), String> {
             return Err(format!("{} of 3 replicas attached", replicas.len()));
         }
         Ok((url, replicas))
-    })
-    .clone()
+    }
 }
 
 /// `redis-cli -p <port> args…` output ("" if it could not run).
