@@ -369,3 +369,58 @@ fn a_malformed_slot_reservation_is_pruned_without_shifting_the_others() {
         assert_eq!(holders, want);
     });
 }
+
+/// A session record that no longer decodes (planted garbage under its key) is skipped by
+/// listing and counting and its slot reservation is pruned when the resource cap is full,
+/// while a load of it by id is still `Corrupt` (fail closed).
+#[test]
+fn a_corrupt_record_is_skipped_by_listing_counting_and_slot_pruning() {
+    rt().block_on(async {
+        let (store, _c) = support::open(&support::url()).await.unwrap();
+        let clock = ManualClock::new(SystemClock.now());
+        let policy = Policy::builder()
+            .max_slots_per_resource(Some(1))
+            .build()
+            .unwrap();
+        let s = sessions(store.clone(), policy, &clock);
+        let res = Resource::new("scanner").unwrap();
+        let a = s
+            .create(&Subject::new("a").unwrap(), Default::default())
+            .await
+            .unwrap();
+        let b = s
+            .create(&Subject::new("b").unwrap(), Default::default())
+            .await
+            .unwrap();
+        s.acquire_slot(&a.session.id, Some(&res)).await.unwrap();
+
+        let hex: String = a
+            .session
+            .id
+            .as_bytes()
+            .iter()
+            .map(|x| format!("{x:02x}"))
+            .collect();
+        let key = format!("{}:s:{{{}}}:{hex}", store.prefix(), &hex[..4]);
+        let client = redis::Client::open(support::url()).unwrap();
+        let mut conn = client.get_multiplexed_async_connection().await.unwrap();
+        let ok: String = redis::cmd("SET")
+            .arg(&key)
+            .arg(b"\x03garbage".as_slice())
+            .arg("XX")
+            .arg("KEEPTTL")
+            .query_async(&mut conn)
+            .await
+            .unwrap();
+        assert_eq!(ok, "OK");
+
+        let e = store.load_session(&a.session.id).await.unwrap_err();
+        assert!(matches!(e, leasehold::StoreError::Corrupt(_)), "{e:?}");
+        assert_eq!(s.count(&leasehold::Scope::All).await.unwrap(), 1);
+        let page = s.list_page(&leasehold::Scope::All, None, 10).await.unwrap();
+        let ids: Vec<_> = page.sessions.iter().map(|x| x.id).collect();
+        assert_eq!(ids, vec![b.session.id]);
+        // The cap of 1 is held by a's reservation; a can never validate again: pruned.
+        s.acquire_slot(&b.session.id, Some(&res)).await.unwrap();
+    });
+}
