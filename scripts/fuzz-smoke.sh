@@ -13,7 +13,7 @@ set -euo pipefail
 cd "$(dirname "$0")/../fuzz"
 
 FUZZ_SECONDS="${FUZZ_SECONDS:-30}"
-FUZZ_TARGETS="${FUZZ_TARGETS:-token_parse record_decode policy_build ops_vs_model sled_values postgres_row}"
+FUZZ_TARGETS="${FUZZ_TARGETS:-token_parse record_decode policy_build ops_vs_model sled_values postgres_row redis_values}"
 # LLVM inlines short byte comparisons, hiding them from libFuzzer's comparison tracing;
 # cargo-fuzz overrides build.rustflags, so this must be the RUSTFLAGS environment variable.
 export RUSTFLAGS="-Cllvm-args=-max-loads-per-memcmp=0"

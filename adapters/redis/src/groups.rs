@@ -105,6 +105,11 @@ impl RedisStore {
     }
 
     /// The records of `ids` that exist (in `ids` order), and the latest store time read.
+    ///
+    /// Bytes that do not decode, or a record stored under another id, are skipped (treated as
+    /// absent, like sled's listing): such a session can never validate again (a load of it by
+    /// id is `Corrupt`), so listing, counting and the slot-cap pruning go on without it instead
+    /// of failing on it (one corrupt record never stalls the store).
     pub(crate) async fn fetch(
         &self,
         ids: &[SessionId],
@@ -125,9 +130,12 @@ impl RedisStore {
                 "get_many",
             )?);
             t = Some(t.map_or(st, |x| x.max(st)));
+            if a.len() != group.len() + 1 {
+                return Err(crate::error::bad_reply("get_many"));
+            }
             for (id, v) in group.iter().zip(a.iter().skip(1)) {
-                if let Some(b) = bytes(v) {
-                    found.insert(*id, decode(Some(id), b)?);
+                if let Some(Ok(r)) = bytes(v).map(|b| decode(Some(id), b)) {
+                    found.insert(*id, r);
                 }
             }
         }

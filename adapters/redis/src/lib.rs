@@ -128,14 +128,14 @@ impl RedisStore {
             .await
     }
 
-    /// After a security write: `WAIT` for the configured replicas (standalone only).
+    /// After a security write: `WAIT` for the configured replicas. `WAIT` covers every write
+    /// sent earlier on the same connection. On a Cluster the client sends it on its connection
+    /// to every primary and keeps the smallest count, so each primary (the one that took the
+    /// write among them) must have `n` replicas that acknowledged everything this store sent it.
     async fn durable(&self) -> Result<(), StoreError> {
         let Some((n, t)) = self.inner.wait else {
             return Ok(());
         };
-        if self.is_cluster() {
-            return Ok(());
-        }
         let got: i64 = self
             .cmd(redis::cmd("WAIT").arg(n).arg(t.as_millis() as u64))
             .await?;

@@ -27,7 +27,8 @@ pub struct RedisConfig {
     pub timeout: Duration,
     /// After every security write (`store::WriteClass::Security`), wait until this many
     /// replicas acknowledged it (`WAIT n timeout`); fewer is an error (unknown outcome).
-    /// `None` (default): no `WAIT` (a failover may lose the last writes). Standalone only.
+    /// `None` (default): no `WAIT` (a failover may lose the last writes). On a Cluster the
+    /// `WAIT` goes to every primary (smallest count wins): each needs `n` replicas.
     pub wait_replicas: Option<(u32, Duration)>,
 }
 

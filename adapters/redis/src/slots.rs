@@ -8,10 +8,20 @@ use leasehold::{Resource, SessionId, SlotId, StoreError, Timestamp};
 
 use crate::{RedisStore, array, bytes, ms, status};
 
-fn reservation(slot: &SlotId, session: &SessionId) -> Vec<u8> {
+pub(crate) fn reservation(slot: &SlotId, session: &SessionId) -> Vec<u8> {
     let mut m = slot.as_bytes().to_vec();
     m.extend_from_slice(session.as_bytes());
     m
+}
+
+/// A parsed reservation member (`None`: not a reservation).
+type Reservation = Option<(SlotId, SessionId)>;
+
+/// A reservation member: exactly a slot id ‖ session id; anything else is `None`.
+pub(crate) fn parse_reservation(m: &[u8]) -> Reservation {
+    let (a, b) = m.split_first_chunk::<18>()?;
+    let b = <[u8; 18]>::try_from(b).ok()?;
+    Some((SlotId::from_bytes(*a), SessionId::from_bytes(b)))
 }
 
 impl RedisStore {
@@ -62,18 +72,19 @@ impl RedisStore {
 
     /// The reservations (slot id ‖ session id) whose session is not live (final: prunable),
     /// and whether any holder's slot is not written yet (an acquisition in flight).
+    ///
+    /// Each member is parsed in place: one that is not exactly a slot id ‖ session id (36
+    /// bytes) names no slot and can never be released by anyone, so it is returned as prunable
+    /// (an index entry pointing at nothing is repaired, never trusted), and the members around
+    /// it keep their own meaning.
     async fn classify_holders(
         &self,
         holders: &[Vec<u8>],
         now: Timestamp,
     ) -> Result<(Vec<Vec<u8>>, bool), StoreError> {
-        let parse = |m: &Vec<u8>| -> Option<(SlotId, SessionId)> {
-            let a = <[u8; 18]>::try_from(m.get(..18)?).ok()?;
-            let b = <[u8; 18]>::try_from(m.get(18..36)?).ok()?;
-            Some((SlotId::from_bytes(a), SessionId::from_bytes(b)))
-        };
-        let pairs: Vec<(SlotId, SessionId)> = holders.iter().filter_map(parse).collect();
-        let ids: Vec<SessionId> = pairs.iter().map(|p| p.1).collect();
+        let parsed: Vec<(&Vec<u8>, Reservation)> =
+            holders.iter().map(|m| (m, parse_reservation(m))).collect();
+        let ids: Vec<SessionId> = parsed.iter().filter_map(|(_, p)| p.map(|p| p.1)).collect();
         let (t, live) = self.fetch(&ids).await?;
         let at = judged_at(now, t);
         let alive: std::collections::HashSet<SessionId> = live
@@ -83,13 +94,14 @@ impl RedisStore {
             .collect();
         let mut dead = Vec::new();
         let mut in_flight = false;
-        for (m, (slot, session)) in holders.iter().zip(pairs.iter()) {
-            if !alive.contains(session) {
-                dead.push(m.clone());
-            } else {
-                let k = self.inner.keys.slot(slot);
-                let n: i64 = self.cmd(redis::cmd("EXISTS").arg(&k)).await?;
-                in_flight |= n == 0;
+        for (m, p) in parsed {
+            match p {
+                Some((slot, session)) if alive.contains(&session) => {
+                    let k = self.inner.keys.slot(&slot);
+                    let n: i64 = self.cmd(redis::cmd("EXISTS").arg(&k)).await?;
+                    in_flight |= n == 0;
+                }
+                _ => dead.push(m.clone()),
             }
         }
         Ok((dead, in_flight))
@@ -237,5 +249,21 @@ impl RedisStore {
                 .await?;
         }
         Ok(existed)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    #[test]
+    fn a_reservation_is_exactly_a_slot_id_and_a_session_id() {
+        let (slot, session) = (SlotId::from_bytes([1; 18]), SessionId::from_bytes([2; 18]));
+        let m = reservation(&slot, &session);
+        assert_eq!(parse_reservation(&m), Some((slot, session)));
+        for bad in [&m[..35], &[m.as_slice(), b"x"].concat()[..], b"", b"junk"] {
+            assert_eq!(parse_reservation(bad), None, "{bad:?}");
+        }
     }
 }

@@ -236,8 +236,8 @@ fn nothing_secret_is_stored() {
         let dump = store.raw_dump().await.unwrap().unwrap();
         assert!(dump.len() > 3);
         for secret in &secrets {
-            // the secret part: after the last '_'
-            let tail = secret.rsplit('_').next().unwrap().as_bytes();
+            // the secret part: the last 43 characters (base64url may itself contain '_')
+            let tail = &secret.as_bytes()[secret.len() - 43..];
             for v in &dump {
                 assert!(
                     !v.windows(tail.len()).any(|w| w == tail),
@@ -259,5 +259,168 @@ fn a_prefix_with_a_hash_tag_is_refused_and_an_unreachable_server_says_how_to_sta
             panic!("connected to port 1")
         };
         assert!(e.contains("scripts/services.sh"), "{e}");
+    });
+}
+
+/// A member of a resource's slot reservations that is not `slot id ‖ session id` (planted by
+/// hand, ordered before the real ones) is pruned when the cap is full, and the members after it
+/// keep their own sessions: a live holder is never pruned in its place.
+#[test]
+fn a_malformed_slot_reservation_is_pruned_without_shifting_the_others() {
+    rt().block_on(async {
+        let (store, _c) = support::open(&support::url()).await.unwrap();
+        let clock = ManualClock::new(SystemClock.now());
+        let policy = Policy::builder()
+            .max_slots_per_resource(Some(2))
+            .build()
+            .unwrap();
+        let s = sessions(store.clone(), policy, &clock);
+        let res = Resource::new("printer").unwrap();
+        let mut ids = Vec::new();
+        for name in ["a", "b", "c", "d"] {
+            let made = s
+                .create(&Subject::new(name).unwrap(), Default::default())
+                .await
+                .unwrap();
+            ids.push(made.session.id);
+        }
+        let [a, b, c, d] = ids[..] else {
+            unreachable!()
+        };
+        s.acquire_slot(&a, Some(&res)).await.unwrap();
+        s.acquire_slot(&b, Some(&res)).await.unwrap();
+        s.trusted_by_id().revoke(&b).await.unwrap();
+
+        let client = redis::Client::open(support::url()).unwrap();
+        let mut conn = client.get_multiplexed_async_connection().await.unwrap();
+        let keys: Vec<String> = redis::cmd("KEYS")
+            .arg(format!("{}:lr:*", store.prefix()))
+            .query_async(&mut conn)
+            .await
+            .unwrap();
+        assert_eq!(keys.len(), 1, "{keys:?}");
+        let lr = &keys[0];
+        // Order the members: planted, a's, b's (by score), so that a mis-pairing of parsed
+        // holders with raw members would take a's reservation for b's.
+        let all: Vec<(Vec<u8>, f64)> = redis::cmd("ZRANGE")
+            .arg(lr)
+            .arg(0)
+            .arg(-1)
+            .arg("WITHSCORES")
+            .query_async(&mut conn)
+            .await
+            .unwrap();
+        assert_eq!(all.len(), 2);
+        let lo = all.iter().map(|m| m.1).fold(f64::INFINITY, f64::min);
+        let hi = all.iter().map(|m| m.1).fold(0.0, f64::max);
+        let planted: &[u8] = b"\xffnot a reservation";
+        for (member, score) in [
+            (planted.to_vec(), lo - 1.0),
+            (
+                all.iter()
+                    .find(|m| m.0.ends_with(a.as_bytes()))
+                    .unwrap()
+                    .0
+                    .clone(),
+                hi,
+            ),
+            (
+                all.iter()
+                    .find(|m| m.0.ends_with(b.as_bytes()))
+                    .unwrap()
+                    .0
+                    .clone(),
+                hi + 1.0,
+            ),
+        ] {
+            let _: i64 = redis::cmd("ZADD")
+                .arg(lr)
+                .arg(score)
+                .arg(member)
+                .query_async(&mut conn)
+                .await
+                .unwrap();
+        }
+
+        // Full (the planted member, a's, revoked b's): both non-holders are pruned, a stays.
+        s.acquire_slot(&c, Some(&res)).await.unwrap();
+        let e = s.acquire_slot(&d, Some(&res)).await.unwrap_err();
+        assert!(
+            matches!(
+                e,
+                leasehold::Error::LimitReached {
+                    limit: leasehold::Limit::ResourceSlots
+                }
+            ),
+            "{e:?}"
+        );
+        let members: Vec<Vec<u8>> = redis::cmd("ZRANGE")
+            .arg(lr)
+            .arg(0)
+            .arg(-1)
+            .query_async(&mut conn)
+            .await
+            .unwrap();
+        let holders: std::collections::BTreeSet<_> =
+            members.iter().map(|m| m[18..].to_vec()).collect();
+        let want: std::collections::BTreeSet<_> =
+            [a, c].iter().map(|i| i.as_bytes().to_vec()).collect();
+        assert_eq!(members.len(), 2);
+        assert_eq!(holders, want);
+    });
+}
+
+/// A session record that no longer decodes (planted garbage under its key) is skipped by
+/// listing and counting and its slot reservation is pruned when the resource cap is full,
+/// while a load of it by id is still `Corrupt` (fail closed).
+#[test]
+fn a_corrupt_record_is_skipped_by_listing_counting_and_slot_pruning() {
+    rt().block_on(async {
+        let (store, _c) = support::open(&support::url()).await.unwrap();
+        let clock = ManualClock::new(SystemClock.now());
+        let policy = Policy::builder()
+            .max_slots_per_resource(Some(1))
+            .build()
+            .unwrap();
+        let s = sessions(store.clone(), policy, &clock);
+        let res = Resource::new("scanner").unwrap();
+        let a = s
+            .create(&Subject::new("a").unwrap(), Default::default())
+            .await
+            .unwrap();
+        let b = s
+            .create(&Subject::new("b").unwrap(), Default::default())
+            .await
+            .unwrap();
+        s.acquire_slot(&a.session.id, Some(&res)).await.unwrap();
+
+        let hex: String = a
+            .session
+            .id
+            .as_bytes()
+            .iter()
+            .map(|x| format!("{x:02x}"))
+            .collect();
+        let key = format!("{}:s:{{{}}}:{hex}", store.prefix(), &hex[..4]);
+        let client = redis::Client::open(support::url()).unwrap();
+        let mut conn = client.get_multiplexed_async_connection().await.unwrap();
+        let ok: String = redis::cmd("SET")
+            .arg(&key)
+            .arg(b"\x03garbage".as_slice())
+            .arg("XX")
+            .arg("KEEPTTL")
+            .query_async(&mut conn)
+            .await
+            .unwrap();
+        assert_eq!(ok, "OK");
+
+        let e = store.load_session(&a.session.id).await.unwrap_err();
+        assert!(matches!(e, leasehold::StoreError::Corrupt(_)), "{e:?}");
+        assert_eq!(s.count(&leasehold::Scope::All).await.unwrap(), 1);
+        let page = s.list_page(&leasehold::Scope::All, None, 10).await.unwrap();
+        let ids: Vec<_> = page.sessions.iter().map(|x| x.id).collect();
+        assert_eq!(ids, vec![b.session.id]);
+        // The cap of 1 is held by a's reservation; a can never validate again: pruned.
+        s.acquire_slot(&b.session.id, Some(&res)).await.unwrap();
     });
 }
