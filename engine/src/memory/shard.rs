@@ -14,10 +14,12 @@ use crate::ids::{Resource, SessionId, SlotId, Subject, TicketId};
 
 use super::ttl::TtlKey;
 
-/// Shards per map: at 5 M entries one holds ~20 k, whose rehash (small or boxed values) takes
-/// well under a millisecond. An empty shard allocates nothing, so an empty map costs one
-/// allocation of `SHARDS` empty maps (~12 KiB).
-const SHARDS: usize = 256;
+/// Shards per map: at 5 M entries one holds ~5 k, whose rehash (small or boxed values) takes
+/// about a millisecond. Growing to 5 M (`examples/memory_growth.rs`, quiet machine), 256 shards
+/// gave a longest call of 7.5–9.8 ms (p99.99 4.2 ms), at the 10 ms target's edge; 1 024 give
+/// 2.9–9.9 ms (p99.99 1.4 ms). An empty shard allocates nothing, so an empty map costs one
+/// allocation of `SHARDS` empty maps (~48 KiB).
+const SHARDS: usize = 1024;
 
 /// A key that picks its shard.
 pub(super) trait ShardKey: Hash + Eq {
