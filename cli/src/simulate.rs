@@ -5,7 +5,7 @@ use std::io::Write;
 use std::process::ExitCode;
 use std::sync::Arc;
 
-use leasehold::{MemoryStore, Store};
+use leasehold::{MemoryStore, SessionId, Store, Timestamp};
 use leasehold_conformance::StoreFactory;
 use leasehold_conformance::fallible;
 use leasehold_testkit::broken::Broken;
@@ -65,7 +65,10 @@ async fn run<F: StoreFactory>(
             .await
             .map_err(|e| ConfigError(format!("cannot use store {label}: {e}")))?;
         let store: Arc<dyn Store> = Arc::new(store);
-        let config = SimConfig::new(seed).steps(args.steps);
+        let mut config = SimConfig::new(seed).steps(args.steps);
+        if let Some(start) = start_after_store_clock(store.as_ref()).await? {
+            config = config.start(start);
+        }
         match leasehold_testkit::simulate::simulate(store, config).await {
             Ok(report) => {
                 eprintln!("seed {seed}: passed");
@@ -78,6 +81,27 @@ async fn run<F: StoreFactory>(
         }
     }
     Ok(outcome)
+}
+
+/// How far ahead of a store's own clock the virtual clocks start: more than any run lasts in
+/// real time, and more than any node's skew or clock step, so the store's clock never overtakes
+/// a caller's during a run (the model judges at the callers' clocks; the store's clock rules
+/// are the conformance suite's `store_time` cases).
+const AHEAD_OF_STORE: std::time::Duration = std::time::Duration::from_secs(24 * 3600);
+
+/// Where the virtual clocks start on a store with a clock of its own (a database server's):
+/// [`AHEAD_OF_STORE`] past the store's time, so no caller is ever behind it (the store would
+/// judge the run's sessions long expired). `None`: the default start.
+async fn start_after_store_clock(store: &dyn Store) -> Result<Option<Timestamp>, ConfigError> {
+    if !store.capabilities().server_clock {
+        return Ok(None);
+    }
+    let probe = SessionId::from_bytes([0; leasehold::ID_TEXT_LEN / 2]);
+    let loaded = store
+        .load_session(&probe)
+        .await
+        .map_err(|e| ConfigError(format!("cannot read the store's clock: {e}")))?;
+    Ok(loaded.store_time.map(|t| t.saturating_add(AHEAD_OF_STORE)))
 }
 
 /// `leasehold check --simulate`: runs, prints each report (or the failure, with the seed that
