@@ -125,7 +125,8 @@ impl Store for PostgresStore {
     }
 
     /// Every row of every table of the schema (each as its text form, so every column is in
-    /// it), plus each session's encoded record and each ticket's verifier as raw bytes.
+    /// it: `bytea` columns as hex), plus each ticket's verifier as raw bytes. Not the codec's
+    /// encoding: an audit reads it for secrets, not for records.
     async fn raw_dump(&self) -> Result<Option<Vec<Vec<u8>>>, StoreError> {
         let sql = &self.inner.sql.raw_dump;
         let rows = self.run(|| sqlx::query(sql).fetch_all(self.pool())).await?;
