@@ -19,15 +19,7 @@ use std::time::Duration;
 
 use leasehold::{Error, Policy, Sessions, StoreError, Subject};
 use leasehold_redis::{RedisConfig, RedisStore};
-use support::Server;
-
-fn rt() -> tokio::runtime::Runtime {
-    tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .unwrap()
-}
+use support::{Server, rt};
 
 /// A primary and a replica of it, in sync.
 fn pair() -> (Server, Server) {

@@ -14,15 +14,7 @@ use std::time::Duration;
 
 use leasehold::{Error, Policy, Sessions, StoreError, Subject};
 use leasehold_redis::{RedisConfig, RedisStore};
-use support::Server;
-
-fn rt() -> tokio::runtime::Runtime {
-    tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .unwrap()
-}
+use support::{Server, rt};
 
 /// The only errors a fault may produce.
 fn typed(e: &Error) -> bool {
