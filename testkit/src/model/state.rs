@@ -696,24 +696,21 @@ impl Model {
         self.latest = self.latest.max(now);
     }
 
-    /// A create of `subject` checked (`pruned`) or may have checked its rate log at `now`.
-    /// Only creations of earlier batches are surely pruned: this batch's order is unknown.
-    fn rate_checked(&mut self, subject: &Subject, now: Timestamp, pruned: bool) {
+    /// A create (or a peek) of `subject` checked its rate log at `now`. A store may prune the
+    /// creations that left the window at `now` (an in-process store drops them, oldest arrival
+    /// first) or keep counting each one while it is in the window at the judged time of
+    /// whoever asks (a server-side count): both honour the rate. So nothing leaves the model's
+    /// log here; a creation only stops being *certainly* counted once a clock past its window
+    /// has checked. With one clock the verdict stays exact: what a check could prune is out of
+    /// every later window anyway.
+    fn rate_checked(&mut self, subject: &Subject, now: Timestamp) {
         let checked = self.batch_checks.entry(subject.clone()).or_insert(now);
         *checked = now.max(*checked);
-        let (Some(rate), Some(log)) = (self.p.creation_rate(), self.rate_log.get_mut(subject))
-        else {
-            return;
-        };
-        let batch = self.batch;
-        let mut keep = (log.iter().zip(blockers(log)))
-            .map(|(c, b)| !pruned || c.batch == batch || b.saturating_add(rate.window) > now)
-            .collect::<Vec<_>>()
-            .into_iter();
-        log.retain_mut(|c| {
-            c.seen = c.seen.max(now);
-            keep.next().unwrap_or(true)
-        });
+        if let Some(log) = self.rate_log.get_mut(subject) {
+            for c in log.iter_mut() {
+                c.seen = c.seen.max(now);
+            }
+        }
     }
 
     /// A reap at `now` ran (or may have): a log whose last creation (any of the last batch)
@@ -1188,8 +1185,8 @@ impl Model {
         obs: &Observed,
         rate_world: Option<bool>,
     ) -> Result<(), String> {
-        // The store may prune its log by this clock (or not: it writes nothing else).
-        self.rate_checked(subject, now, false);
+        // The store may prune its log by this clock (or not: a peek writes nothing else).
+        self.rate_checked(subject, now);
         if let Some(r) = self.rate_refusal(subject, now, rate_world, obs) {
             return r;
         }
@@ -1284,7 +1281,7 @@ impl Model {
         if data.len() > self.p.max_data_len() {
             return deny(obs, Denial::InvalidInput);
         }
-        self.rate_checked(subject, now, true);
+        self.rate_checked(subject, now);
         if let Some(r) = self.rate_refusal(subject, now, rate_world, obs) {
             return r;
         }
@@ -2043,7 +2040,7 @@ impl Model {
         match action {
             Action::Create { subject, .. } => {
                 self.unsure_subjects.insert(subject.clone());
-                self.rate_checked(subject, now, false);
+                self.rate_checked(subject, now);
                 if self.p.global_cap().is_some() {
                     // Its count may have written down any ending it counted.
                     let due = self
@@ -2106,7 +2103,7 @@ impl Model {
                     self.forget_creation(&subject, id, forgotten == Some(true));
                 }
             }
-            Action::CheckCreate { subject } => self.rate_checked(subject, now, false),
+            Action::CheckCreate { subject } => self.rate_checked(subject, now),
             Action::Count { .. } => {}
             Action::RedeemTicket { ticket } => {
                 if ticket.kind == TicketKind::Issued
@@ -2136,15 +2133,23 @@ impl Model {
                     Some(false) => None,
                     None => Some(Presence::Maybe),
                 };
-                if let (Some(presence), Ok(exp)) = (
-                    presence,
-                    self.decide_acquire(now, session, resource.as_ref()),
-                ) {
+                // Refused in this serial order, it may still be stored: the store may have run
+                // it before a concurrent acquisition or ending that the model ordered first, and
+                // a store whose slots cannot be read back never tells which.
+                let decided = self.decide_acquire(now, session, resource.as_ref());
+                let known = self.sessions.contains_key(session);
+                if let Some(presence) = presence
+                    && (decided.is_ok() || known)
+                {
+                    let (presence, expires_at) = match decided {
+                        Ok(exp) => (presence, exp),
+                        Err(_) => (Presence::Maybe, now.saturating_add(self.p.slot_ttl())),
+                    };
                     self.slots.push(MSlot {
                         id: None,
                         session: *session,
                         resource: resource.clone(),
-                        expires_at: exp,
+                        expires_at,
                         presence,
                     });
                 }
@@ -2221,6 +2226,24 @@ impl Model {
     /// [`reconcile`](Self::reconcile)). Such an outcome cannot be predicted; use
     /// [`step_unchecked`](Self::step_unchecked) for it.
     pub fn depends_on_unsure(&self, action: &Action) -> bool {
+        // A slot that may or may not be stored decides the caps of its session and resource,
+        // and the answers about itself.
+        let maybe_slot = |sl: &MSlot| sl.presence == Presence::Maybe;
+        let slot_unsure = match action {
+            Action::AcquireSlot { session, resource } => self.slots.iter().any(|sl| {
+                maybe_slot(sl)
+                    && (&sl.session == session
+                        || (resource.is_some() && sl.resource.as_ref() == resource.as_ref()))
+            }),
+            Action::HeartbeatSlot { slot } | Action::ReleaseSlot { slot } => self
+                .slot_ids
+                .get(slot)
+                .is_some_and(|&i| maybe_slot(&self.slots[i])),
+            _ => false,
+        };
+        if slot_unsure {
+            return true;
+        }
         if self.unsure.is_empty() && self.unsure_subjects.is_empty() {
             return false;
         }
