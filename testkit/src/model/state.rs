@@ -1066,6 +1066,10 @@ impl Model {
                         Ok(())
                     }
                     (Ok(exp), _) => Err(format!("slot acquired until {exp}")),
+                    (
+                        Err(Denial::LimitReached(Limit::SessionSlots)),
+                        Observed::Denied(Denial::LimitReached(Limit::ResourceSlots)),
+                    ) if self.slot_caps_full(now, session, resource.as_ref()).1 => Ok(()),
                     (Err(d), _) => deny(obs, d),
                 }
             }
@@ -1824,6 +1828,21 @@ impl Model {
         if !live {
             return Err(Denial::NotAuthenticated);
         }
+        match self.slot_caps_full(now, session, resource) {
+            (true, _) => Err(Denial::LimitReached(Limit::SessionSlots)),
+            (_, true) => Err(Denial::LimitReached(Limit::ResourceSlots)),
+            _ => Ok(now.saturating_add(self.p.slot_ttl())),
+        }
+    }
+
+    /// Whether the session's and the resource's slot caps are full at `now`. When both are,
+    /// either refusal is right: the contract does not order the two checks.
+    fn slot_caps_full(
+        &self,
+        now: Timestamp,
+        session: &SessionId,
+        resource: Option<&Resource>,
+    ) -> (bool, bool) {
         // A slot counts against a cap while it is unexpired and its session is live (revoking
         // a session frees its slots' capacity at once).
         let counts = |sl: &MSlot| {
@@ -1833,27 +1852,18 @@ impl Model {
                     .get(&sl.session)
                     .is_some_and(|s| self.is_live(s, now))
         };
-        if let Some(max) = self.p.max_slots_per_session() {
-            let n = self
-                .slots
-                .iter()
-                .filter(|sl| &sl.session == session && counts(sl))
-                .count();
-            if n >= max as usize {
-                return Err(Denial::LimitReached(Limit::SessionSlots));
-            }
-        }
-        if let (Some(max), Some(res)) = (self.p.max_slots_per_resource(), resource) {
-            let n = self
-                .slots
-                .iter()
-                .filter(|sl| sl.resource.as_ref() == Some(res) && counts(sl))
-                .count();
-            if n >= max as usize {
-                return Err(Denial::LimitReached(Limit::ResourceSlots));
-            }
-        }
-        Ok(now.saturating_add(self.p.slot_ttl()))
+        let full = |max: Option<u32>, of: &dyn Fn(&MSlot) -> bool| {
+            max.is_some_and(|max| {
+                self.slots.iter().filter(|sl| of(sl) && counts(sl)).count() >= max as usize
+            })
+        };
+        let session_full = full(self.p.max_slots_per_session(), &|sl| &sl.session == session);
+        let resource_full = resource.is_some_and(|res| {
+            full(self.p.max_slots_per_resource(), &|sl| {
+                sl.resource.as_ref() == Some(res)
+            })
+        });
+        (session_full, resource_full)
     }
 
     fn decide_heartbeat(&mut self, now: Timestamp, slot: &SlotId) -> Result<Timestamp, Denial> {
@@ -1868,9 +1878,15 @@ impl Model {
             .sessions
             .get(&sl.session)
             .is_some_and(|s| self.is_live(s, now));
+        let native = self.settings.native_expiry;
         let sl = &mut self.slots[i];
         if now >= sl.expires_at || !session_live {
-            sl.presence = Presence::Gone;
+            // A lapsed slot may be left to the store's own expiry.
+            sl.presence = if native && now >= sl.expires_at {
+                Presence::Maybe
+            } else {
+                Presence::Gone
+            };
             return Err(Denial::SlotLost);
         }
         sl.expires_at = now.saturating_add(self.p.slot_ttl());
@@ -1952,11 +1968,16 @@ impl Model {
                 ));
             }
         }
+        // Under native expiry the store may leave a due record to its own clock (its reap
+        // only tidies indexes): each one is gone or about to be, never certainly either.
+        let native = self.settings.native_expiry;
         let resolve = |p: &mut Presence, e: Timestamp, removed: u64, (c, m): (u64, u64)| {
             if !due(*p, e) {
                 return;
             }
-            if drained || removed == c + m {
+            if native {
+                *p = Presence::Maybe;
+            } else if drained || removed == c + m {
                 *p = Presence::Gone;
             } else if removed > 0 {
                 *p = Presence::Maybe;
@@ -2424,6 +2445,10 @@ impl Model {
                         Observed::Slot { expires_at, .. } => {
                             self.slots[i].expires_at = *expires_at;
                             self.slots[i].presence = Presence::Present;
+                        }
+                        // A lapsed slot may be left to the store's own expiry.
+                        _ if self.settings.native_expiry && now >= self.slots[i].expires_at => {
+                            self.slots[i].presence = Presence::Maybe;
                         }
                         _ => self.slots[i].presence = Presence::Gone,
                     }
