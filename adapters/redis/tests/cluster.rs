@@ -66,7 +66,7 @@ fn a_resource_spans_slots_on_every_node_and_is_revoked_whole() {
             if !k.contains(":s:{") {
                 continue;
             }
-            let o = std::process::Command::new("redis-cli")
+            let o = std::process::Command::new(support::cli_bin())
                 .args(["-p", &port, "cluster", "keyslot", &k])
                 .output()
                 .unwrap();

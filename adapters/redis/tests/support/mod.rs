@@ -15,6 +15,19 @@ pub fn url() -> String {
     std::env::var("LEASEHOLD_REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".into())
 }
 
+/// The server binary the throwaway servers run: `LEASEHOLD_REDIS_SERVER`, default
+/// `redis-server` (e.g. a `valkey-server` to run the Cluster, fault, failover and memory tests
+/// on Valkey).
+pub fn server_bin() -> String {
+    std::env::var("LEASEHOLD_REDIS_SERVER").unwrap_or_else(|_| "redis-server".into())
+}
+
+/// The command-line client the tests drive servers with: `LEASEHOLD_REDIS_CLI`, default
+/// `redis-cli` (`valkey-cli` takes the same arguments).
+pub fn cli_bin() -> String {
+    std::env::var("LEASEHOLD_REDIS_CLI").unwrap_or_else(|_| "redis-cli".into())
+}
+
 /// A prefix no other run or case uses.
 pub fn fresh_prefix() -> String {
     static N: AtomicU64 = AtomicU64::new(0);
@@ -118,7 +131,7 @@ pub fn new_cluster_with_replicas() -> Result<(String, Vec<u16>), String> {
 
 /// `redis-cli -p <port> args…` output ("" if it could not run).
 pub fn cli(port: u16, args: &[&str]) -> String {
-    Command::new("redis-cli")
+    Command::new(cli_bin())
         .args(["-p", &port.to_string()])
         .args(args)
         .output()
@@ -156,12 +169,13 @@ fn start_cluster(nodes: usize, replicas: usize) -> Result<(String, Vec<u16>), St
         let d = dir.join(p.to_string());
         std::fs::create_dir_all(&d).map_err(|e| e.to_string())?;
         let script = format!(
-            "redis-server --port {p} --bind 127.0.0.1 --cluster-enabled yes \
+            "'{bin}' --port {p} --bind 127.0.0.1 --cluster-enabled yes \
              --cluster-config-file nodes.conf --repl-diskless-sync no --dir '{d}' --save '' --appendonly no \
              --daemonize no --pidfile '{d}/redis.pid' --loglevel warning >/dev/null 2>&1 & \
              S=$!; while kill -0 {me} 2>/dev/null && kill -0 $S 2>/dev/null; do sleep 1; done; \
              kill $S 2>/dev/null; wait $S; rm -rf '{d}'; rmdir '{parent}' 2>/dev/null",
             d = d.display(),
+            bin = server_bin(),
             parent = dir.display()
         );
         Command::new("sh")
@@ -174,7 +188,7 @@ fn start_cluster(nodes: usize, replicas: usize) -> Result<(String, Vec<u16>), St
     for p in &ports {
         let mut up = false;
         for _ in 0..100 {
-            if let Ok(o) = Command::new("redis-cli")
+            if let Ok(o) = Command::new(cli_bin())
                 .args(["-p", &p.to_string(), "ping"])
                 .output()
                 && String::from_utf8_lossy(&o.stdout).contains("PONG")
@@ -189,7 +203,7 @@ fn start_cluster(nodes: usize, replicas: usize) -> Result<(String, Vec<u16>), St
         }
     }
     let nodes: Vec<String> = ports.iter().map(|p| format!("127.0.0.1:{p}")).collect();
-    let o = Command::new("redis-cli")
+    let o = Command::new(cli_bin())
         .arg("--cluster")
         .arg("create")
         .args(&nodes)
@@ -206,7 +220,7 @@ fn start_cluster(nodes: usize, replicas: usize) -> Result<(String, Vec<u16>), St
     for p in &ports {
         let mut ok = false;
         for _ in 0..200 {
-            if let Ok(o) = Command::new("redis-cli")
+            if let Ok(o) = Command::new(cli_bin())
                 .args(["-p", &p.to_string(), "cluster", "info"])
                 .output()
                 && String::from_utf8_lossy(&o.stdout).contains("cluster_state:ok")
@@ -258,11 +272,12 @@ impl Server {
 
     fn launch(&self) -> Result<(), String> {
         let script = format!(
-            "redis-server --port {p} --bind 127.0.0.1 --dir '{d}' --save '' --daemonize no \
+            "'{bin}' --port {p} --bind 127.0.0.1 --dir '{d}' --save '' --daemonize no \
              --pidfile '{d}/redis.pid' --loglevel warning {args} >>'{d}/log' 2>&1 & \
              S=$!; while kill -0 {me} 2>/dev/null && kill -0 $S 2>/dev/null; do sleep 1; done; \
              kill -CONT $S 2>/dev/null; kill -9 $S 2>/dev/null",
             p = self.port,
+            bin = server_bin(),
             d = self.dir.display(),
             args = self.args.join(" "),
             me = std::process::id(),
@@ -289,7 +304,7 @@ impl Server {
 
     /// Runs `redis-cli -p <port> args…` and returns its output ("" if it could not run).
     pub fn cli(&self, args: &[&str]) -> String {
-        Command::new("redis-cli")
+        Command::new(cli_bin())
             .args(["-p", &self.port.to_string()])
             .args(args)
             .output()
