@@ -242,6 +242,7 @@ macro_rules! __for_each_case {
                 update_data_is_versioned none;
                 concurrent_cas_one_winner none;
                 concurrent_insert_one_winner none;
+                longest_names_round_trip none;
             }
             enumeration Contract {
                 list_all_pages_each_record_once none;

@@ -23,10 +23,15 @@ const MIGRATIONS: &[(i32, &str, &str)] = &[
         "contract v3 functions",
         include_str!("../sql/0002_functions.sql"),
     ),
+    (
+        3,
+        "names of up to 1024 bytes",
+        include_str!("../sql/0003_name_lengths.sql"),
+    ),
 ];
 
 /// The newest migration.
-pub(crate) const LATEST: i32 = 2;
+pub(crate) const LATEST: i32 = 3;
 
 /// The schema placeholder in the migration files (double quotes included).
 const PLACEHOLDER: &str = "\"leasehold\"";

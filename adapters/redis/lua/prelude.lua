@@ -34,14 +34,14 @@ local function header(s)
   end
   local slen = struct.unpack('<I4', s, 63)
   local p = 67 + slen -- 1-based position of the resource flag
-  if slen < 1 or slen > 256 or p > #s then return nil end
+  if slen < 1 or slen > 1024 or p > #s then return nil end
   h.subject = s:sub(67, p - 1)
   local last = p
   if s:byte(p) == 1 then
     if p + 4 > #s then return nil end
     local rlen = struct.unpack('<I4', s, p + 1)
     last = p + 4 + rlen
-    if rlen < 1 or rlen > 256 or last > #s then return nil end
+    if rlen < 1 or rlen > 1024 or last > #s then return nil end
     h.resource = s:sub(p + 5, last)
   elseif s:byte(p) ~= 0 then
     return nil

@@ -528,3 +528,94 @@ pub(crate) async fn concurrent_insert_one_winner(env: Env) -> CaseResult {
     );
     Ok(())
 }
+
+/// The longest subject and resource the engine accepts ([`leasehold::MAX_NAME_LEN`] bytes,
+/// multi-byte characters included) go through every store path that carries them: a capped,
+/// rate-limited insert, validate, refresh, a slot under a per-resource cap, listing and
+/// counting by both, and both group revocations. A store with a narrower column or parser
+/// would refuse or misread them.
+pub(crate) async fn longest_names_round_trip(env: Env) -> CaseResult {
+    let policy = build(
+        leasehold::Policy::builder()
+            .subject_cap(Some(leasehold::SubjectCap {
+                max: 2,
+                on_full: leasehold::CapPolicy::EvictOldest,
+            }))
+            .creation_rate(Some(leasehold::Rate {
+                max: 10,
+                window: secs(60),
+            }))
+            .max_slots_per_resource(Some(2)),
+    )?;
+    let s = env.sessions(policy)?;
+    // 1024 bytes each: 'é' is two bytes in UTF-8.
+    let long = |c: &str| c.repeat(leasehold::MAX_NAME_LEN / 2);
+    let who = subject(&long("é"))?;
+    let res = resource(&long("ř"))?;
+    ensure!(
+        who.as_str().len() == leasehold::MAX_NAME_LEN
+            && res.as_str().len() == leasehold::MAX_NAME_LEN,
+        "the test's names are not {} bytes",
+        leasehold::MAX_NAME_LEN
+    );
+    let opts = || CreateOptions {
+        resource: Some(res.clone()),
+        ..CreateOptions::default()
+    };
+    let mut tokens = Vec::new();
+    for _ in 0..3 {
+        env.advance(ms(1));
+        tokens.push(text(&s.create(&who, opts()).await?));
+    }
+    // The cap of 2 evicted the first.
+    ensure!(
+        matches!(
+            s.validate(&tokens[0], &Context::none()).await,
+            Err(Error::Revoked { .. })
+        ),
+        "the oldest of 3 sessions under a cap of 2 was not evicted"
+    );
+    let v = s.validate(&tokens[2], &Context::none()).await?;
+    ensure!(
+        v.session.subject == who && v.session.resource.as_ref() == Some(&res),
+        "a validated session lost its long subject or resource"
+    );
+    env.advance(secs(1));
+    let rotated = s.refresh(&tokens[2], &Context::none()).await?;
+    let newest = rotated.token.expose_secret().to_owned();
+    let slot = s.acquire_slot(&v.session.id, Some(&res)).await?;
+    let listed = s.list(&who).await?;
+    ensure!(
+        listed.len() == 2,
+        "list by subject found {} of 2",
+        listed.len()
+    );
+    let by_res = s
+        .count(&leasehold::store::Scope::Resource(res.clone()))
+        .await?;
+    ensure!(by_res == 2, "count by resource found {by_res} of 2");
+    ensure!(
+        s.release_slot(&slot.id).await?,
+        "the slot on the long resource was not held"
+    );
+    let n = s.revoke_resource(&res).await?;
+    ensure!(n == 2, "revoke_resource revoked {n} of 2");
+    ensure!(
+        matches!(
+            s.validate(&newest, &Context::none()).await,
+            Err(Error::Revoked { .. })
+        ),
+        "a session on the long resource validates after revoke_resource"
+    );
+    let fresh = text(&s.create(&who, CreateOptions::default()).await?);
+    let n = s.revoke_subject(&who).await?;
+    ensure!(n == 1, "revoke_subject revoked {n} of 1");
+    ensure!(
+        matches!(
+            s.validate(&fresh, &Context::none()).await,
+            Err(Error::Revoked { .. })
+        ),
+        "a session of the long subject validates after revoke_subject"
+    );
+    Ok(())
+}
