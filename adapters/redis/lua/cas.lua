@@ -6,7 +6,7 @@
 -- PXAT at the new expires_at.
 --   KEYS[1]  <prefix>:s:{tag}:<id hex>
 --   ARGV     new record bytes, expected version, caller now ms, test offset ms
--- Returns {'OK'} | {'NOT_FOUND'} | {'CONFLICT'} | {'INVALID_WRITE', why} | {'CORRUPT'}.
+-- Returns {'OK'} (a security write) | {'OK', 'ROUTINE'} (a touch) | {'NOT_FOUND'} | {'CONFLICT'} | {'INVALID_WRITE', why} | {'CORRUPT'}.
 -- The adapter registers this text twice: as is (touches, rotations: refused when Redis is out of
 -- memory, fail closed) and with its first line replaced by '#!lua flags=allow-oom' for writes
 -- whose new record is a tombstone (revocation by id must work on a full server).
@@ -24,6 +24,11 @@ if not n then return {'INVALID_WRITE', 'record'} end
 if due(c, at) and n.state ~= 1 then return {'NOT_FOUND'} end
 if n.identity ~= c.identity then return {'INVALID_WRITE', 'identity'} end
 if n.version <= c.version then return {'INVALID_WRITE', 'version'} end
+-- A touch (only version, expires_at and last_seen move) is a routine write: the adapter sends
+-- no WAIT after it (store::WriteClass::of_swap, on the bytes).
+local routine = cur:sub(1, 12) == new:sub(1, 12)
+  and cur:sub(c.last_seen_at + 8) == new:sub(n.last_seen_at + 8)
 -- Write (the subject index keeps tombstones until their record is gone: listings show them).
 redis.call('SET', KEYS[1], new, 'PXAT', num(n.expires_at))
+if routine then return {'OK', 'ROUTINE'} end
 return {'OK'}

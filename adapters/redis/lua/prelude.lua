@@ -53,6 +53,7 @@ local function header(s)
     last = last + 4 + klen
   end
   h.identity = s:sub(29, last)
+  h.last_seen_at = last + 1 -- 1-based: last_seen (8 bytes), then the rest of the record
   return h
 end
 

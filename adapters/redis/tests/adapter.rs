@@ -424,3 +424,49 @@ fn a_corrupt_record_is_skipped_by_listing_counting_and_slot_pruning() {
         s.acquire_slot(&b.session.id, Some(&res)).await.unwrap();
     });
 }
+
+/// With `wait_replicas`, only security writes wait for replicas: on this server (no replicas)
+/// `wait_replicas(1, …)` refuses a rotation (`WAIT: 0 of 1`, outcome unknown) but a validate
+/// whose touch is due still succeeds and writes the touch (a routine write: no `WAIT`, no extra
+/// round trip on the hot path).
+#[test]
+fn a_touch_sends_no_wait_a_rotation_does() {
+    rt().block_on(async {
+        let (plain, _c) = support::open(&support::url()).await.unwrap();
+        let waiting = RedisStore::open(
+            RedisConfig::new(support::url())
+                .prefix(plain.prefix())
+                .wait_replicas(1, std::time::Duration::from_millis(50)),
+        )
+        .await
+        .unwrap();
+        let clock = ManualClock::new(SystemClock.now());
+        let policy = Policy::default();
+        let made = sessions(plain.clone(), policy.clone(), &clock)
+            .create(&Subject::new("toucher").unwrap(), Default::default())
+            .await
+            .unwrap();
+        let s = sessions(waiting, policy, &clock);
+        let before = plain.load_session(&made.session.id).await.unwrap();
+        let before = before.record.unwrap();
+        clock.advance(std::time::Duration::from_secs(120)); // past the touch granularity
+        s.validate(made.token.expose_secret(), &Default::default())
+            .await
+            .unwrap();
+        let after = plain.load_session(&made.session.id).await.unwrap();
+        let after = after.record.unwrap();
+        assert!(
+            after.version > before.version && after.last_seen > before.last_seen,
+            "the validate wrote no touch"
+        );
+        match s
+            .refresh(made.token.expose_secret(), &Default::default())
+            .await
+        {
+            Err(leasehold::Error::StoreUnavailable(leasehold::StoreError::Unavailable(m))) => {
+                assert!(m.contains("WAIT: 0 of 1"), "{m}")
+            }
+            other => panic!("a rotation was acknowledged without its replica: {other:?}"),
+        }
+    });
+}
