@@ -396,6 +396,7 @@ macro_rules! with_factory {
 }
 
 pub mod bench;
+mod bench_server;
 mod redis_store;
 mod simulate;
 pub use simulate::{SimOutcome, simulate};
