@@ -107,6 +107,8 @@ pub enum Unit {
     MaxNs,
     /// A ratio of two ratios (no absolute numbers).
     Ratio,
+    /// Bytes per session (lower is better).
+    BytesPerSession,
 }
 
 /// A row's target, from issue 11.
@@ -117,6 +119,10 @@ pub enum Target {
     AtMostNs(f64),
     /// The ratio must be at least this.
     RatioAtLeast(f64),
+    /// The leasehold value must be at least this, in the row's unit (e.g. rows/s).
+    AtLeast(f64),
+    /// The leasehold value must be at most this, in the row's unit (e.g. bytes per session).
+    AtMost(f64),
     /// No target: reported for information.
     None,
 }
@@ -175,7 +181,8 @@ impl Row {
 
     fn judge(mut self) -> Self {
         self.result = match (self.target, self.leasehold, self.ratio) {
-            (Target::AtMostNs(t), Some(v), _) => pass(v <= t),
+            (Target::AtMostNs(t) | Target::AtMost(t), Some(v), _) => pass(v <= t),
+            (Target::AtLeast(t), Some(v), _) => pass(v >= t),
             (Target::RatioAtLeast(t), _, Some(r)) => pass(r >= t),
             _ => "info",
         };
@@ -207,7 +214,7 @@ pub(crate) fn ns_per_op(n: usize, elapsed: Duration) -> f64 {
 }
 
 /// Operations per second of `n` operations that took `elapsed`.
-fn per_sec(n: usize, elapsed: Duration) -> f64 {
+pub(crate) fn per_sec(n: usize, elapsed: Duration) -> f64 {
     n as f64 / elapsed.as_secs_f64().max(1e-9)
 }
 
@@ -300,7 +307,7 @@ pub(crate) const ROUND_STEP: Duration = Duration::from_secs(61);
 const SLED_LOADERS: usize = 16;
 
 /// How many sessions a reap call or a raw batch removes.
-const REAP_BATCH: usize = 1_000;
+pub(crate) const REAP_BATCH: usize = 1_000;
 
 /// Runs one blocking future on a fresh single-threaded runtime.
 fn block_on<F: Future>(f: F) -> Result<F::Output, BenchError> {
@@ -984,7 +991,7 @@ impl Samples {
         self.add(row, sample);
     }
 
-    fn add(&mut self, row: Row, sample: Sample) {
+    pub(crate) fn add(&mut self, row: Row, sample: Sample) {
         match self.rows.iter_mut().find(|(r, _)| r.name == row.name) {
             Some((_, v)) => v.push(sample),
             None => self.rows.push((row, vec![sample])),
@@ -1161,11 +1168,14 @@ fn fmt_value(unit: Unit, v: Option<f64>) -> String {
         (_, None) | (Unit::Ratio, _) => "—".to_owned(),
         (Unit::RowsPerSec, Some(v)) => format!("{:.1} k/s", v / 1e3),
         (Unit::Ns | Unit::MaxNs, Some(v)) => fmt_ns(v),
+        (Unit::BytesPerSession, Some(v)) => format!("{v:.0} B"),
     }
 }
 
-fn fmt_target(t: Target) -> String {
+fn fmt_target(t: Target, unit: Unit) -> String {
     match t {
+        Target::AtLeast(v) => format!("≥ {}", fmt_value(unit, Some(v))),
+        Target::AtMost(v) => format!("≤ {}", fmt_value(unit, Some(v))),
         Target::AtMostNs(ns) => format!("≤ {}", fmt_ns(ns)),
         Target::RatioAtLeast(r) => format!("≥ {r}"),
         Target::None => "—".to_owned(),
@@ -1203,7 +1213,7 @@ pub fn write_table(out: &mut dyn Write, b: &Benched) -> std::io::Result<()> {
                 fmt_value(r.unit, r.leasehold),
                 raw,
                 r.ratio.map_or("—".to_owned(), |x| format!("{x:.2}")),
-                fmt_target(r.target),
+                fmt_target(r.target, r.unit),
                 r.result.to_owned(),
             ]
         })

@@ -40,8 +40,8 @@ use leasehold_redis::{RedisConfig, RedisStore};
 use sqlx::PgPool;
 
 use crate::bench::{
-    BenchError, Benched, Measured, Progress, ROUND_STEP, Row, Samples, Target, Unit, bench_policy,
-    fail, ns_per_op, ns_row, size_label, spread,
+    BenchError, Benched, Measured, Progress, REAP_BATCH, ROUND_STEP, Row, Samples, Target, Unit,
+    bench_policy, fail, ns_per_op, ns_row, per_sec, size_label, spread,
 };
 use crate::{DropSchema, ProgressMode, StoreSpec};
 
@@ -72,7 +72,8 @@ pub(crate) fn run(
         .enable_all()
         .build()
         .map_err(fail("cannot start the async runtime"))?;
-    let steps = sizes.len() + rounds * sizes.len() * CONCURRENCY.len() * 5;
+    let reap = usize::from(matches!(spec, StoreSpec::Postgres(_)));
+    let steps = sizes.len() + rounds * sizes.len() * (CONCURRENCY.len() * 5 + reap);
     let progress = Progress::new(mode, steps as u64);
     let counts = Counts { quick, rounds };
     let rows = match spec {
@@ -209,6 +210,10 @@ async fn measure<S: Store + 'static>(
     progress: &Progress,
 ) -> Result<Vec<Row>, BenchError> {
     let mut samples = Samples::default();
+    for f in fixtures.iter() {
+        let (row, sample) = f.footprint_row();
+        samples.add(row, sample);
+    }
     for round in 1..=counts.rounds {
         for f in fixtures.iter_mut() {
             for (slot, &c) in CONCURRENCY.iter().enumerate() {
@@ -217,6 +222,9 @@ async fn measure<S: Store + 'static>(
                 samples.record(progress, round, f.refresh(slot, c).await?);
                 samples.record(progress, round, f.create(c).await?);
                 samples.record(progress, round, f.revoke(c).await?);
+            }
+            if let Some(m) = f.reap().await? {
+                samples.record(progress, round, m);
             }
         }
     }
@@ -279,6 +287,47 @@ struct Loaded {
     record: Arc<SessionRecord>,
 }
 
+/// Inserts `n` new sessions at `now` (4 per subject `{what}-…`, 64 bytes), [`LOADERS`] at a
+/// time, straight through [`Store::insert_session`] (no caps). `lifetime`: their absolute
+/// lifetime (default: the policy's).
+async fn insert_many<S: Store + 'static>(
+    sessions: &Arc<Sessions<S>>,
+    what: &'static str,
+    n: usize,
+    now: Timestamp,
+    lifetime: Option<Duration>,
+) -> Result<Vec<Loaded>, BenchError> {
+    let s = Arc::clone(sessions);
+    let opts = CreateOptions {
+        absolute_lifetime: lifetime,
+        ..CreateOptions::default()
+    };
+    let (_, all) = timed((0..n).collect(), LOADERS, move |i| {
+        let s = Arc::clone(&s);
+        let opts = opts.clone();
+        async move {
+            let policy = s.policy();
+            let (record, token) =
+                decide::create::new_session(&subject(what, i / 4)?, &opts, now, policy, &OsEntropy)
+                    .map_err(fail("new session"))?;
+            let limits = decide::create::limits(policy);
+            match s.store().insert_session(&record, &limits, now).await {
+                Ok(leasehold::store::InsertOutcome::Inserted { .. }) => {}
+                Ok(other) => return Err(BenchError(format!("insert refused: {other:?}"))),
+                Err(e) => return Err(fail("insert")(e)),
+            }
+            Ok(Loaded {
+                id: record.id,
+                token: token.expose_secret().to_owned(),
+                version: record.version,
+                record: Arc::new(record),
+            })
+        }
+    })
+    .await?;
+    Ok(all)
+}
+
 /// A server store of `n` sessions and its raw twin.
 struct Fixture<S: Store> {
     kind: &'static str,
@@ -296,6 +345,10 @@ struct Fixture<S: Store> {
     revoke: Vec<Loaded>,
     writes: usize,
     created: usize,
+    /// Bytes per session right after the load (before any raw record was written).
+    footprint: f64,
+    /// Reap measurements so far (names their cohorts' subjects).
+    reaps: usize,
 }
 
 impl<S: Store + 'static> Fixture<S> {
@@ -317,35 +370,9 @@ impl<S: Store + 'static> Fixture<S> {
         progress.note(&format!("loading {n} sessions into {kind}"));
         let start = Instant::now();
         let now = sessions.now();
-        let s = Arc::clone(&sessions);
-        let (_, all) = timed((0..n).collect(), LOADERS, move |i| {
-            let s = Arc::clone(&s);
-            async move {
-                let policy = s.policy();
-                let (record, token) = decide::create::new_session(
-                    &subject("user", i / 4)?,
-                    &CreateOptions::default(),
-                    now,
-                    policy,
-                    &OsEntropy,
-                )
-                .map_err(fail("new session"))?;
-                let limits = decide::create::limits(policy);
-                match s.store().insert_session(&record, &limits, now).await {
-                    Ok(leasehold::store::InsertOutcome::Inserted { .. }) => {}
-                    Ok(other) => return Err(BenchError(format!("insert refused: {other:?}"))),
-                    Err(e) => return Err(fail("insert")(e)),
-                }
-                Ok(Loaded {
-                    id: record.id,
-                    token: token.expose_secret().to_owned(),
-                    version: record.version,
-                    record: Arc::new(record),
-                })
-            }
-        })
-        .await?;
+        let all = insert_many(&sessions, "user", n, now, None).await?;
         let secs = start.elapsed().as_secs_f64();
+        let footprint = raw.footprint().await? / n as f64;
         let (reads, writes) = (counts.reads(n), counts.writes(n));
         let reads = spread(&all, reads);
         let read_ids: std::collections::HashSet<SessionId> = reads.iter().map(|l| l.id).collect();
@@ -375,6 +402,8 @@ impl<S: Store + 'static> Fixture<S> {
             revoke,
             writes,
             created: 0,
+            footprint,
+            reaps: 0,
         };
         // Untimed: loads the raw script (on every Cluster node) and opens the connections.
         f.raw_cas(f.cas.len(), LOADERS).await?;
@@ -384,6 +413,87 @@ impl<S: Store + 'static> Fixture<S> {
     /// `postgres validate, no touch, 10k, c=32`.
     fn named(&self, what: &str, c: usize) -> String {
         format!("{} {what}, {}, c={c}", self.kind, size_label(self.n))
+    }
+
+    /// Bytes per session after the load: PostgreSQL, `pg_total_relation_size` of the schema's
+    /// tables (indexes and TOAST included); Redis, the sum of `MEMORY USAGE` of the prefix's
+    /// keys (records and indexes). 64-byte subjects, 4 sessions each.
+    fn footprint_row(&self) -> Measured {
+        let (what, target) = match self.raw {
+            Raw::Postgres(_) => ("disk per session", Target::None),
+            Raw::Redis(_) => ("memory per session", Target::AtMost(400.0)),
+        };
+        let row = Row::new(
+            format!("{} {what}, {}", self.kind, size_label(self.n)),
+            "",
+            Unit::BytesPerSession,
+            target,
+        );
+        (row, (self.footprint, None))
+    }
+
+    /// PostgreSQL only: reap of `n / 10` (at most 5000) expired sessions among the `n`,
+    /// [`REAP_BATCH`] a call, in rows/s (target: 40000/s) ÷ a raw `DELETE … WHERE id = ANY`
+    /// of as many expired rows, as many a statement. Both cohorts are inserted untimed just
+    /// before, and expire when the clock moves 2 s.
+    async fn reap(&mut self) -> Result<Option<Measured>, BenchError> {
+        let Raw::Postgres(pg) = self.raw.clone() else {
+            return Ok(None);
+        };
+        let expired = (self.n / 10).clamp(1, 5_000);
+        let row = Row::new(
+            format!(
+                "{} reap, {} expired among {}, c=1",
+                self.kind,
+                size_label(expired),
+                size_label(self.n)
+            ),
+            "DELETE id = ANY",
+            Unit::RowsPerSec,
+            Target::AtLeast(40_000.0),
+        );
+        self.reaps += 1;
+        let (what_lh, what_raw) = match self.reaps % 4 {
+            0 => ("reap-a", "reap-b"),
+            1 => ("reap-c", "reap-d"),
+            2 => ("reap-e", "reap-f"),
+            _ => ("reap-g", "reap-h"),
+        };
+        let second = Some(Duration::from_secs(1));
+        let now = self.sessions.now();
+        insert_many(&self.sessions, what_lh, expired, now, second).await?;
+        self.clock.advance(Duration::from_secs(2));
+        let start = Instant::now();
+        let mut reaped = 0;
+        loop {
+            let out = self.sessions.reap(REAP_BATCH).await.map_err(fail("reap"))?;
+            if out.sessions == 0 {
+                break;
+            }
+            reaped += out.sessions as usize;
+        }
+        let lh = per_sec(reaped, start.elapsed());
+        if reaped != expired {
+            return Err(BenchError(format!(
+                "reap removed {reaped} sessions, {expired} were expired"
+            )));
+        }
+        let now = self.sessions.now();
+        let cohort = insert_many(&self.sessions, what_raw, expired, now, second).await?;
+        self.clock.advance(Duration::from_secs(2));
+        let start = Instant::now();
+        let mut deleted = 0;
+        for chunk in cohort.chunks(REAP_BATCH) {
+            deleted += pg.delete(chunk).await?;
+        }
+        let raw = per_sec(cohort.len(), start.elapsed());
+        if deleted != cohort.len() as u64 {
+            return Err(BenchError(format!(
+                "raw DELETE removed {deleted} rows of {}",
+                cohort.len()
+            )));
+        }
+        Ok(Some((row, (lh, Some(raw)))))
     }
 
     /// `count` raw compare-and-swaps of the CAS cohort at concurrency `c`: ns per op.
@@ -626,6 +736,14 @@ impl Raw {
         }
     }
 
+    /// Bytes the store holds (PostgreSQL: its tables; Redis: its keys).
+    async fn footprint(&self) -> Result<f64, BenchError> {
+        match self {
+            Raw::Postgres(p) => p.footprint().await,
+            Raw::Redis(r) => r.footprint().await,
+        }
+    }
+
     async fn read(&self, id: &SessionId) -> Result<(), BenchError> {
         match self {
             Raw::Postgres(p) => p.read(id).await,
@@ -657,6 +775,8 @@ fn big(v: u64, what: &str) -> Result<i64, BenchError> {
 /// Raw statements on the store's pool and tables.
 struct PgRaw {
     pool: PgPool,
+    schema: String,
+    delete: String,
     select: String,
     update: String,
     insert: String,
@@ -667,6 +787,8 @@ impl PgRaw {
         let t = format!("\"{}\".sessions", schema.replace('"', "\"\""));
         PgRaw {
             pool,
+            schema: schema.to_owned(),
+            delete: format!("DELETE FROM {t} WHERE id = ANY($1)"),
             select: format!("SELECT * FROM {t} WHERE id = $1"),
             update: format!(
                 "UPDATE {t} SET version = $3, last_seen_at = $4, \
@@ -679,6 +801,31 @@ impl PgRaw {
                  ''::bytea, 0)"
             ),
         }
+    }
+
+    /// `pg_total_relation_size` of the schema's tables, summed.
+    async fn footprint(&self) -> Result<f64, BenchError> {
+        let bytes: i64 = sqlx::query_scalar(
+            "SELECT COALESCE(SUM(pg_total_relation_size(c.oid)), 0)::bigint FROM pg_class c \
+             JOIN pg_namespace n ON n.oid = c.relnamespace \
+             WHERE n.nspname = $1 AND c.relkind = 'r'",
+        )
+        .bind(&self.schema)
+        .fetch_one(&self.pool)
+        .await
+        .map_err(fail("table sizes"))?;
+        Ok(bytes as f64)
+    }
+
+    /// Deletes `rows` in one statement; how many went.
+    async fn delete(&self, rows: &[Loaded]) -> Result<u64, BenchError> {
+        let ids: Vec<Vec<u8>> = rows.iter().map(|l| l.id.as_bytes().to_vec()).collect();
+        let done = sqlx::query(&self.delete)
+            .bind(ids)
+            .execute(&self.pool)
+            .await
+            .map_err(fail("raw DELETE"))?;
+        Ok(done.rows_affected())
     }
 
     async fn read(&self, id: &SessionId) -> Result<(), BenchError> {
@@ -765,6 +912,26 @@ impl RedisRaw {
         let mut v = format!("{version:020}").into_bytes();
         v.extend(codec::encode_session(record));
         v
+    }
+
+    /// `MEMORY USAGE … SAMPLES 0` of every key of the prefix, summed.
+    async fn footprint(&self) -> Result<f64, BenchError> {
+        let keys = self.store.all_keys().await.map_err(fail("SCAN"))?;
+        let store = self.store.clone();
+        let (_, sizes) = timed(keys, LOADERS, move |k| {
+            let store = store.clone();
+            async move {
+                let mut cmd = redis::cmd("MEMORY");
+                cmd.arg("USAGE").arg(k).arg("SAMPLES").arg(0);
+                let n: Option<u64> = store
+                    .raw_command(&cmd)
+                    .await
+                    .map_err(fail("MEMORY USAGE"))?;
+                Ok(n.unwrap_or(0))
+            }
+        })
+        .await?;
+        Ok(sizes.iter().sum::<u64>() as f64)
     }
 
     async fn seed(&self, l: &Loaded) -> Result<(), BenchError> {

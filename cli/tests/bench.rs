@@ -102,9 +102,13 @@ fn redis_url() -> String {
     std::env::var("LEASEHOLD_REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".to_owned())
 }
 
-/// The server rows of a `--quick` run (size 200), for the store named `kind` in row names.
+/// The server rows of a `--quick` run (size 200) with a raw operation, for the store named
+/// `kind` in row names (PostgreSQL adds a reap row).
 fn server_rows(kind: &str) -> Vec<String> {
     let mut rows = Vec::new();
+    if kind == "postgres" {
+        rows.push("postgres reap, 20 expired among 200, c=1".to_owned());
+    }
     for c in [1, 32] {
         for what in [
             "validate, touch due",
@@ -120,14 +124,21 @@ fn server_rows(kind: &str) -> Vec<String> {
 }
 
 /// A `--quick --format json` run on `url`: the JSON parses, every expected row is there once
-/// with a leasehold value, a raw value and a ratio (numbers; never their size), and nothing else.
-fn server_quick_json(url: &str, kind: &str) {
+/// with a leasehold value, a raw value and a ratio (numbers; never their size), plus the
+/// bytes-per-session row `footprint`, and nothing else.
+fn server_quick_json(url: &str, kind: &str, footprint: &str) {
     let json = stdout_of(&["bench", "--store", url, "--quick", "--format", "json"]);
     let doc: serde_json::Value = serde_json::from_str(&json).unwrap();
     assert_eq!(doc["sessions"], serde_json::json!([200]), "{json}");
     let rows = doc["rows"].as_array().unwrap();
     let expected = server_rows(kind);
-    assert_eq!(rows.len(), expected.len(), "{json}");
+    assert_eq!(rows.len(), expected.len() + 1, "{json}");
+    let bytes = rows
+        .iter()
+        .find(|r| r["name"] == footprint)
+        .unwrap_or_else(|| panic!("no row {footprint:?} in\n{json}"));
+    assert!(bytes["leasehold"].is_number(), "{bytes}");
+    assert_eq!(bytes["unit"], "bytes_per_session", "{bytes}");
     for name in &expected {
         let row = rows
             .iter()
@@ -147,12 +158,16 @@ fn server_quick_json(url: &str, kind: &str) {
 
 #[test]
 fn postgres_quick_json_has_every_row() {
-    server_quick_json(&postgres_url(), "postgres");
+    server_quick_json(
+        &postgres_url(),
+        "postgres",
+        "postgres disk per session, 200",
+    );
 }
 
 #[test]
 fn redis_quick_json_has_every_row() {
-    server_quick_json(&redis_url(), "redis");
+    server_quick_json(&redis_url(), "redis", "redis memory per session, 200");
 }
 
 #[test]
