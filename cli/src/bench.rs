@@ -5,6 +5,8 @@
 //! leasehold bench --store memory:                                  # engine + MemoryStore rows
 //! leasehold bench --store sled:/var/tmp/x --sessions 10000,1000000  # engine + sled rows
 //! leasehold bench --store sled:/var/tmp/x --format json --rounds 9
+//! leasehold bench --store postgres://postgres@127.0.0.1:5432/test  # server rows (bench_server)
+//! leasehold bench --store redis+cluster://127.0.0.1:17001
 //! ```
 //!
 //! Every round measures every row's leasehold operation and then its raw operation, back to
@@ -38,8 +40,10 @@ use crate::{ConfigError, EXIT_FAILED, EXIT_OK, EXIT_USAGE, Format, ProgressMode,
 /// Options of `leasehold bench`.
 #[derive(Debug, Args)]
 pub struct BenchArgs {
-    /// The store to measure: `memory:` (engine and MemoryStore rows) or `sled:PATH` (engine and
-    /// sled rows; each size gets a fresh database in a temp dir under PATH, removed at the end).
+    /// The store to measure: `memory:` (engine and MemoryStore rows), `sled:PATH` (engine and
+    /// sled rows; each size gets a fresh database in a temp dir under PATH, removed at the end),
+    /// or `postgres://…`, `redis://…`, `redis+cluster://…` (server rows at concurrency 1 and 32;
+    /// each size gets a fresh schema or key prefix, removed at the end).
     #[arg(long, value_name = "URL")]
     pub store: String,
     /// Live session counts to measure at, comma-separated (e.g. `10000,1000000`). With two or
@@ -75,19 +79,19 @@ impl fmt::Display for BenchError {
 impl std::error::Error for BenchError {}
 
 /// `map_err` helper: "what failed: why".
-fn fail<E: fmt::Display>(what: &str) -> impl FnOnce(E) -> BenchError + '_ {
+pub(crate) fn fail<E: fmt::Display>(what: &str) -> impl FnOnce(E) -> BenchError + '_ {
     move |e| BenchError(format!("{what}: {e}"))
 }
 
 /// One round's measurement of a row: the leasehold value and, if the row has one, the raw
 /// operation's.
-type Sample = (f64, Option<f64>);
+pub(crate) type Sample = (f64, Option<f64>);
 
 /// A row (its name, raw operation, unit and target) with one round's sample.
-type Measured = (Row, Sample);
+pub(crate) type Measured = (Row, Sample);
 
 /// A row in nanoseconds per operation, its ratio judged against `at_least`.
-fn ns_row(name: String, raw_op: &'static str, at_least: f64) -> Row {
+pub(crate) fn ns_row(name: String, raw_op: &'static str, at_least: f64) -> Row {
     Row::new(name, raw_op, Unit::Ns, Target::RatioAtLeast(at_least))
 }
 
@@ -103,6 +107,8 @@ pub enum Unit {
     MaxNs,
     /// A ratio of two ratios (no absolute numbers).
     Ratio,
+    /// Bytes per session (lower is better).
+    BytesPerSession,
 }
 
 /// A row's target, from issue 11.
@@ -113,6 +119,10 @@ pub enum Target {
     AtMostNs(f64),
     /// The ratio must be at least this.
     RatioAtLeast(f64),
+    /// The leasehold value must be at least this, in the row's unit (e.g. rows/s).
+    AtLeast(f64),
+    /// The leasehold value must be at most this, in the row's unit (e.g. bytes per session).
+    AtMost(f64),
     /// No target: reported for information.
     None,
 }
@@ -139,7 +149,7 @@ pub struct Row {
 }
 
 impl Row {
-    fn new(name: String, raw_op: &'static str, unit: Unit, target: Target) -> Self {
+    pub(crate) fn new(name: String, raw_op: &'static str, unit: Unit, target: Target) -> Self {
         Row {
             name,
             raw_op,
@@ -171,7 +181,8 @@ impl Row {
 
     fn judge(mut self) -> Self {
         self.result = match (self.target, self.leasehold, self.ratio) {
-            (Target::AtMostNs(t), Some(v), _) => pass(v <= t),
+            (Target::AtMostNs(t) | Target::AtMost(t), Some(v), _) => pass(v <= t),
+            (Target::AtLeast(t), Some(v), _) => pass(v >= t),
             (Target::RatioAtLeast(t), _, Some(r)) => pass(r >= t),
             _ => "info",
         };
@@ -198,17 +209,17 @@ fn median(values: impl Iterator<Item = f64>) -> Option<f64> {
 }
 
 /// Nanoseconds per operation of `n` operations that took `elapsed`.
-fn ns_per_op(n: usize, elapsed: Duration) -> f64 {
+pub(crate) fn ns_per_op(n: usize, elapsed: Duration) -> f64 {
     elapsed.as_nanos() as f64 / n.max(1) as f64
 }
 
 /// Operations per second of `n` operations that took `elapsed`.
-fn per_sec(n: usize, elapsed: Duration) -> f64 {
+pub(crate) fn per_sec(n: usize, elapsed: Duration) -> f64 {
     n as f64 / elapsed.as_secs_f64().max(1e-9)
 }
 
 /// `10k`, `1M`, `250`.
-fn size_label(n: usize) -> String {
+pub(crate) fn size_label(n: usize) -> String {
     if n >= 1_000_000 && n % 1_000_000 == 0 {
         format!("{}M", n / 1_000_000)
     } else if n >= 1_000 && n % 1_000 == 0 {
@@ -220,9 +231,9 @@ fn size_label(n: usize) -> String {
 
 /// The sizes and counts a run uses.
 #[derive(Clone, Debug)]
-struct Plan {
-    sizes: Vec<usize>,
-    rounds: usize,
+pub(crate) struct Plan {
+    pub(crate) sizes: Vec<usize>,
+    pub(crate) rounds: usize,
     grow: usize,
     /// Decisions per engine measurement.
     engine_ops: usize,
@@ -274,7 +285,7 @@ impl Plan {
 /// The policy of every bench driver: the defaults, with no automatic renewal (a validate
 /// must not rotate) and a long idle timeout (each round moves the clock past the touch
 /// granularity; the sessions must outlive every round).
-fn bench_policy() -> Result<Policy, BenchError> {
+pub(crate) fn bench_policy() -> Result<Policy, BenchError> {
     Policy::builder()
         .renewal_interval(None)
         .idle_timeout(Some(Duration::from_secs(24 * 3600)))
@@ -288,7 +299,7 @@ const T0: Timestamp = Timestamp::from_millis(1_700_000_000_000);
 
 /// The touch granularity of [`bench_policy`], plus a second: each round moves the clock this
 /// far so that every session is due a touch again.
-const ROUND_STEP: Duration = Duration::from_secs(61);
+pub(crate) const ROUND_STEP: Duration = Duration::from_secs(61);
 
 /// Threads inserting into sled at once while loading: every insert is a flushed transaction,
 /// and concurrent flushes share their `fsync`s (16 loaded twice as fast as 2 here; 64 no
@@ -296,7 +307,7 @@ const ROUND_STEP: Duration = Duration::from_secs(61);
 const SLED_LOADERS: usize = 16;
 
 /// How many sessions a reap call or a raw batch removes.
-const REAP_BATCH: usize = 1_000;
+pub(crate) const REAP_BATCH: usize = 1_000;
 
 /// Runs one blocking future on a fresh single-threaded runtime.
 fn block_on<F: Future>(f: F) -> Result<F::Output, BenchError> {
@@ -548,7 +559,7 @@ impl Memory {
 }
 
 /// Every `len / k`-th element: a sample spread over the whole load.
-fn spread<T: Clone>(all: &[T], k: usize) -> Vec<T> {
+pub(crate) fn spread<T: Clone>(all: &[T], k: usize) -> Vec<T> {
     let step = (all.len() / k.max(1)).max(1);
     all.iter().step_by(step).take(k).cloned().collect()
 }
@@ -904,13 +915,13 @@ fn flip(v: &mut [u8]) {
 }
 
 /// Progress on stderr: a bar on a terminal, plain lines otherwise.
-struct Progress {
+pub(crate) struct Progress {
     bar: Option<ProgressBar>,
     lines: bool,
 }
 
 impl Progress {
-    fn new(mode: ProgressMode, steps: u64) -> Self {
+    pub(crate) fn new(mode: ProgressMode, steps: u64) -> Self {
         let bar = (mode == ProgressMode::Bar).then(|| {
             let bar = ProgressBar::with_draw_target(Some(steps), ProgressDrawTarget::stderr());
             if let Ok(style) =
@@ -927,7 +938,7 @@ impl Progress {
     }
 
     /// A finished step.
-    fn step(&self, msg: &str) {
+    pub(crate) fn step(&self, msg: &str) {
         if let Some(bar) = &self.bar {
             bar.set_message(msg.to_owned());
             bar.inc(1);
@@ -937,7 +948,7 @@ impl Progress {
     }
 
     /// A note within a long step.
-    fn note(&self, msg: &str) {
+    pub(crate) fn note(&self, msg: &str) {
         if let Some(bar) = &self.bar {
             bar.set_message(msg.to_owned());
         } else if self.lines {
@@ -945,7 +956,7 @@ impl Progress {
         }
     }
 
-    fn finish(self) {
+    pub(crate) fn finish(self) {
         if let Some(bar) = self.bar {
             bar.finish_and_clear();
         }
@@ -969,25 +980,25 @@ pub struct Benched {
 
 /// Per-round samples of each row, kept in first-measured order.
 #[derive(Default)]
-struct Samples {
+pub(crate) struct Samples {
     rows: Vec<(Row, Vec<Sample>)>,
 }
 
 impl Samples {
     /// Keeps one round's measurement and reports the step.
-    fn record(&mut self, progress: &Progress, round: usize, (row, sample): Measured) {
+    pub(crate) fn record(&mut self, progress: &Progress, round: usize, (row, sample): Measured) {
         progress.step(&format!("round {round}: {}", row.name));
         self.add(row, sample);
     }
 
-    fn add(&mut self, row: Row, sample: Sample) {
+    pub(crate) fn add(&mut self, row: Row, sample: Sample) {
         match self.rows.iter_mut().find(|(r, _)| r.name == row.name) {
             Some((_, v)) => v.push(sample),
             None => self.rows.push((row, vec![sample])),
         }
     }
 
-    fn finish(self) -> Vec<Row> {
+    pub(crate) fn finish(self) -> Vec<Row> {
         self.rows
             .into_iter()
             .map(|(row, samples)| row.with_samples(&samples))
@@ -1031,9 +1042,20 @@ pub fn bench(args: &BenchArgs, mode: ProgressMode) -> Result<Benched, BenchFailu
     let base: Option<PathBuf> = match &spec {
         StoreSpec::Memory => None,
         StoreSpec::Sled(Some(p)) => Some(p.clone()),
+        StoreSpec::Postgres(_) | StoreSpec::Redis(_) => {
+            return crate::bench_server::run(
+                &spec,
+                plan.sizes.clone(),
+                plan.rounds,
+                args.quick,
+                mode,
+            )
+            .map_err(BenchFailure::Failed);
+        }
         _ => {
             return Err(BenchFailure::Usage(ConfigError(format!(
-                "leasehold bench measures memory: or sled:PATH, not {}",
+                "leasehold bench measures memory:, sled:PATH, postgres://…, redis://… or \
+                 redis+cluster://…, not {}",
                 spec.label()
             ))));
         }
@@ -1146,11 +1168,14 @@ fn fmt_value(unit: Unit, v: Option<f64>) -> String {
         (_, None) | (Unit::Ratio, _) => "—".to_owned(),
         (Unit::RowsPerSec, Some(v)) => format!("{:.1} k/s", v / 1e3),
         (Unit::Ns | Unit::MaxNs, Some(v)) => fmt_ns(v),
+        (Unit::BytesPerSession, Some(v)) => format!("{v:.0} B"),
     }
 }
 
-fn fmt_target(t: Target) -> String {
+fn fmt_target(t: Target, unit: Unit) -> String {
     match t {
+        Target::AtLeast(v) => format!("≥ {}", fmt_value(unit, Some(v))),
+        Target::AtMost(v) => format!("≤ {}", fmt_value(unit, Some(v))),
         Target::AtMostNs(ns) => format!("≤ {}", fmt_ns(ns)),
         Target::RatioAtLeast(r) => format!("≥ {r}"),
         Target::None => "—".to_owned(),
@@ -1188,7 +1213,7 @@ pub fn write_table(out: &mut dyn Write, b: &Benched) -> std::io::Result<()> {
                 fmt_value(r.unit, r.leasehold),
                 raw,
                 r.ratio.map_or("—".to_owned(), |x| format!("{x:.2}")),
-                fmt_target(r.target),
+                fmt_target(r.target, r.unit),
                 r.result.to_owned(),
             ]
         })

@@ -12,8 +12,9 @@
 //! Exit code: 0 when no case failed (skips allowed), 1 when one did, 2 for usage or
 //! configuration errors (unknown scheme, unreachable store, a filter matching nothing).
 //!
-//! `leasehold bench --store memory: | sled:PATH` measures the hot paths beside the raw store
-//! operations they are built on ([`bench`]; `docs/benchmarks.md`).
+//! `leasehold bench --store memory: | sled:PATH | postgres://… | redis://… | redis+cluster://…`
+//! measures the hot paths beside the raw store operations they are built on ([`bench`];
+//! `docs/benchmarks.md`).
 
 use std::fmt;
 use std::io::{IsTerminal, Write};
@@ -396,6 +397,7 @@ macro_rules! with_factory {
 }
 
 pub mod bench;
+mod bench_server;
 mod redis_store;
 mod simulate;
 pub use simulate::{SimOutcome, simulate};

@@ -15,8 +15,8 @@ pub(crate) fn label(url: &str) -> String {
 /// Deletes the case's keys when dropped, from a thread of its own (the case's runtime may be
 /// shutting down).
 pub(crate) struct Cleanup {
-    url: String,
-    prefix: String,
+    pub(crate) url: String,
+    pub(crate) prefix: String,
 }
 
 impl Drop for Cleanup {

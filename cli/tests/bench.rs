@@ -90,3 +90,104 @@ fn bad_arguments_exit_2() {
             .stderr(predicate::str::is_empty().not());
     }
 }
+
+/// The local PostgreSQL (`scripts/services.sh`; `LEASEHOLD_POSTGRES_URL` to use another).
+fn postgres_url() -> String {
+    std::env::var("LEASEHOLD_POSTGRES_URL")
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".to_owned())
+}
+
+/// The local Redis (`scripts/services.sh`; `LEASEHOLD_REDIS_URL` to use another).
+fn redis_url() -> String {
+    std::env::var("LEASEHOLD_REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".to_owned())
+}
+
+/// The server rows of a `--quick` run (size 200) with a raw operation, for the store named
+/// `kind` in row names (PostgreSQL adds a reap row).
+fn server_rows(kind: &str) -> Vec<String> {
+    let mut rows = Vec::new();
+    if kind == "postgres" {
+        rows.push("postgres reap, 20 expired among 200, c=1".to_owned());
+    }
+    for c in [1, 32] {
+        for what in [
+            "validate, touch due",
+            "validate, no touch",
+            "refresh",
+            "create",
+            "revoke by id",
+        ] {
+            rows.push(format!("{kind} {what}, 200, c={c}"));
+        }
+    }
+    rows
+}
+
+/// A `--quick --format json` run on `url`: the JSON parses, every expected row is there once
+/// with a leasehold value, a raw value and a ratio (numbers; never their size), plus the
+/// bytes-per-session row `footprint`, and nothing else.
+fn server_quick_json(url: &str, kind: &str, footprint: &str) {
+    let json = stdout_of(&["bench", "--store", url, "--quick", "--format", "json"]);
+    let doc: serde_json::Value = serde_json::from_str(&json).unwrap();
+    assert_eq!(doc["sessions"], serde_json::json!([200]), "{json}");
+    let rows = doc["rows"].as_array().unwrap();
+    let expected = server_rows(kind);
+    assert_eq!(rows.len(), expected.len() + 1, "{json}");
+    let bytes = rows
+        .iter()
+        .find(|r| r["name"] == footprint)
+        .unwrap_or_else(|| panic!("no row {footprint:?} in\n{json}"));
+    assert!(bytes["leasehold"].is_number(), "{bytes}");
+    assert_eq!(bytes["unit"], "bytes_per_session", "{bytes}");
+    for name in &expected {
+        let row = rows
+            .iter()
+            .find(|r| r["name"] == name.as_str())
+            .unwrap_or_else(|| panic!("no row {name:?} in\n{json}"));
+        for field in ["leasehold", "raw", "ratio"] {
+            assert!(row[field].is_number(), "{field} of {row}");
+        }
+        assert!(
+            row["raw_op"].as_str().is_some_and(|s| !s.is_empty()),
+            "{row}"
+        );
+        let result = row["result"].as_str().unwrap();
+        assert!(["PASS", "FAIL", "info"].contains(&result), "{row}");
+    }
+}
+
+#[test]
+fn postgres_quick_json_has_every_row() {
+    server_quick_json(
+        &postgres_url(),
+        "postgres",
+        "postgres disk per session, 200",
+    );
+}
+
+#[test]
+fn redis_quick_json_has_every_row() {
+    server_quick_json(&redis_url(), "redis", "redis memory per session, 200");
+}
+
+#[test]
+fn redis_quick_table_has_every_row() {
+    let table = stdout_of(&["bench", "--store", &redis_url(), "--quick"]);
+    for row in server_rows("redis") {
+        let line = table.lines().find(|l| l.starts_with(&row));
+        let line = line.unwrap_or_else(|| panic!("no row {row:?} in\n{table}"));
+        assert!(
+            line.ends_with("PASS") || line.ends_with("FAIL") || line.ends_with("info"),
+            "{line}"
+        );
+    }
+}
+
+#[test]
+fn unreachable_server_says_how_to_start_it() {
+    leasehold()
+        .args(["bench", "--store", "redis://127.0.0.1:1", "--quick"])
+        .assert()
+        .code(1)
+        .stderr(predicate::str::contains("scripts/services.sh"));
+}

@@ -103,6 +103,29 @@ impl RedisStore {
         self.inner.offset.load(Ordering::Relaxed)
     }
 
+    /// The key a session's record is stored under (`P:s:{tag}:<id hex>`; see the key layout
+    /// in the crate docs). For benchmarks and diagnostics that read the record directly.
+    pub fn session_key(&self, id: &SessionId) -> String {
+        self.inner.keys.session(id)
+    }
+
+    /// Sends one raw command on the store's own connection, with its timeout (so it costs
+    /// what the store's own commands cost). For benchmarks and diagnostics: writing to the
+    /// store's keys this way bypasses every check of the store contract.
+    pub async fn raw_command<T: FromRedisValue>(&self, cmd: &redis::Cmd) -> Result<T, StoreError> {
+        self.cmd(cmd).await
+    }
+
+    /// Runs one raw script invocation (`EVALSHA`, loading the script on `NOSCRIPT`) on the
+    /// store's own connection, with its timeout. For benchmarks and diagnostics, like
+    /// [`raw_command`](Self::raw_command).
+    pub async fn raw_script<T: FromRedisValue>(
+        &self,
+        inv: &ScriptInvocation<'_>,
+    ) -> Result<T, StoreError> {
+        self.run(inv).await
+    }
+
     /// Runs one request with the store's timeout.
     async fn req<T, F>(&self, f: impl FnOnce(Conn) -> F) -> Result<T, StoreError>
     where

@@ -1,0 +1,985 @@
+//! `leasehold bench --store postgres://… | redis://… | redis+cluster://…`: the server stores'
+//! hot paths (issue 14), each beside the raw server operation it is built on, sent through
+//! the same client library on the same pool or connection.
+//!
+//! Each size gets a store of its own (a fresh PostgreSQL schema, or a fresh Redis key prefix),
+//! loaded by 32 concurrent inserts and removed at the end (also after an error). Every round
+//! measures, per size and at concurrency 1 and 32 (tokio tasks on one multi-thread runtime
+//! sharing the store; ns per op = wall time ÷ total ops), each row's leasehold operation and
+//! right after it the raw one:
+//!
+//! | row | leasehold | raw (PostgreSQL) | raw (Redis) |
+//! |---|---|---|---|
+//! | validate, no touch | `validate` | `SELECT *` by primary key | `GET` of the session key |
+//! | validate, touch due | `validate` (writes the touch) | `UPDATE … WHERE id AND version` | `EVALSHA` compare-version-and-`SET` |
+//! | refresh | `refresh` (a rotation) | the same `UPDATE` | the same script |
+//! | create | `create` (no cap) | single-row `INSERT` | `SET … PXAT` |
+//! | revoke by id | `trusted_by_id().revoke` | the same `UPDATE` | the same script |
+//!
+//! The raw compare-and-swap on PostgreSQL updates what a touch moves (`version`,
+//! `last_seen_at`, `expires_at`) on session rows that no leasehold row uses. On Redis it runs
+//! on copies of session records under keys of their own (`P:bench:{tag}:<id>`, the session's
+//! hash slot), each holding a 20-digit version then the encoded record: the script `GET`s the
+//! key, compares the version and `SET`s a same-sized value with `PXAT`.
+//!
+//! The engine's clock is a [`ManualClock`] starting an hour ahead of the system clock (these
+//! stores judge at the later of the caller's clock and their own, so the manual clock must
+//! lead), moved by [`ROUND_STEP`] before each touch-due measurement so that a touch is due.
+
+use std::future::Future;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use leasehold::{
+    Clock, Context, CreateOptions, ManualClock, OsEntropy, SessionId, SessionRecord, Sessions,
+    Store, Subject, SystemClock, Timestamp, codec, decide,
+};
+use leasehold_postgres::PostgresStore;
+use leasehold_redis::{RedisConfig, RedisStore};
+use sqlx::PgPool;
+
+use crate::bench::{
+    BenchError, Benched, Measured, Progress, REAP_BATCH, ROUND_STEP, Row, Samples, Target, Unit,
+    bench_policy, fail, ns_per_op, ns_row, per_sec, size_label, spread,
+};
+use crate::{DropSchema, ProgressMode, StoreSpec};
+
+/// The concurrencies every row is measured at.
+const CONCURRENCY: [usize; 2] = [1, 32];
+
+/// Concurrent inserts while loading.
+const LOADERS: usize = 32;
+
+/// Pool size of the PostgreSQL store (enough for [`CONCURRENCY`]'s 32 tasks).
+const PG_CONNECTIONS: u32 = 32;
+
+/// Bytes of every loaded session's subject.
+const SUBJECT_LEN: usize = 64;
+
+/// What to do when a server does not answer.
+const START_HINT: &str = "is the server running? start the test servers with scripts/services.sh";
+
+/// Runs the server rows of `leasehold bench` for `spec` (a `postgres://` or `redis://` store).
+pub(crate) fn run(
+    spec: &StoreSpec,
+    sizes: Vec<usize>,
+    rounds: usize,
+    quick: bool,
+    mode: ProgressMode,
+) -> Result<Benched, BenchError> {
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .map_err(fail("cannot start the async runtime"))?;
+    let reap = usize::from(matches!(spec, StoreSpec::Postgres(_)));
+    let steps = sizes.len() + rounds * sizes.len() * (CONCURRENCY.len() * 5 + reap);
+    let progress = Progress::new(mode, steps as u64);
+    let counts = Counts { quick, rounds };
+    let rows = match spec {
+        StoreSpec::Postgres(url) => {
+            let mut guards = Vec::new();
+            let r = rt.block_on(postgres(url, &sizes, counts, &progress, &mut guards));
+            drop(rt); // the pools' connections close before the schemas are dropped
+            drop(guards);
+            r?
+        }
+        StoreSpec::Redis(url) => {
+            let mut guards = Vec::new();
+            let r = rt.block_on(redis(url, &sizes, counts, &progress, &mut guards));
+            drop(rt);
+            drop(guards);
+            r?
+        }
+        _ => {
+            return Err(BenchError(format!(
+                "{} is not a server store",
+                spec.label()
+            )));
+        }
+    };
+    progress.finish();
+    Ok(Benched {
+        store: spec.label(),
+        sessions: sizes,
+        rounds,
+        grow: None,
+        rows,
+    })
+}
+
+/// How many operations each measurement makes.
+#[derive(Clone, Copy, Debug)]
+struct Counts {
+    quick: bool,
+    rounds: usize,
+}
+
+impl Counts {
+    /// Sessions validated (then raw-read) per measurement at size `n`.
+    fn reads(self, n: usize) -> usize {
+        (n / 4).clamp(1, 1_000)
+    }
+
+    /// Refreshes, creates and revokes per measurement at size `n`: revokes take fresh
+    /// sessions every measurement, so all of them fit in a quarter of the load.
+    fn writes(self, n: usize) -> usize {
+        let cap = if self.quick { 10 } else { 250 };
+        (n / (4 * (CONCURRENCY.len() * self.rounds + 3))).clamp(1, cap)
+    }
+}
+
+/// Names schemas and prefixes: `leasehold_bench_<pid>_<n>`.
+static NEXT: AtomicU64 = AtomicU64::new(0);
+
+fn unique(sep: char) -> String {
+    format!(
+        "leasehold{sep}bench{sep}{}{sep}{}",
+        std::process::id(),
+        NEXT.fetch_add(1, Ordering::Relaxed)
+    )
+}
+
+async fn postgres(
+    url: &str,
+    sizes: &[usize],
+    counts: Counts,
+    progress: &Progress,
+    guards: &mut Vec<DropSchema>,
+) -> Result<Vec<Row>, BenchError> {
+    let shown = StoreSpec::Postgres(url.to_owned()).label();
+    let mut fixtures = Vec::new();
+    for &n in sizes {
+        let schema = unique('_');
+        let options = leasehold_postgres::recommended_connect_options(url)
+            .map_err(fail(&format!("bad PostgreSQL URL {shown}")))?;
+        let pool = leasehold_postgres::recommended_pool_options()
+            .max_connections(PG_CONNECTIONS)
+            .connect_with(options)
+            .await
+            .map_err(|e| {
+                BenchError(format!(
+                    "cannot connect to PostgreSQL at {shown}: {e} ({START_HINT})"
+                ))
+            })?;
+        guards.push(DropSchema {
+            url: url.to_owned(),
+            schema: schema.clone(),
+        });
+        let store = PostgresStore::open(pool.clone(), &schema)
+            .await
+            .map_err(fail("cannot open the PostgreSQL store"))?;
+        let raw = Raw::Postgres(Arc::new(PgRaw::new(pool, &schema)));
+        fixtures.push(Fixture::load(store, raw, "postgres", n, counts, progress).await?);
+    }
+    measure(&mut fixtures, counts, progress).await
+}
+
+async fn redis(
+    url: &str,
+    sizes: &[usize],
+    counts: Counts,
+    progress: &Progress,
+    guards: &mut Vec<crate::redis_store::Cleanup>,
+) -> Result<Vec<Row>, BenchError> {
+    let mut fixtures = Vec::new();
+    for &n in sizes {
+        let prefix = unique('-');
+        guards.push(crate::redis_store::Cleanup {
+            url: url.to_owned(),
+            prefix: prefix.clone(),
+        });
+        let store = RedisStore::open(RedisConfig::new(url).prefix(prefix))
+            .await
+            .map_err(|e| BenchError(format!("cannot use Redis: {e} ({START_HINT})")))?;
+        let kind = if store.is_cluster() {
+            "redis cluster"
+        } else {
+            "redis"
+        };
+        let raw = Raw::Redis(Arc::new(RedisRaw::new(store.clone())));
+        fixtures.push(Fixture::load(store, raw, kind, n, counts, progress).await?);
+    }
+    measure(&mut fixtures, counts, progress).await
+}
+
+/// Every round: every fixture, every concurrency, every row.
+async fn measure<S: Store + 'static>(
+    fixtures: &mut [Fixture<S>],
+    counts: Counts,
+    progress: &Progress,
+) -> Result<Vec<Row>, BenchError> {
+    let mut samples = Samples::default();
+    for f in fixtures.iter() {
+        let (row, sample) = f.footprint_row();
+        samples.add(row, sample);
+    }
+    for round in 1..=counts.rounds {
+        for f in fixtures.iter_mut() {
+            for (slot, &c) in CONCURRENCY.iter().enumerate() {
+                samples.record(progress, round, f.touch_due(c).await?);
+                samples.record(progress, round, f.no_touch(c).await?);
+                samples.record(progress, round, f.refresh(slot, c).await?);
+                samples.record(progress, round, f.create(c).await?);
+                samples.record(progress, round, f.revoke(c).await?);
+            }
+            if let Some(m) = f.reap().await? {
+                samples.record(progress, round, m);
+            }
+        }
+    }
+    Ok(samples.finish())
+}
+
+/// Runs `f` over `items` in `conc` tokio tasks (contiguous shares, in order), and returns
+/// the wall time from the first spawn to the last completion, with the results in order.
+async fn timed<T, R, F, Fut>(
+    items: Vec<T>,
+    conc: usize,
+    f: F,
+) -> Result<(Duration, Vec<R>), BenchError>
+where
+    T: Send + 'static,
+    R: Send + 'static,
+    F: Fn(T) -> Fut + Send + Sync + 'static,
+    Fut: Future<Output = Result<R, BenchError>> + Send + 'static,
+{
+    let f = Arc::new(f);
+    let n = items.len();
+    let conc = conc.clamp(1, n.max(1));
+    let per = n.div_ceil(conc);
+    let mut it = items.into_iter();
+    let chunks: Vec<Vec<T>> = (0..conc).map(|_| it.by_ref().take(per).collect()).collect();
+    let start = Instant::now();
+    let handles: Vec<_> = chunks
+        .into_iter()
+        .map(|chunk| {
+            let f = Arc::clone(&f);
+            tokio::spawn(async move {
+                let mut out = Vec::with_capacity(chunk.len());
+                for t in chunk {
+                    out.push(f(t).await?);
+                }
+                Ok::<_, BenchError>(out)
+            })
+        })
+        .collect();
+    let mut out = Vec::with_capacity(n);
+    for h in handles {
+        out.extend(h.await.map_err(fail("a bench task failed"))??);
+    }
+    Ok((start.elapsed(), out))
+}
+
+/// A subject of exactly [`SUBJECT_LEN`] bytes: `{what}-{i}` padded with zeros.
+fn subject(what: &str, i: usize) -> Result<Subject, BenchError> {
+    let head = format!("{what}-");
+    let width = SUBJECT_LEN.saturating_sub(head.len());
+    Subject::new(format!("{head}{i:0>width$}")).map_err(fail("subject"))
+}
+
+/// A loaded session: id, current token, stored version.
+#[derive(Clone)]
+struct Loaded {
+    id: SessionId,
+    token: String,
+    version: u64,
+    record: Arc<SessionRecord>,
+}
+
+/// Inserts `n` new sessions at `now` (4 per subject `{what}-…`, 64 bytes), [`LOADERS`] at a
+/// time, straight through [`Store::insert_session`] (no caps). `lifetime`: their absolute
+/// lifetime (default: the policy's).
+async fn insert_many<S: Store + 'static>(
+    sessions: &Arc<Sessions<S>>,
+    what: &'static str,
+    n: usize,
+    now: Timestamp,
+    lifetime: Option<Duration>,
+) -> Result<Vec<Loaded>, BenchError> {
+    let s = Arc::clone(sessions);
+    let opts = CreateOptions {
+        absolute_lifetime: lifetime,
+        ..CreateOptions::default()
+    };
+    let (_, all) = timed((0..n).collect(), LOADERS, move |i| {
+        let s = Arc::clone(&s);
+        let opts = opts.clone();
+        async move {
+            let policy = s.policy();
+            let (record, token) =
+                decide::create::new_session(&subject(what, i / 4)?, &opts, now, policy, &OsEntropy)
+                    .map_err(fail("new session"))?;
+            let limits = decide::create::limits(policy);
+            match s.store().insert_session(&record, &limits, now).await {
+                Ok(leasehold::store::InsertOutcome::Inserted { .. }) => {}
+                Ok(other) => return Err(BenchError(format!("insert refused: {other:?}"))),
+                Err(e) => return Err(fail("insert")(e)),
+            }
+            Ok(Loaded {
+                id: record.id,
+                token: token.expose_secret().to_owned(),
+                version: record.version,
+                record: Arc::new(record),
+            })
+        }
+    })
+    .await?;
+    Ok(all)
+}
+
+/// A server store of `n` sessions and its raw twin.
+struct Fixture<S: Store> {
+    kind: &'static str,
+    n: usize,
+    sessions: Arc<Sessions<S>>,
+    clock: ManualClock,
+    raw: Raw,
+    /// Validated every measurement (touch due, then not).
+    reads: Vec<Loaded>,
+    /// Raw compare-and-swap targets, with their current versions.
+    cas: Vec<Loaded>,
+    /// Refreshed, one cohort per concurrency (tokens replaced by each refresh).
+    refresh: Vec<Vec<Loaded>>,
+    /// Revoked, `writes` a measurement.
+    revoke: Vec<Loaded>,
+    writes: usize,
+    created: usize,
+    /// Bytes per session right after the load (before any raw record was written).
+    footprint: f64,
+    /// Reap measurements so far (names their cohorts' subjects).
+    reaps: usize,
+}
+
+impl<S: Store + 'static> Fixture<S> {
+    async fn load(
+        store: S,
+        raw: Raw,
+        kind: &'static str,
+        n: usize,
+        counts: Counts,
+        progress: &Progress,
+    ) -> Result<Self, BenchError> {
+        let ahead = SystemClock.now().as_millis().saturating_add(3_600_000);
+        let clock = ManualClock::new(Timestamp::from_millis(ahead));
+        let sessions = Arc::new(
+            Sessions::new(store, bench_policy()?)
+                .map_err(fail("driver"))?
+                .with_clock(clock.clone()),
+        );
+        progress.note(&format!("loading {n} sessions into {kind}"));
+        let start = Instant::now();
+        let now = sessions.now();
+        let all = insert_many(&sessions, "user", n, now, None).await?;
+        let secs = start.elapsed().as_secs_f64();
+        let footprint = raw.footprint().await? / n as f64;
+        let (reads, writes) = (counts.reads(n), counts.writes(n));
+        let reads = spread(&all, reads);
+        let read_ids: std::collections::HashSet<SessionId> = reads.iter().map(|l| l.id).collect();
+        let mut rest = all.into_iter().filter(|l| !read_ids.contains(&l.id));
+        let cas: Vec<Loaded> = rest.by_ref().take(reads.len()).collect();
+        let refresh: Vec<Vec<Loaded>> = CONCURRENCY
+            .iter()
+            .map(|_| rest.by_ref().take(writes).collect())
+            .collect();
+        let revoke: Vec<Loaded> = rest
+            .take(writes * CONCURRENCY.len() * counts.rounds)
+            .collect();
+        raw.seed(&cas).await?;
+        progress.step(&format!(
+            "loaded {n} sessions into {kind} in {secs:.1} s ({:.0}/s, {LOADERS} concurrent inserts)",
+            n as f64 / secs.max(1e-9)
+        ));
+        let mut f = Fixture {
+            kind,
+            n,
+            sessions,
+            clock,
+            raw,
+            reads,
+            cas,
+            refresh,
+            revoke,
+            writes,
+            created: 0,
+            footprint,
+            reaps: 0,
+        };
+        // Untimed: loads the raw script (on every Cluster node) and opens the connections.
+        f.raw_cas(f.cas.len(), LOADERS).await?;
+        Ok(f)
+    }
+
+    /// `postgres validate, no touch, 10k, c=32`.
+    fn named(&self, what: &str, c: usize) -> String {
+        format!("{} {what}, {}, c={c}", self.kind, size_label(self.n))
+    }
+
+    /// Bytes per session after the load: PostgreSQL, `pg_total_relation_size` of the schema's
+    /// tables (indexes and TOAST included); Redis, the sum of `MEMORY USAGE` of the prefix's
+    /// keys (records and indexes). 64-byte subjects, 4 sessions each.
+    fn footprint_row(&self) -> Measured {
+        let (what, target) = match self.raw {
+            Raw::Postgres(_) => ("disk per session", Target::None),
+            Raw::Redis(_) => ("memory per session", Target::AtMost(400.0)),
+        };
+        let row = Row::new(
+            format!("{} {what}, {}", self.kind, size_label(self.n)),
+            "",
+            Unit::BytesPerSession,
+            target,
+        );
+        (row, (self.footprint, None))
+    }
+
+    /// PostgreSQL only: reap of `n / 10` (at most 5000) expired sessions among the `n`,
+    /// [`REAP_BATCH`] a call, in rows/s (target: 40000/s) ÷ a raw `DELETE … WHERE id = ANY`
+    /// of as many expired rows, as many a statement. Both cohorts are inserted untimed just
+    /// before, and expire when the clock moves 2 s.
+    async fn reap(&mut self) -> Result<Option<Measured>, BenchError> {
+        let Raw::Postgres(pg) = self.raw.clone() else {
+            return Ok(None);
+        };
+        let expired = (self.n / 10).clamp(1, 5_000);
+        let row = Row::new(
+            format!(
+                "{} reap, {} expired among {}, c=1",
+                self.kind,
+                size_label(expired),
+                size_label(self.n)
+            ),
+            "DELETE id = ANY",
+            Unit::RowsPerSec,
+            Target::AtLeast(40_000.0),
+        );
+        self.reaps += 1;
+        let (what_lh, what_raw) = match self.reaps % 4 {
+            0 => ("reap-a", "reap-b"),
+            1 => ("reap-c", "reap-d"),
+            2 => ("reap-e", "reap-f"),
+            _ => ("reap-g", "reap-h"),
+        };
+        let second = Some(Duration::from_secs(1));
+        let now = self.sessions.now();
+        insert_many(&self.sessions, what_lh, expired, now, second).await?;
+        self.clock.advance(Duration::from_secs(2));
+        let start = Instant::now();
+        let mut reaped = 0;
+        loop {
+            let out = self.sessions.reap(REAP_BATCH).await.map_err(fail("reap"))?;
+            if out.sessions == 0 {
+                break;
+            }
+            reaped += out.sessions as usize;
+        }
+        let lh = per_sec(reaped, start.elapsed());
+        if reaped != expired {
+            return Err(BenchError(format!(
+                "reap removed {reaped} sessions, {expired} were expired"
+            )));
+        }
+        let now = self.sessions.now();
+        let cohort = insert_many(&self.sessions, what_raw, expired, now, second).await?;
+        self.clock.advance(Duration::from_secs(2));
+        let start = Instant::now();
+        let mut deleted = 0;
+        for chunk in cohort.chunks(REAP_BATCH) {
+            deleted += pg.delete(chunk).await?;
+        }
+        let raw = per_sec(cohort.len(), start.elapsed());
+        if deleted != cohort.len() as u64 {
+            return Err(BenchError(format!(
+                "raw DELETE removed {deleted} rows of {}",
+                cohort.len()
+            )));
+        }
+        Ok(Some((row, (lh, Some(raw)))))
+    }
+
+    /// `count` raw compare-and-swaps of the CAS cohort at concurrency `c`: ns per op.
+    async fn raw_cas(&mut self, count: usize, c: usize) -> Result<f64, BenchError> {
+        let count = count.min(self.cas.len());
+        let batch: Vec<Loaded> = self.cas[..count].to_vec();
+        let now = self.sessions.now();
+        let raw = self.raw.clone();
+        let (took, done) = timed(batch, c, move |l| {
+            let raw = raw.clone();
+            async move {
+                raw.cas(&l, now).await?;
+                Ok(Loaded {
+                    version: l.version + 1,
+                    ..l
+                })
+            }
+        })
+        .await?;
+        self.cas.splice(..count, done);
+        Ok(ns_per_op(count, took))
+    }
+
+    /// Validate with a touch due (the clock just moved past the touch granularity) ÷ one raw
+    /// compare-and-swap.
+    async fn touch_due(&mut self, c: usize) -> Result<Measured, BenchError> {
+        let row = ns_row(self.named("validate, touch due", c), self.raw.cas_op(), 0.9);
+        self.clock.advance(ROUND_STEP);
+        let s = Arc::clone(&self.sessions);
+        let (took, _) = timed(self.reads.clone(), c, move |l| {
+            let s = Arc::clone(&s);
+            async move {
+                s.validate(&l.token, &Context::none())
+                    .await
+                    .map_err(fail("validate (touch due)"))?;
+                Ok(())
+            }
+        })
+        .await?;
+        let lh = ns_per_op(self.reads.len(), took);
+        self.check_touched().await?;
+        let raw = self.raw_cas(self.reads.len(), c).await?;
+        Ok((row, (lh, Some(raw))))
+    }
+
+    /// The first validated session was touched at the current time (else the row measured
+    /// something else).
+    async fn check_touched(&self) -> Result<(), BenchError> {
+        let Some(l) = self.reads.first() else {
+            return Ok(());
+        };
+        let loaded = self
+            .sessions
+            .store()
+            .load_session(&l.id)
+            .await
+            .map_err(fail("load"))?;
+        match loaded.record {
+            Some(r) if r.last_seen == self.sessions.now() => Ok(()),
+            _ => Err(BenchError(
+                "a validate with a touch due did not write the touch".into(),
+            )),
+        }
+    }
+
+    /// Validate with no touch due (the same sessions, just touched) ÷ a raw read of the
+    /// session's record.
+    async fn no_touch(&mut self, c: usize) -> Result<Measured, BenchError> {
+        let row = ns_row(
+            self.named("validate, no touch", c),
+            self.raw.read_op(),
+            0.95,
+        );
+        let s = Arc::clone(&self.sessions);
+        let (took, _) = timed(self.reads.clone(), c, move |l| {
+            let s = Arc::clone(&s);
+            async move {
+                s.validate(&l.token, &Context::none())
+                    .await
+                    .map_err(fail("validate (no touch due)"))?;
+                Ok(())
+            }
+        })
+        .await?;
+        let lh = ns_per_op(self.reads.len(), took);
+        let raw = self.raw.clone();
+        let (took, _) = timed(self.reads.clone(), c, move |l| {
+            let raw = raw.clone();
+            async move { raw.read(&l.id).await }
+        })
+        .await?;
+        Ok((row, (lh, Some(ns_per_op(self.reads.len(), took)))))
+    }
+
+    /// Refresh (a rotation) of the concurrency's own cohort ÷ one raw compare-and-swap.
+    async fn refresh(&mut self, slot: usize, c: usize) -> Result<Measured, BenchError> {
+        let row = ns_row(self.named("refresh", c), self.raw.cas_op(), 0.9);
+        let cohort = self.refresh.get(slot).cloned().unwrap_or_default();
+        let count = cohort.len();
+        let s = Arc::clone(&self.sessions);
+        let (took, done) = timed(cohort, c, move |l| {
+            let s = Arc::clone(&s);
+            async move {
+                let r = s
+                    .refresh(&l.token, &Context::none())
+                    .await
+                    .map_err(fail("refresh"))?;
+                Ok(Loaded {
+                    token: r.token.expose_secret().to_owned(),
+                    ..l
+                })
+            }
+        })
+        .await?;
+        if let Some(v) = self.refresh.get_mut(slot) {
+            *v = done;
+        }
+        let lh = ns_per_op(count, took);
+        Ok((row, (lh, Some(self.raw_cas(count, c).await?))))
+    }
+
+    /// Create (no cap, a new 64-byte subject each) ÷ a raw insert of a new record.
+    async fn create(&mut self, c: usize) -> Result<Measured, BenchError> {
+        let row = Row::new(
+            self.named("create", c),
+            self.raw.insert_op(),
+            Unit::Ns,
+            Target::None,
+        );
+        let first = self.created;
+        self.created += self.writes;
+        let s = Arc::clone(&self.sessions);
+        let (took, _) = timed((first..self.created).collect(), c, move |i| {
+            let s = Arc::clone(&s);
+            async move {
+                s.create(&subject("create", i)?, CreateOptions::default())
+                    .await
+                    .map_err(fail("create"))?;
+                Ok(())
+            }
+        })
+        .await?;
+        let lh = ns_per_op(self.writes, took);
+        let now = self.sessions.now();
+        let policy = self.sessions.policy().clone();
+        let records = (first..self.created)
+            .map(|i| {
+                decide::create::new_session(
+                    &subject("raw", i)?,
+                    &CreateOptions::default(),
+                    now,
+                    &policy,
+                    &OsEntropy,
+                )
+                .map(|(r, _)| r)
+                .map_err(fail("new session"))
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        let raw = self.raw.clone();
+        let (took, _) = timed(records, c, move |r| {
+            let raw = raw.clone();
+            async move { raw.insert(&r).await }
+        })
+        .await?;
+        Ok((row, (lh, Some(ns_per_op(self.writes, took)))))
+    }
+
+    /// Revoke by id of fresh sessions ÷ one raw compare-and-swap.
+    async fn revoke(&mut self, c: usize) -> Result<Measured, BenchError> {
+        let row = Row::new(
+            self.named("revoke by id", c),
+            self.raw.cas_op(),
+            Unit::Ns,
+            Target::None,
+        );
+        let take = self.writes.min(self.revoke.len());
+        let batch: Vec<Loaded> = self.revoke.drain(..take).collect();
+        if batch.is_empty() {
+            return Err(BenchError("no sessions left to revoke".into()));
+        }
+        let s = Arc::clone(&self.sessions);
+        let (took, _) = timed(batch, c, move |l| {
+            let s = Arc::clone(&s);
+            async move {
+                s.trusted_by_id()
+                    .revoke(&l.id)
+                    .await
+                    .map_err(fail("revoke by id"))?;
+                Ok(())
+            }
+        })
+        .await?;
+        let lh = ns_per_op(take, took);
+        Ok((row, (lh, Some(self.raw_cas(take, c).await?))))
+    }
+}
+
+/// The raw operations, on the store's own pool or connection.
+#[derive(Clone)]
+enum Raw {
+    Postgres(Arc<PgRaw>),
+    Redis(Arc<RedisRaw>),
+}
+
+impl Raw {
+    fn read_op(&self) -> &'static str {
+        match self {
+            Raw::Postgres(_) => "SELECT by id",
+            Raw::Redis(_) => "GET",
+        }
+    }
+
+    fn cas_op(&self) -> &'static str {
+        match self {
+            Raw::Postgres(_) => "UPDATE id+version",
+            Raw::Redis(_) => "EVALSHA CAS",
+        }
+    }
+
+    fn insert_op(&self) -> &'static str {
+        match self {
+            Raw::Postgres(_) => "INSERT",
+            Raw::Redis(_) => "SET PXAT",
+        }
+    }
+
+    /// Prepares the compare-and-swap targets (Redis: their raw copies).
+    async fn seed(&self, cas: &[Loaded]) -> Result<(), BenchError> {
+        match self {
+            Raw::Postgres(_) => Ok(()),
+            Raw::Redis(r) => {
+                let r = Arc::clone(r);
+                timed(cas.to_vec(), LOADERS, move |l| {
+                    let r = Arc::clone(&r);
+                    async move { r.seed(&l).await }
+                })
+                .await
+                .map(|_| ())
+            }
+        }
+    }
+
+    /// Bytes the store holds (PostgreSQL: its tables; Redis: its keys).
+    async fn footprint(&self) -> Result<f64, BenchError> {
+        match self {
+            Raw::Postgres(p) => p.footprint().await,
+            Raw::Redis(r) => r.footprint().await,
+        }
+    }
+
+    async fn read(&self, id: &SessionId) -> Result<(), BenchError> {
+        match self {
+            Raw::Postgres(p) => p.read(id).await,
+            Raw::Redis(r) => r.read(id).await,
+        }
+    }
+
+    /// Compare-and-swaps `l` from `l.version` to `l.version + 1`.
+    async fn cas(&self, l: &Loaded, now: Timestamp) -> Result<(), BenchError> {
+        match self {
+            Raw::Postgres(p) => p.cas(l, now).await,
+            Raw::Redis(r) => r.cas(l).await,
+        }
+    }
+
+    async fn insert(&self, r: &SessionRecord) -> Result<(), BenchError> {
+        match self {
+            Raw::Postgres(p) => p.insert(r).await,
+            Raw::Redis(x) => x.insert(r).await,
+        }
+    }
+}
+
+/// `u64` → `bigint`.
+fn big(v: u64, what: &str) -> Result<i64, BenchError> {
+    i64::try_from(v).map_err(|_| BenchError(format!("{what} {v} does not fit a bigint")))
+}
+
+/// Raw statements on the store's pool and tables.
+struct PgRaw {
+    pool: PgPool,
+    schema: String,
+    delete: String,
+    select: String,
+    update: String,
+    insert: String,
+}
+
+impl PgRaw {
+    fn new(pool: PgPool, schema: &str) -> Self {
+        let t = format!("\"{}\".sessions", schema.replace('"', "\"\""));
+        PgRaw {
+            pool,
+            schema: schema.to_owned(),
+            delete: format!("DELETE FROM {t} WHERE id = ANY($1)"),
+            select: format!("SELECT * FROM {t} WHERE id = $1"),
+            update: format!(
+                "UPDATE {t} SET version = $3, last_seen_at = $4, \
+                 expires_at = LEAST(absolute_deadline, $5) WHERE id = $1 AND version = $2"
+            ),
+            insert: format!(
+                "INSERT INTO {t} (id, subject, kind, state, version, created_at, last_seen_at, \
+                 absolute_deadline, expires_at, generation, verifier, rotated_at, retired, data, \
+                 data_version) VALUES ($1, $2, $3, 0, $4, $5, $5, $6, $7, 0, $8, $5, '{{}}', \
+                 ''::bytea, 0)"
+            ),
+        }
+    }
+
+    /// `pg_total_relation_size` of the schema's tables, summed.
+    async fn footprint(&self) -> Result<f64, BenchError> {
+        let bytes: i64 = sqlx::query_scalar(
+            "SELECT COALESCE(SUM(pg_total_relation_size(c.oid)), 0)::bigint FROM pg_class c \
+             JOIN pg_namespace n ON n.oid = c.relnamespace \
+             WHERE n.nspname = $1 AND c.relkind = 'r'",
+        )
+        .bind(&self.schema)
+        .fetch_one(&self.pool)
+        .await
+        .map_err(fail("table sizes"))?;
+        Ok(bytes as f64)
+    }
+
+    /// Deletes `rows` in one statement; how many went.
+    async fn delete(&self, rows: &[Loaded]) -> Result<u64, BenchError> {
+        let ids: Vec<Vec<u8>> = rows.iter().map(|l| l.id.as_bytes().to_vec()).collect();
+        let done = sqlx::query(&self.delete)
+            .bind(ids)
+            .execute(&self.pool)
+            .await
+            .map_err(fail("raw DELETE"))?;
+        Ok(done.rows_affected())
+    }
+
+    async fn read(&self, id: &SessionId) -> Result<(), BenchError> {
+        let row = sqlx::query(&self.select)
+            .bind(&id.as_bytes()[..])
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(fail("raw SELECT"))?;
+        match row {
+            Some(_) => Ok(()),
+            None => Err(BenchError("raw SELECT found no session row".into())),
+        }
+    }
+
+    async fn cas(&self, l: &Loaded, now: Timestamp) -> Result<(), BenchError> {
+        let idle = now.as_millis().saturating_add(24 * 3_600_000);
+        let done = sqlx::query(&self.update)
+            .bind(&l.id.as_bytes()[..])
+            .bind(big(l.version, "version")?)
+            .bind(big(l.version + 1, "version")?)
+            .bind(big(now.as_millis(), "time")?)
+            .bind(big(idle, "time")?)
+            .execute(&self.pool)
+            .await
+            .map_err(fail("raw UPDATE"))?;
+        if done.rows_affected() == 1 {
+            Ok(())
+        } else {
+            Err(BenchError("raw UPDATE … AND version matched no row".into()))
+        }
+    }
+
+    async fn insert(&self, r: &SessionRecord) -> Result<(), BenchError> {
+        sqlx::query(&self.insert)
+            .bind(&r.id.as_bytes()[..])
+            .bind(r.subject.as_str())
+            .bind(r.kind.as_str())
+            .bind(big(r.version, "version")?)
+            .bind(big(r.created_at.as_millis(), "time")?)
+            .bind(big(r.absolute_deadline.as_millis(), "time")?)
+            .bind(big(r.expires_at.as_millis(), "time")?)
+            .bind(&[0u8; 32][..])
+            .execute(&self.pool)
+            .await
+            .map_err(fail("raw INSERT"))?;
+        Ok(())
+    }
+}
+
+/// The compare-version-and-`SET` script of the raw Redis compare-and-swap: the value starts
+/// with a 20-digit version.
+const CAS_LUA: &str = r"
+local v = redis.call('GET', KEYS[1])
+if not v or string.sub(v, 1, 20) ~= ARGV[1] then return 0 end
+redis.call('SET', KEYS[1], ARGV[2], 'PXAT', ARGV[3])
+return 1
+";
+
+/// Raw commands on the store's own connection.
+struct RedisRaw {
+    store: RedisStore,
+    cas: redis::Script,
+}
+
+impl RedisRaw {
+    fn new(store: RedisStore) -> Self {
+        RedisRaw {
+            store,
+            cas: redis::Script::new(CAS_LUA),
+        }
+    }
+
+    /// `P:bench:{tag}:<id hex>`: beside the session's key, in its hash slot.
+    fn raw_key(&self, id: &SessionId) -> Result<String, BenchError> {
+        let key = self.store.session_key(id);
+        let prefix = self.store.prefix();
+        key.strip_prefix(prefix)
+            .and_then(|k| k.strip_prefix(":s"))
+            .map(|rest| format!("{prefix}:bench{rest}"))
+            .ok_or_else(|| BenchError(format!("unexpected session key {key}")))
+    }
+
+    fn value(version: u64, record: &SessionRecord) -> Vec<u8> {
+        let mut v = format!("{version:020}").into_bytes();
+        v.extend(codec::encode_session(record));
+        v
+    }
+
+    /// `MEMORY USAGE … SAMPLES 0` of every key of the prefix, summed.
+    async fn footprint(&self) -> Result<f64, BenchError> {
+        let keys = self.store.all_keys().await.map_err(fail("SCAN"))?;
+        let store = self.store.clone();
+        let (_, sizes) = timed(keys, LOADERS, move |k| {
+            let store = store.clone();
+            async move {
+                let mut cmd = redis::cmd("MEMORY");
+                cmd.arg("USAGE").arg(k).arg("SAMPLES").arg(0);
+                let n: Option<u64> = store
+                    .raw_command(&cmd)
+                    .await
+                    .map_err(fail("MEMORY USAGE"))?;
+                Ok(n.unwrap_or(0))
+            }
+        })
+        .await?;
+        Ok(sizes.iter().sum::<u64>() as f64)
+    }
+
+    async fn seed(&self, l: &Loaded) -> Result<(), BenchError> {
+        self.set(&self.raw_key(&l.id)?, &l.record, l.version).await
+    }
+
+    async fn set(&self, key: &str, r: &SessionRecord, version: u64) -> Result<(), BenchError> {
+        let mut cmd = redis::cmd("SET");
+        cmd.arg(key)
+            .arg(Self::value(version, r))
+            .arg("PXAT")
+            .arg(r.expires_at.as_millis());
+        self.store
+            .raw_command::<()>(&cmd)
+            .await
+            .map_err(fail("raw SET"))
+    }
+
+    async fn read(&self, id: &SessionId) -> Result<(), BenchError> {
+        let v: Option<Vec<u8>> = self
+            .store
+            .raw_command(redis::cmd("GET").arg(self.store.session_key(id)))
+            .await
+            .map_err(fail("raw GET"))?;
+        match v {
+            Some(_) => Ok(()),
+            None => Err(BenchError("raw GET found no session key".into())),
+        }
+    }
+
+    async fn cas(&self, l: &Loaded) -> Result<(), BenchError> {
+        let mut inv = self.cas.key(self.raw_key(&l.id)?);
+        inv.arg(format!("{:020}", l.version))
+            .arg(Self::value(l.version + 1, &l.record))
+            .arg(l.record.expires_at.as_millis());
+        let swapped: i64 = self
+            .store
+            .raw_script(&inv)
+            .await
+            .map_err(fail("raw EVALSHA"))?;
+        if swapped == 1 {
+            Ok(())
+        } else {
+            Err(BenchError("raw compare-and-swap lost".into()))
+        }
+    }
+
+    async fn insert(&self, r: &SessionRecord) -> Result<(), BenchError> {
+        self.set(&self.raw_key(&r.id)?, r, r.version).await
+    }
+}
