@@ -396,6 +396,8 @@ macro_rules! with_factory {
 }
 
 pub mod bench;
+#[cfg(feature = "peers")]
+mod bench_peers;
 mod redis_store;
 mod simulate;
 pub use simulate::{SimOutcome, simulate};
