@@ -397,6 +397,8 @@ macro_rules! with_factory {
 }
 
 pub mod bench;
+#[cfg(feature = "peers")]
+mod bench_peers;
 mod bench_server;
 mod redis_store;
 mod simulate;
