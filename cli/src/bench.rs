@@ -163,7 +163,7 @@ impl Row {
     }
 
     /// Fills in medians and the verdict from per-round samples `(leasehold, raw)`.
-    fn with_samples(mut self, samples: &[Sample]) -> Self {
+    pub(crate) fn with_samples(mut self, samples: &[Sample]) -> Self {
         self.leasehold = median(samples.iter().map(|s| s.0));
         self.raw = median(samples.iter().filter_map(|s| s.1));
         self.ratio = median(samples.iter().filter_map(|&(lh, raw)| {

@@ -20,14 +20,6 @@
 //! bare session ids), so that run remembers every id it wrote and deletes exactly those; its
 //! records also expire on their own within two hours.
 
-#![cfg_attr(
-    not(test),
-    allow(
-        dead_code,
-        reason = "the entry point is for `leasehold bench`, which wires it in separately"
-    )
-)]
-
 use std::future::Future;
 use std::net::{IpAddr, Ipv4Addr};
 use std::str::FromStr;
@@ -75,7 +67,8 @@ impl PeerOp {
         PeerOp::Revoke,
     ];
 
-    /// Lowercase name for tables.
+    /// Lowercase name for the printed table of the measurement test.
+    #[cfg(test)]
     pub(crate) fn name(self) -> &'static str {
         match self {
             PeerOp::Validate => "validate",
@@ -711,6 +704,62 @@ async fn redis_delete_prefix(url: &str, prefix: &str) -> Result<(), String> {
     keys.dedup();
     drop(conn);
     redis_delete(url, keys).await
+}
+
+/// The leasehold row each peer operation is compared with.
+fn leasehold_row(op: PeerOp) -> &'static str {
+    match op {
+        PeerOp::Validate => "validate, no touch",
+        PeerOp::Touch => "validate, touch due",
+        PeerOp::Create => "create",
+        PeerOp::Revoke => "revoke by id",
+    }
+}
+
+/// Rows `<leasehold row> vs <peer>` for every size: each peer measured on the same server in
+/// the same run (after the leasehold rounds), beside the leasehold row of the same operation,
+/// size and concurrency. The ratio is the peer's time ÷ leasehold's, so ≥ 1.0 means leasehold
+/// is at least as fast (the target for every operation).
+pub(crate) async fn peer_rows(
+    server: &PeerServer,
+    kind: &str,
+    sizes: &[usize],
+    concurrency: &[usize],
+    ops: usize,
+    leasehold: &[crate::bench::Row],
+    progress: &crate::bench::Progress,
+) -> Result<Vec<crate::bench::Row>, crate::bench::BenchError> {
+    use crate::bench::{BenchError, Row, Target, Unit, size_label};
+    let mut out = Vec::new();
+    for &n in sizes {
+        progress.note(&format!("measuring the peers at {}", size_label(n)));
+        let samples = measure_peers(server.clone(), n, concurrency, ops)
+            .await
+            .map_err(|e| BenchError(format!("peer measurement: {e}")))?;
+        for s in samples {
+            let name = format!(
+                "{kind} {}, {}, c={}",
+                leasehold_row(s.operation),
+                size_label(n),
+                s.concurrency
+            );
+            let Some(ours) = leasehold
+                .iter()
+                .find(|r| r.name == name)
+                .and_then(|r| r.leasehold)
+            else {
+                continue;
+            };
+            let row = Row::new(
+                format!("{name} vs {}", s.peer),
+                s.peer,
+                Unit::Ns,
+                Target::RatioAtLeast(1.0),
+            );
+            out.push(row.with_samples(&[(ours, Some(s.ns_per_op))]));
+        }
+    }
+    Ok(out)
 }
 
 #[cfg(test)]

@@ -116,6 +116,12 @@ struct Counts {
 }
 
 impl Counts {
+    /// Operations per peer measurement (each peer, operation and concurrency).
+    #[cfg(feature = "peers")]
+    fn peer_ops(self) -> usize {
+        if self.quick { 20 } else { 2_000 }
+    }
+
     /// Sessions validated (then raw-read) per measurement at size `n`.
     fn reads(self, n: usize) -> usize {
         (n / 4).clamp(1, 1_000)
@@ -172,7 +178,26 @@ async fn postgres(
         let raw = Raw::Postgres(Arc::new(PgRaw::new(pool, &schema)));
         fixtures.push(Fixture::load(store, raw, "postgres", n, counts, progress).await?);
     }
-    measure(&mut fixtures, counts, progress).await
+    #[allow(
+        unused_mut,
+        reason = "the peers' rows join only with the `peers` feature"
+    )]
+    let mut rows = measure(&mut fixtures, counts, progress).await?;
+    #[cfg(feature = "peers")]
+    {
+        let server = crate::bench_peers::PeerServer::Postgres(url.to_owned());
+        let peers = crate::bench_peers::peer_rows(
+            &server,
+            "postgres",
+            sizes,
+            &CONCURRENCY,
+            counts.peer_ops(),
+            &rows,
+            progress,
+        );
+        rows.extend(peers.await?);
+    }
+    Ok(rows)
 }
 
 async fn redis(
@@ -200,7 +225,28 @@ async fn redis(
         let raw = Raw::Redis(Arc::new(RedisRaw::new(store.clone())));
         fixtures.push(Fixture::load(store, raw, kind, n, counts, progress).await?);
     }
-    measure(&mut fixtures, counts, progress).await
+    #[allow(
+        unused_mut,
+        reason = "the peers' rows join only with the `peers` feature"
+    )]
+    let mut rows = measure(&mut fixtures, counts, progress).await?;
+    // The peers run on standalone servers only (tower-sessions' Redis store has no Cluster
+    // mode), so a Cluster run compares with the raw operations alone.
+    #[cfg(feature = "peers")]
+    if fixtures.first().is_some_and(|f| f.kind == "redis") {
+        let server = crate::bench_peers::PeerServer::Redis(url.to_owned());
+        let peers = crate::bench_peers::peer_rows(
+            &server,
+            "redis",
+            sizes,
+            &CONCURRENCY,
+            counts.peer_ops(),
+            &rows,
+            progress,
+        );
+        rows.extend(peers.await?);
+    }
+    Ok(rows)
 }
 
 /// Every round: every fixture, every concurrency, every row.
