@@ -179,7 +179,7 @@ impl Row {
         self.judge()
     }
 
-    fn judge(mut self) -> Self {
+    pub(crate) fn judge(mut self) -> Self {
         self.result = match (self.target, self.leasehold, self.ratio) {
             (Target::AtMostNs(t) | Target::AtMost(t), Some(v), _) => pass(v <= t),
             (Target::AtLeast(t), Some(v), _) => pass(v >= t),

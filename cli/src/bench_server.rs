@@ -178,11 +178,8 @@ async fn postgres(
         let raw = Raw::Postgres(Arc::new(PgRaw::new(pool, &schema)));
         fixtures.push(Fixture::load(store, raw, "postgres", n, counts, progress).await?);
     }
-    #[allow(
-        unused_mut,
-        reason = "the peers' rows join only with the `peers` feature"
-    )]
     let mut rows = measure(&mut fixtures, counts, progress).await?;
+    rows.extend(scale_rows(&rows, "postgres", sizes));
     #[cfg(feature = "peers")]
     {
         let server = crate::bench_peers::PeerServer::Postgres(url.to_owned());
@@ -225,11 +222,10 @@ async fn redis(
         let raw = Raw::Redis(Arc::new(RedisRaw::new(store.clone())));
         fixtures.push(Fixture::load(store, raw, kind, n, counts, progress).await?);
     }
-    #[allow(
-        unused_mut,
-        reason = "the peers' rows join only with the `peers` feature"
-    )]
     let mut rows = measure(&mut fixtures, counts, progress).await?;
+    if let Some(f) = fixtures.first() {
+        rows.extend(scale_rows(&rows, f.kind, sizes));
+    }
     // The peers run on standalone servers only (tower-sessions' Redis store has no Cluster
     // mode), so a Cluster run compares with the raw operations alone.
     #[cfg(feature = "peers")]
@@ -247,6 +243,40 @@ async fn redis(
         rows.extend(peers.await?);
     }
     Ok(rows)
+}
+
+/// For two or more sizes: each read and touch row's ratio to its raw operation at the largest
+/// size ÷ the same ratio at the smallest (target ≥ 0.95: leasehold adds nothing that grows
+/// with the live count that the raw operation does not).
+fn scale_rows(rows: &[Row], kind: &str, sizes: &[usize]) -> Vec<Row> {
+    let (Some(&small), Some(&large)) = (sizes.iter().min(), sizes.iter().max()) else {
+        return Vec::new();
+    };
+    if small == large {
+        return Vec::new();
+    }
+    let (sl, ll) = (size_label(small), size_label(large));
+    let mut out = Vec::new();
+    for what in ["validate, no touch", "validate, touch due", "refresh"] {
+        for c in CONCURRENCY {
+            let ratio = |label: &str| {
+                let name = format!("{kind} {what}, {label}, c={c}");
+                rows.iter().find(|r| r.name == name).and_then(|r| r.ratio)
+            };
+            let (Some(at_large), Some(at_small)) = (ratio(&ll), ratio(&sl)) else {
+                continue;
+            };
+            let mut row = Row::new(
+                format!("{kind} {what}, c={c}: ratio @ {ll} ÷ @ {sl}"),
+                "",
+                Unit::Ratio,
+                Target::RatioAtLeast(0.95),
+            );
+            row.ratio = Some(at_large / at_small);
+            out.push(row.judge());
+        }
+    }
+    out
 }
 
 /// Every round: every fixture, every concurrency, every row.
@@ -1027,5 +1057,37 @@ impl RedisRaw {
 
     async fn insert(&self, r: &SessionRecord) -> Result<(), BenchError> {
         self.set(&self.raw_key(&r.id)?, r, r.version).await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn row(name: &str, ratio: f64) -> Row {
+        let mut r = ns_row(name.to_owned(), "GET", 0.95);
+        r.ratio = Some(ratio);
+        r
+    }
+
+    /// The scale rows divide the largest size's ratio by the smallest's, per row and
+    /// concurrency, and judge it against 0.95; one size gives none.
+    #[test]
+    fn scale_rows_compare_the_largest_size_with_the_smallest() {
+        let rows = vec![
+            row("redis validate, no touch, 10k, c=1", 0.8),
+            row("redis validate, no touch, 1M, c=1", 0.6),
+            row("redis validate, no touch, 10k, c=32", 0.5),
+            row("redis validate, no touch, 1M, c=32", 0.5),
+        ];
+        let out = scale_rows(&rows, "redis", &[10_000, 1_000_000]);
+        let find = |n: &str| out.iter().find(|r| r.name == n);
+        let c1 = find("redis validate, no touch, c=1: ratio @ 1M ÷ @ 10k").unwrap();
+        assert!((c1.ratio.unwrap() - 0.75).abs() < 1e-9);
+        assert_eq!(c1.result, "FAIL");
+        let c32 = find("redis validate, no touch, c=32: ratio @ 1M ÷ @ 10k").unwrap();
+        assert_eq!(c32.result, "PASS");
+        assert_eq!(out.len(), 2, "rows without both sizes are left out");
+        assert!(scale_rows(&rows, "redis", &[10_000]).is_empty());
     }
 }
