@@ -514,28 +514,18 @@ async fn guard_measure<St: session_guard::SessionStore>(
             let r = Arc::clone(run);
             let base = level * plan.ops;
             let ns = match op {
-                PeerOp::Validate => {
+                // The same authenticate: `toucher` writes `last_seen_at` on every call.
+                PeerOp::Validate | PeerOp::Touch => {
                     run_ops(c, plan.ops, move |i| {
                         let r = Arc::clone(&r);
                         async move {
                             let token = slot(&r.tokens, i % n, "preloaded token")?;
-                            let outcome = r
-                                .guard
-                                .authenticate(token, &r.ctx)
-                                .await
-                                .map_err(fail("authenticate"))?;
-                            authenticated(peer, outcome)
-                        }
-                    })
-                    .await?
-                }
-                PeerOp::Touch => {
-                    run_ops(c, plan.ops, move |i| {
-                        let r = Arc::clone(&r);
-                        async move {
-                            let token = slot(&r.tokens, i % n, "preloaded token")?;
-                            let outcome = r
-                                .toucher
+                            let guard = if op == PeerOp::Touch {
+                                &r.toucher
+                            } else {
+                                &r.guard
+                            };
+                            let outcome = guard
                                 .authenticate(token, &r.ctx)
                                 .await
                                 .map_err(fail("authenticate"))?;

@@ -178,23 +178,7 @@ async fn postgres(
         let raw = Raw::Postgres(Arc::new(PgRaw::new(pool, &schema)));
         fixtures.push(Fixture::load(store, raw, "postgres", n, counts, progress).await?);
     }
-    let mut rows = measure(&mut fixtures, counts, progress).await?;
-    rows.extend(scale_rows(&rows, "postgres", sizes));
-    #[cfg(feature = "peers")]
-    {
-        let server = crate::bench_peers::PeerServer::Postgres(url.to_owned());
-        let peers = crate::bench_peers::peer_rows(
-            &server,
-            "postgres",
-            sizes,
-            &CONCURRENCY,
-            counts.peer_ops(),
-            &rows,
-            progress,
-        );
-        rows.extend(peers.await?);
-    }
-    Ok(rows)
+    measure(&mut fixtures, url, counts, progress).await
 }
 
 async fn redis(
@@ -222,27 +206,7 @@ async fn redis(
         let raw = Raw::Redis(Arc::new(RedisRaw::new(store.clone())));
         fixtures.push(Fixture::load(store, raw, kind, n, counts, progress).await?);
     }
-    let mut rows = measure(&mut fixtures, counts, progress).await?;
-    if let Some(f) = fixtures.first() {
-        rows.extend(scale_rows(&rows, f.kind, sizes));
-    }
-    // The peers run on standalone servers only (tower-sessions' Redis store has no Cluster
-    // mode), so a Cluster run compares with the raw operations alone.
-    #[cfg(feature = "peers")]
-    if fixtures.first().is_some_and(|f| f.kind == "redis") {
-        let server = crate::bench_peers::PeerServer::Redis(url.to_owned());
-        let peers = crate::bench_peers::peer_rows(
-            &server,
-            "redis",
-            sizes,
-            &CONCURRENCY,
-            counts.peer_ops(),
-            &rows,
-            progress,
-        );
-        rows.extend(peers.await?);
-    }
-    Ok(rows)
+    measure(&mut fixtures, url, counts, progress).await
 }
 
 /// For two or more sizes: each read and touch row's ratio to its raw operation at the largest
@@ -279,8 +243,43 @@ fn scale_rows(rows: &[Row], kind: &str, sizes: &[usize]) -> Vec<Row> {
     out
 }
 
-/// Every round: every fixture, every concurrency, every row.
+/// Every round: every fixture, every concurrency, every row; then the scale rows and (with
+/// the `peers` feature) the peers on the server at `url`.
 async fn measure<S: Store + 'static>(
+    fixtures: &mut [Fixture<S>],
+    url: &str,
+    counts: Counts,
+    progress: &Progress,
+) -> Result<Vec<Row>, BenchError> {
+    let mut rows = measure_rounds(fixtures, counts, progress).await?;
+    let Some(kind) = fixtures.first().map(|f| f.kind) else {
+        return Ok(rows);
+    };
+    let sizes: Vec<usize> = fixtures.iter().map(|f| f.n).collect();
+    rows.extend(scale_rows(&rows, kind, &sizes));
+    // The peers run on standalone servers only (tower-sessions' Redis store has no Cluster
+    // mode), so a Cluster run compares with the raw operations alone.
+    #[cfg(feature = "peers")]
+    {
+        use crate::bench_peers::{PeerServer, peer_rows};
+        let server = match kind {
+            "postgres" => Some(PeerServer::Postgres(url.to_owned())),
+            "redis" => Some(PeerServer::Redis(url.to_owned())),
+            _ => None,
+        };
+        if let Some(server) = server {
+            let (ops, conc) = (counts.peer_ops(), &CONCURRENCY);
+            let peers = peer_rows(&server, kind, &sizes, conc, ops, &rows, progress).await?;
+            rows.extend(peers);
+        }
+    }
+    #[cfg(not(feature = "peers"))]
+    let _ = url;
+    Ok(rows)
+}
+
+/// The timed rounds of [`measure`].
+async fn measure_rounds<S: Store + 'static>(
     fixtures: &mut [Fixture<S>],
     counts: Counts,
     progress: &Progress,
