@@ -30,6 +30,19 @@ async fn store() -> Fixture {
     }
 }
 
+/// Sessions over `store` with `policy`, driven by `clock`, with seeded entropy.
+fn driver(
+    store: &PostgresStore,
+    policy: Policy,
+    clock: ManualClock,
+    seed: u64,
+) -> Sessions<PostgresStore> {
+    Sessions::new(store.clone(), policy)
+        .unwrap()
+        .with_clock(clock)
+        .with_entropy(SeededEntropy::new(seed))
+}
+
 /// A caller an hour ahead of the server, so every call is judged at the caller's clock.
 fn ahead() -> ManualClock {
     ManualClock::new(SystemClock.now().saturating_add(HOUR))
@@ -40,10 +53,7 @@ async fn validate_is_one_statement_and_a_touch_two() {
     let f = store().await;
     let store = f.store.clone();
     let clock = ahead();
-    let s = Sessions::new(store.clone(), Policy::default())
-        .unwrap()
-        .with_clock(clock.clone())
-        .with_entropy(SeededEntropy::new(1));
+    let s = driver(&store, Policy::default(), clock.clone(), 1);
     let c = s
         .create(&Subject::new("alice").unwrap(), CreateOptions::default())
         .await
@@ -74,10 +84,7 @@ async fn tombstones_written_in_sql_are_the_engines() {
         }))
         .build()
         .unwrap();
-    let s = Sessions::new(store.clone(), cap)
-        .unwrap()
-        .with_clock(clock.clone())
-        .with_entropy(SeededEntropy::new(2));
+    let s = driver(&store, cap, clock.clone(), 2);
     let alice = Subject::new("alice").unwrap();
     let first = s.create(&alice, CreateOptions::default()).await.unwrap();
     let stored = store
@@ -124,10 +131,7 @@ async fn tombstones_written_in_sql_are_the_engines() {
 async fn a_row_the_codec_would_refuse_is_corrupt_and_blocks_no_group_operation() {
     let f = store().await;
     let store = f.store.clone();
-    let s = Sessions::new(store.clone(), Policy::default())
-        .unwrap()
-        .with_clock(ahead())
-        .with_entropy(SeededEntropy::new(3));
+    let s = driver(&store, Policy::default(), ahead(), 3);
     let alice = Subject::new("alice").unwrap();
     let a = s.create(&alice, CreateOptions::default()).await.unwrap();
     let b = s.create(&alice, CreateOptions::default()).await.unwrap();
@@ -168,10 +172,7 @@ async fn check_limits_writes_nothing_and_agrees_with_the_insert() {
     let f = store().await;
     let store = f.store.clone();
     let clock = ahead();
-    let s = Sessions::new(store.clone(), Policy::default())
-        .unwrap()
-        .with_clock(clock.clone())
-        .with_entropy(SeededEntropy::new(4));
+    let s = driver(&store, Policy::default(), clock.clone(), 4);
     let alice = Subject::new("alice").unwrap();
     s.create(&alice, CreateOptions::default()).await.unwrap();
     let limits = CreateLimits {
@@ -221,10 +222,7 @@ async fn the_reaper_task_reaps_then_stops_cleanly() {
     // Sessions created two days ago with a one-hour idle timeout: due on every clock.
     let past = ManualClock::new(SystemClock.now().saturating_sub(48 * HOUR));
     let policy = Policy::builder().idle_timeout(Some(HOUR)).build().unwrap();
-    let s = Sessions::new(store.clone(), policy)
-        .unwrap()
-        .with_clock(past)
-        .with_entropy(SeededEntropy::new(5));
+    let s = driver(&store, policy, past, 5);
     let alice = Subject::new("alice").unwrap();
     for _ in 0..5 {
         s.create(&alice, CreateOptions::default()).await.unwrap();
@@ -297,10 +295,7 @@ async fn a_callers_search_path_cannot_redirect_the_store() {
         .await
         .unwrap();
     let store = PostgresStore::open(pool, &schema).await.unwrap();
-    let s = Sessions::new(store.clone(), Policy::default())
-        .unwrap()
-        .with_clock(ahead())
-        .with_entropy(SeededEntropy::new(6));
+    let s = driver(&store, Policy::default(), ahead(), 6);
     let alice = Subject::new("alice").unwrap();
     let c = s.create(&alice, CreateOptions::default()).await.unwrap();
     s.validate(c.token.expose_secret(), &Context::none())
