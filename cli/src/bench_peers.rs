@@ -23,9 +23,8 @@
 use std::future::Future;
 use std::net::{IpAddr, Ipv4Addr};
 use std::str::FromStr;
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, OnceLock};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use session_guard::{ClientContext, Guard, GuardConfig, Outcome, PgStore, ValkeyStore};
 use tower_sessions_core::SessionStore;
@@ -169,44 +168,20 @@ fn subject(i: usize) -> String {
 }
 
 /// Runs `ops` calls of `op(0..ops)` over `tasks` tokio tasks sharing `op` and returns the wall
-/// time per call in ns. Tasks take indices from a shared counter, so each index runs once.
+/// time per call in ns: the same runner as leasehold's rows (`bench_server::timed`, each task
+/// a contiguous share of the indices), so both sides of a ratio are measured alike.
 async fn run_ops<F, Fut>(tasks: usize, ops: usize, op: F) -> Result<f64, String>
 where
     F: Fn(usize) -> Fut + Send + Sync + 'static,
     Fut: Future<Output = Result<(), String>> + Send + 'static,
 {
-    let op = Arc::new(op);
-    let next = Arc::new(AtomicUsize::new(0));
-    let start = Instant::now();
-    let handles: Vec<_> = (0..tasks.max(1))
-        .map(|_| {
-            let op = Arc::clone(&op);
-            let next = Arc::clone(&next);
-            tokio::spawn(async move {
-                loop {
-                    let i = next.fetch_add(1, Ordering::Relaxed);
-                    if i >= ops {
-                        return Ok(());
-                    }
-                    op(i).await?;
-                }
-            })
-        })
-        .collect();
-    let mut failure = None;
-    for handle in handles {
-        let outcome = handle
-            .await
-            .map_err(|e| format!("peer bench task failed: {e}"));
-        if let Err(e) = outcome.and_then(|r| r) {
-            failure.get_or_insert(e);
-        }
-    }
-    let elapsed = start.elapsed();
-    match failure {
-        Some(e) => Err(e),
-        None => Ok(elapsed.as_nanos() as f64 / ops.max(1) as f64),
-    }
+    let (took, _) = crate::bench_server::timed((0..ops).collect(), tasks, move |i| {
+        let call = op(i);
+        async move { call.await.map_err(crate::bench::BenchError) }
+    })
+    .await
+    .map_err(|e| e.0)?;
+    Ok(crate::bench::ns_per_op(ops, took))
 }
 
 /// Slots filled once each by concurrent tasks.

@@ -308,7 +308,7 @@ async fn measure_rounds<S: Store + 'static>(
 
 /// Runs `f` over `items` in `conc` tokio tasks (contiguous shares, in order), and returns
 /// the wall time from the first spawn to the last completion, with the results in order.
-async fn timed<T, R, F, Fut>(
+pub(crate) async fn timed<T, R, F, Fut>(
     items: Vec<T>,
     conc: usize,
     f: F,
