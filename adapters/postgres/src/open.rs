@@ -28,10 +28,15 @@ const MIGRATIONS: &[(i32, &str, &str)] = &[
         "names of up to 1024 bytes",
         include_str!("../sql/0003_name_lengths.sql"),
     ),
+    (
+        4,
+        "an inlinable server clock",
+        include_str!("../sql/0004_inline_clock.sql"),
+    ),
 ];
 
 /// The newest migration.
-pub(crate) const LATEST: i32 = 3;
+pub(crate) const LATEST: i32 = 4;
 
 /// The schema placeholder in the migration files (double quotes included).
 const PLACEHOLDER: &str = "\"leasehold\"";

@@ -280,15 +280,22 @@ async fn a_callers_search_path_cannot_redirect_the_store() {
     let admin = common::pool(&url, 1).await.unwrap();
     sqlx::raw_sql(&format!(
         "CREATE SCHEMA \"{decoy}\"; CREATE TABLE \"{decoy}\".sessions (id bytea); \
-         CREATE TABLE \"{decoy}\".subjects (subject text)"
+         CREATE TABLE \"{decoy}\".subjects (subject text); \
+         CREATE FUNCTION \"{decoy}\".clock_timestamp() RETURNS timestamptz \
+             LANGUAGE sql AS $$ SELECT timestamptz '2100-01-01 00:00:00+00' $$; \
+         CREATE FUNCTION \"{decoy}\".floor(numeric) RETURNS numeric \
+             LANGUAGE sql AS $$ SELECT 0::numeric $$"
     ))
     .execute(&admin)
     .await
     .unwrap();
-    // The application's pool puts the decoy first on every connection's search_path.
+    // The application's pool puts the decoy first on every connection's search_path, even
+    // before pg_catalog: its clock_timestamp() and floor() would move the store's clock to
+    // 2100 (or to 0) wherever a statement or an inlined function names them unqualified.
+    let path = format!("\"{decoy}\",pg_catalog");
     let options = leasehold_postgres::recommended_connect_options(&url)
         .unwrap()
-        .options([("search_path", decoy.as_str())]);
+        .options([("search_path", path.as_str())]);
     let pool = leasehold_postgres::recommended_pool_options()
         .max_connections(2)
         .connect_with(options)
