@@ -30,17 +30,13 @@ pub(crate) struct Keys {
     prefix: String,
 }
 
-/// Four lowercase hex digits of the first two bytes.
-fn tag(b: &[u8]) -> String {
-    format!("{:02x}{:02x}", b[0], b[1])
-}
-
-fn hex(b: &[u8]) -> String {
-    let mut s = String::with_capacity(b.len() * 2);
+/// Lowercase hex without a formatter per byte: record keys are built on every load.
+fn push_hex(s: &mut String, b: &[u8]) {
+    const DIGITS: &[u8; 16] = b"0123456789abcdef";
     for x in b {
-        s.push_str(&format!("{x:02x}"));
+        s.push(char::from(DIGITS[usize::from(x >> 4)]));
+        s.push(char::from(DIGITS[usize::from(x & 0x0f)]));
     }
-    s
 }
 
 /// The hash tag of a resource's keys.
@@ -57,18 +53,26 @@ impl Keys {
         Keys { prefix }
     }
 
+    /// `P:<kind>:{tag}:<id hex>`, in one allocation.
+    fn id_key(&self, kind: &str, id: &[u8]) -> String {
+        let mut k = String::with_capacity(self.prefix.len() + kind.len() + 9 + 2 * id.len());
+        k.push_str(&self.prefix);
+        k.push(':');
+        k.push_str(kind);
+        k.push_str(":{");
+        push_hex(&mut k, id.get(..2).unwrap_or(id));
+        k.push_str("}:");
+        push_hex(&mut k, id);
+        k
+    }
+
     /// The prefix (scripts compute same-slot keys from it).
     pub(crate) fn prefix(&self) -> &str {
         &self.prefix
     }
 
     pub(crate) fn session(&self, id: &SessionId) -> String {
-        format!(
-            "{}:s:{{{}}}:{}",
-            self.prefix,
-            tag(id.as_bytes()),
-            hex(id.as_bytes())
-        )
+        self.id_key("s", id.as_bytes())
     }
 
     pub(crate) fn subject_index(&self, subject: &Subject) -> String {
@@ -82,30 +86,15 @@ impl Keys {
     }
 
     pub(crate) fn ticket(&self, id: &TicketId) -> String {
-        format!(
-            "{}:t:{{{}}}:{}",
-            self.prefix,
-            tag(id.as_bytes()),
-            hex(id.as_bytes())
-        )
+        self.id_key("t", id.as_bytes())
     }
 
     pub(crate) fn slot(&self, id: &SlotId) -> String {
-        format!(
-            "{}:l:{{{}}}:{}",
-            self.prefix,
-            tag(id.as_bytes()),
-            hex(id.as_bytes())
-        )
+        self.id_key("l", id.as_bytes())
     }
 
     pub(crate) fn session_slots(&self, id: &SessionId) -> String {
-        format!(
-            "{}:ls:{{{}}}:{}",
-            self.prefix,
-            tag(id.as_bytes()),
-            hex(id.as_bytes())
-        )
+        self.id_key("ls", id.as_bytes())
     }
 
     pub(crate) fn resource_members(&self, r: &Resource) -> String {
@@ -206,6 +195,25 @@ mod tests {
         let id = SessionId::from_bytes([0xab; 18]);
         let key = k.session(&id);
         assert!(key.starts_with("lh:s:{abab}:abab"));
+        let b: [u8; 18] = std::array::from_fn(|i| (i as u8).wrapping_mul(37).wrapping_add(9));
+        let hex: String = b.iter().map(|x| format!("{x:02x}")).collect();
+        let tag = &hex[..4];
+        assert_eq!(
+            k.session(&SessionId::from_bytes(b)),
+            format!("lh:s:{{{tag}}}:{hex}")
+        );
+        assert_eq!(
+            k.ticket(&TicketId::from_bytes(b)),
+            format!("lh:t:{{{tag}}}:{hex}")
+        );
+        assert_eq!(
+            k.slot(&SlotId::from_bytes(b)),
+            format!("lh:l:{{{tag}}}:{hex}")
+        );
+        assert_eq!(
+            k.session_slots(&SessionId::from_bytes(b)),
+            format!("lh:ls:{{{tag}}}:{hex}")
+        );
         assert_eq!(k.classify(key.as_bytes()), Some(Held::Session(id)));
         assert_eq!(k.classify(b"lh:g:{global}"), Some(Held::Other));
         assert_eq!(k.classify(b"other:s:x"), None);
