@@ -151,6 +151,12 @@ impl RedisStore {
             .await
     }
 
+    /// Runs one pipeline (one round trip).
+    async fn pipe(&self, p: &redis::Pipeline) -> Result<Vec<Value>, StoreError> {
+        self.req(|mut c| async move { p.query_async(&mut c).await })
+            .await
+    }
+
     /// After a security write: `WAIT` for the configured replicas. `WAIT` covers every write
     /// sent earlier on the same connection. On a Cluster the client sends it on its connection
     /// to every primary and keeps the smallest count, so each primary (the one that took the
