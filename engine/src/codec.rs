@@ -190,13 +190,14 @@ impl<'a> Reader<'a> {
         }
         self.take(len)
     }
-    fn string(&mut self, max: usize, what: &'static str) -> Result<String, CodecError> {
+    /// Text borrowed from the input (a name is copied once, into its own `Arc<str>`).
+    fn str(&mut self, max: usize, what: &'static str) -> Result<&'a str, CodecError> {
         let b = self.bytes(max, what)?;
-        String::from_utf8(b.to_vec()).map_err(|_| CodecError::Invalid(what))
+        std::str::from_utf8(b).map_err(|_| CodecError::Invalid(what))
     }
-    fn opt_string(&mut self, max: usize, what: &'static str) -> Result<Option<String>, CodecError> {
+    fn opt_str(&mut self, max: usize, what: &'static str) -> Result<Option<&'a str>, CodecError> {
         if self.flag(what)? {
-            Ok(Some(self.string(max, what)?))
+            Ok(Some(self.str(max, what)?))
         } else {
             Ok(None)
         }
@@ -210,12 +211,12 @@ impl<'a> Reader<'a> {
     }
 }
 
-fn subject(s: String) -> Result<Subject, CodecError> {
-    Subject::new(s).map_err(|_| CodecError::Invalid("subject"))
+fn subject(s: &str) -> Result<Subject, CodecError> {
+    Subject::from_text(s).map_err(|_| CodecError::Invalid("subject"))
 }
 
-fn resource(s: Option<String>) -> Result<Option<Resource>, CodecError> {
-    s.map(|s| Resource::new(s).map_err(|_| CodecError::Invalid("resource")))
+fn resource(s: Option<&str>) -> Result<Option<Resource>, CodecError> {
+    s.map(|s| Resource::from_text(s).map_err(|_| CodecError::Invalid("resource")))
         .transpose()
 }
 
@@ -308,7 +309,7 @@ pub fn identity_range(bytes: &[u8]) -> Option<std::ops::Range<usize>> {
     }
     let mut r = Reader(bytes.get(layout::SUBJECT..)?);
     r.bytes(MAX_NAME_LEN, "subject").ok()?;
-    r.opt_string(MAX_NAME_LEN, "resource").ok()?;
+    r.opt_str(MAX_NAME_LEN, "resource").ok()?;
     if format == 3 {
         r.bytes(MAX_PREFIX_LEN, "kind").ok()?;
     }
@@ -352,7 +353,9 @@ pub fn decode_session(input: &[u8]) -> Result<SessionRecord, CodecError> {
     } else {
         None
     };
-    let context_summary = r.opt_string(MAX_SUMMARY_LEN, "context_summary")?;
+    let context_summary = r
+        .opt_str(MAX_SUMMARY_LEN, "context_summary")?
+        .map(str::to_owned);
     let data = r.bytes(MAX_DATA_LEN, "data")?.to_vec();
     let data_version = r.u64()?;
     let access = if format >= 3 && r.flag("access")? {
@@ -423,8 +426,8 @@ impl Head {
     /// Format 1: id, subject, resource, version, created, last seen, deadlines, state.
     fn v1(r: &mut Reader<'_>) -> Result<Head, CodecError> {
         let id = SessionId::from_bytes(r.array::<ID_BYTES>()?);
-        let subject = subject(r.string(MAX_NAME_LEN, "subject")?)?;
-        let resource = resource(r.opt_string(MAX_NAME_LEN, "resource")?)?;
+        let subject = subject(r.str(MAX_NAME_LEN, "subject")?)?;
+        let resource = resource(r.opt_str(MAX_NAME_LEN, "resource")?)?;
         let version = r.u64()?;
         let created_at = r.ts()?;
         let last_seen = r.ts()?;
@@ -474,10 +477,11 @@ impl Head {
         let absolute_deadline = r.ts()?;
         let created_at = r.ts()?;
         let id = SessionId::from_bytes(r.array::<ID_BYTES>()?);
-        let subject = subject(r.string(MAX_NAME_LEN, "subject")?)?;
-        let resource = resource(r.opt_string(MAX_NAME_LEN, "resource")?)?;
+        let subject = subject(r.str(MAX_NAME_LEN, "subject")?)?;
+        let resource = resource(r.opt_str(MAX_NAME_LEN, "resource")?)?;
         let kind = if format >= 3 {
-            Kind::new(r.string(MAX_PREFIX_LEN, "kind")?).map_err(|_| CodecError::Invalid("kind"))?
+            Kind::from_text(r.str(MAX_PREFIX_LEN, "kind")?)
+                .map_err(|_| CodecError::Invalid("kind"))?
         } else {
             Kind::legacy()
         };
@@ -539,7 +543,7 @@ pub fn decode_slot(input: &[u8]) -> Result<SlotRecord, CodecError> {
     let s = SlotRecord {
         id: SlotId::from_bytes(r.array()?),
         session: SessionId::from_bytes(r.array()?),
-        resource: resource(r.opt_string(MAX_NAME_LEN, "resource")?)?,
+        resource: resource(r.opt_str(MAX_NAME_LEN, "resource")?)?,
         acquired_at: r.ts()?,
         expires_at: r.ts()?,
     };

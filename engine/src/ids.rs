@@ -153,6 +153,36 @@ const HEX: [u8; 256] = {
     t
 };
 
+/// The checks of [`Subject::new`] and [`Resource::new`].
+fn check_name(s: &str, what: &'static str) -> Result<(), InputError> {
+    if s.is_empty() {
+        return Err(InputError::Empty(what));
+    }
+    if s.len() > MAX_NAME_LEN {
+        return Err(InputError::TooLong {
+            what,
+            max: MAX_NAME_LEN,
+        });
+    }
+    if has_control(s) {
+        return Err(InputError::ControlCharacter(what));
+    }
+    Ok(())
+}
+
+/// `s.chars().any(char::is_control)` on bytes: the control characters (category Cc) are
+/// U+0000–U+001F, U+007F and U+0080–U+009F, which UTF-8 writes as one byte below 0x20, 0x7F,
+/// or 0xC2 followed by 0x80–0x9F (0xC2 is only ever a lead byte in valid UTF-8). Decoding
+/// every char made this check a visible part of each record decode.
+pub(crate) fn has_control(s: &str) -> bool {
+    let b = s.as_bytes();
+    b.iter().enumerate().any(|(i, &x)| {
+        x < 0x20
+            || x == 0x7f
+            || (x == 0xc2 && b.get(i + 1).is_some_and(|n| (0x80..=0x9f).contains(n)))
+    })
+}
+
 macro_rules! name_type {
     ($(#[$doc:meta])* $name:ident, $what:literal) => {
         $(#[$doc])*
@@ -166,15 +196,14 @@ macro_rules! name_type {
             /// Validates: non-empty, at most [`MAX_NAME_LEN`] bytes, no control characters.
             pub fn new(s: impl Into<String>) -> Result<Self, InputError> {
                 let s = s.into();
-                if s.is_empty() {
-                    return Err(InputError::Empty($what));
-                }
-                if s.len() > MAX_NAME_LEN {
-                    return Err(InputError::TooLong { what: $what, max: MAX_NAME_LEN });
-                }
-                if s.chars().any(char::is_control) {
-                    return Err(InputError::ControlCharacter($what));
-                }
+                check_name(&s, $what)?;
+                Ok($name(s.into()))
+            }
+
+            /// [`new`](Self::new) from borrowed text, in one allocation (the codec decodes
+            /// a name on every load).
+            pub(crate) fn from_text(s: &str) -> Result<Self, InputError> {
+                check_name(s, $what)?;
                 Ok($name(s.into()))
             }
 
@@ -228,6 +257,17 @@ impl Kind {
     /// Validates `[a-z0-9]{1,16}` (a token prefix).
     pub fn new(s: impl Into<String>) -> Result<Self, InputError> {
         let s = s.into();
+        Kind::check(&s)?;
+        Ok(Kind(s.into()))
+    }
+
+    /// [`new`](Self::new) from borrowed text, in one allocation.
+    pub(crate) fn from_text(s: &str) -> Result<Self, InputError> {
+        Kind::check(s)?;
+        Ok(Kind(s.into()))
+    }
+
+    fn check(s: &str) -> Result<(), InputError> {
         if s.is_empty() {
             return Err(InputError::Empty("kind"));
         }
@@ -243,7 +283,7 @@ impl Kind {
         {
             return Err(InputError::Invalid("kind"));
         }
-        Ok(Kind(s.into()))
+        Ok(())
     }
 
     /// The kind of records written before kinds were stored (format ≤ 2): the default token
@@ -274,6 +314,33 @@ impl fmt::Debug for Kind {
 mod tests {
     use super::*;
     use crate::entropy::SeededEntropy;
+    use proptest::prelude::*;
+
+    #[test]
+    fn has_control_matches_char_is_control_on_every_char() {
+        for c in (0..=0x10_ffff).filter_map(char::from_u32) {
+            for s in [
+                c.to_string(),
+                format!("a{c}"),
+                format!("{c}\u{80}"),
+                format!("é{c}z"),
+            ] {
+                assert_eq!(
+                    has_control(&s),
+                    s.chars().any(char::is_control),
+                    "{:?}",
+                    s.escape_unicode().to_string()
+                );
+            }
+        }
+    }
+
+    proptest! {
+        #[test]
+        fn has_control_matches_char_is_control(s in any::<String>()) {
+            prop_assert_eq!(has_control(&s), s.chars().any(char::is_control));
+        }
+    }
 
     #[test]
     fn id_round_trips_through_text_and_keeps_its_tag() {

@@ -28,7 +28,7 @@ pub fn check_options(opts: &CreateOptions, policy: &Policy) -> Result<(), InputE
             });
         }
         // It is shown in "your devices" lists and logs: no line breaks or escapes smuggled in.
-        if s.chars().any(char::is_control) {
+        if crate::ids::has_control(s) {
             return Err(InputError::ControlCharacter("summary"));
         }
     }
