@@ -286,12 +286,15 @@ impl Plan {
 /// must not rotate) and a long idle timeout (each round moves the clock past the touch
 /// granularity; the sessions must outlive every round).
 pub(crate) fn bench_policy() -> Result<Policy, BenchError> {
+    bench_policy_builder().build().map_err(fail("bench policy"))
+}
+
+/// [`bench_policy`], to add to.
+pub(crate) fn bench_policy_builder() -> leasehold::PolicyBuilder {
     Policy::builder()
         .renewal_interval(None)
         .idle_timeout(Some(Duration::from_secs(24 * 3600)))
         .absolute_lifetime(Duration::from_secs(7 * 24 * 3600))
-        .build()
-        .map_err(fail("bench policy"))
 }
 
 /// Where a bench driver's clock starts.

@@ -14,7 +14,10 @@
 //! | validate, touch due | `validate` (writes the touch) | `UPDATE … WHERE id AND version` | `EVALSHA` compare-version-and-`SET` |
 //! | refresh | `refresh` (a rotation) | the same `UPDATE` | the same script |
 //! | create | `create` (no cap) | single-row `INSERT` | `SET … PXAT` |
+//! | create, subject cap | `create` under a subject cap of 4 (a new subject each: counted, nothing evicted) | the same `INSERT` | the same `SET` |
 //! | revoke by id | `trusted_by_id().revoke` | the same `UPDATE` | the same script |
+//! | ticket mint+redeem | `mint_ticket` (validates, stores the ticket) then `redeem_ticket` | `INSERT` then `DELETE … RETURNING` of a 64-byte row | `SET … PXAT` then `GETDEL` |
+//! | slot acquire+release | `acquire_slot` then `release_slot` | the same pair | the same pair |
 //!
 //! The raw compare-and-swap on PostgreSQL updates what a touch moves (`version`,
 //! `last_seen_at`, `expires_at`) on session rows that no leasehold row uses. On Redis it runs
@@ -32,8 +35,8 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use leasehold::{
-    Clock, Context, CreateOptions, ManualClock, OsEntropy, SessionId, SessionRecord, Sessions,
-    Store, Subject, SystemClock, Timestamp, codec, decide,
+    CapPolicy, Clock, Context, CreateOptions, ManualClock, OsEntropy, SessionId, SessionRecord,
+    Sessions, Store, Subject, SubjectCap, SystemClock, Timestamp, codec, decide,
 };
 use leasehold_postgres::PostgresStore;
 use leasehold_redis::{RedisConfig, RedisStore};
@@ -41,9 +44,16 @@ use sqlx::PgPool;
 
 use crate::bench::{
     BenchError, Benched, Measured, Progress, REAP_BATCH, ROUND_STEP, Row, Samples, Target, Unit,
-    bench_policy, fail, ns_per_op, ns_row, per_sec, size_label, spread,
+    bench_policy, bench_policy_builder, fail, ns_per_op, ns_row, per_sec, size_label, spread,
 };
 use crate::{DropSchema, ProgressMode, StoreSpec};
+
+/// Rows measured at each concurrency (touch due, no touch, refresh, create, create with a
+/// cap, revoke, ticket, slot).
+const ROWS_PER_CONCURRENCY: usize = 8;
+
+/// The subject cap of the capped create row.
+const CREATE_CAP: u32 = 4;
 
 /// The concurrencies every row is measured at.
 const CONCURRENCY: [usize; 2] = [1, 32];
@@ -73,7 +83,8 @@ pub(crate) fn run(
         .build()
         .map_err(fail("cannot start the async runtime"))?;
     let reap = usize::from(matches!(spec, StoreSpec::Postgres(_)));
-    let steps = sizes.len() + rounds * sizes.len() * (CONCURRENCY.len() * 5 + reap);
+    let steps =
+        sizes.len() + rounds * sizes.len() * (CONCURRENCY.len() * ROWS_PER_CONCURRENCY + reap);
     let progress = Progress::new(mode, steps as u64);
     let counts = Counts { quick, rounds };
     let rows = match spec {
@@ -245,7 +256,7 @@ fn scale_rows(rows: &[Row], kind: &str, sizes: &[usize]) -> Vec<Row> {
 
 /// Every round: every fixture, every concurrency, every row; then the scale rows and (with
 /// the `peers` feature) the peers on the server at `url`.
-async fn measure<S: Store + 'static>(
+async fn measure<S: Store + Clone + 'static>(
     fixtures: &mut [Fixture<S>],
     url: &str,
     counts: Counts,
@@ -279,7 +290,7 @@ async fn measure<S: Store + 'static>(
 }
 
 /// The timed rounds of [`measure`].
-async fn measure_rounds<S: Store + 'static>(
+async fn measure_rounds<S: Store + Clone + 'static>(
     fixtures: &mut [Fixture<S>],
     counts: Counts,
     progress: &Progress,
@@ -295,8 +306,11 @@ async fn measure_rounds<S: Store + 'static>(
                 samples.record(progress, round, f.touch_due(c).await?);
                 samples.record(progress, round, f.no_touch(c).await?);
                 samples.record(progress, round, f.refresh(slot, c).await?);
-                samples.record(progress, round, f.create(c).await?);
+                samples.record(progress, round, f.create(c, false).await?);
+                samples.record(progress, round, f.create(c, true).await?);
                 samples.record(progress, round, f.revoke(c).await?);
+                samples.record(progress, round, f.ticket(c).await?);
+                samples.record(progress, round, f.slot(c).await?);
             }
             if let Some(m) = f.reap().await? {
                 samples.record(progress, round, m);
@@ -408,6 +422,8 @@ struct Fixture<S: Store> {
     kind: &'static str,
     n: usize,
     sessions: Arc<Sessions<S>>,
+    /// The same store under a subject cap of [`CREATE_CAP`] (`EvictOldest`).
+    capped: Arc<Sessions<S>>,
     clock: ManualClock,
     raw: Raw,
     /// Validated every measurement (touch due, then not).
@@ -420,13 +436,15 @@ struct Fixture<S: Store> {
     revoke: Vec<Loaded>,
     writes: usize,
     created: usize,
+    /// Raw ticket/slot rows written and taken so far (names their ids).
+    taken: usize,
     /// Bytes per session right after the load (before any raw record was written).
     footprint: f64,
     /// Reap measurements so far (names their cohorts' subjects).
     reaps: usize,
 }
 
-impl<S: Store + 'static> Fixture<S> {
+impl<S: Store + Clone + 'static> Fixture<S> {
     async fn load(
         store: S,
         raw: Raw,
@@ -437,6 +455,18 @@ impl<S: Store + 'static> Fixture<S> {
     ) -> Result<Self, BenchError> {
         let ahead = SystemClock.now().as_millis().saturating_add(3_600_000);
         let clock = ManualClock::new(Timestamp::from_millis(ahead));
+        let capped_policy = bench_policy_builder()
+            .subject_cap(Some(SubjectCap {
+                max: CREATE_CAP,
+                on_full: CapPolicy::EvictOldest,
+            }))
+            .build()
+            .map_err(fail("capped bench policy"))?;
+        let capped = Arc::new(
+            Sessions::new(store.clone(), capped_policy)
+                .map_err(fail("driver"))?
+                .with_clock(clock.clone()),
+        );
         let sessions = Arc::new(
             Sessions::new(store, bench_policy()?)
                 .map_err(fail("driver"))?
@@ -469,6 +499,7 @@ impl<S: Store + 'static> Fixture<S> {
             kind,
             n,
             sessions,
+            capped,
             clock,
             raw,
             reads,
@@ -477,6 +508,7 @@ impl<S: Store + 'static> Fixture<S> {
             revoke,
             writes,
             created: 0,
+            taken: 0,
             footprint,
             reaps: 0,
         };
@@ -690,17 +722,23 @@ impl<S: Store + 'static> Fixture<S> {
         Ok((row, (lh, Some(self.raw_cas(count, c).await?))))
     }
 
-    /// Create (no cap, a new 64-byte subject each) ÷ a raw insert of a new record.
-    async fn create(&mut self, c: usize) -> Result<Measured, BenchError> {
+    /// Create (a new 64-byte subject each) ÷ a raw insert of a new record; `capped`: under
+    /// a subject cap of [`CREATE_CAP`] (the cap is counted in the insert's atomic step).
+    async fn create(&mut self, c: usize, capped: bool) -> Result<Measured, BenchError> {
+        let (what, driver) = if capped {
+            ("create, subject cap", &self.capped)
+        } else {
+            ("create", &self.sessions)
+        };
         let row = Row::new(
-            self.named("create", c),
+            self.named(what, c),
             self.raw.insert_op(),
             Unit::Ns,
             Target::None,
         );
         let first = self.created;
         self.created += self.writes;
-        let s = Arc::clone(&self.sessions);
+        let s = Arc::clone(driver);
         let (took, _) = timed((first..self.created).collect(), c, move |i| {
             let s = Arc::clone(&s);
             async move {
@@ -766,6 +804,85 @@ impl<S: Store + 'static> Fixture<S> {
     }
 }
 
+impl<S: Store + Clone + 'static> Fixture<S> {
+    /// Ticket mint (a validate, nothing due, then the ticket stored) and redeem (taken once,
+    /// its session read) of the read cohort ÷ a raw write then take of a row as large.
+    async fn ticket(&mut self, c: usize) -> Result<Measured, BenchError> {
+        let row = Row::new(
+            self.named("ticket mint+redeem", c),
+            self.raw.put_take_op(),
+            Unit::Ns,
+            Target::None,
+        );
+        let batch: Vec<Loaded> = self.reads.iter().take(self.writes).cloned().collect();
+        let count = batch.len();
+        let s = Arc::clone(&self.sessions);
+        let (took, _) = timed(batch, c, move |l| {
+            let s = Arc::clone(&s);
+            async move {
+                let t = s
+                    .mint_ticket(&l.token, &Context::none())
+                    .await
+                    .map_err(fail("mint ticket"))?;
+                s.redeem_ticket(t.ticket.expose_secret())
+                    .await
+                    .map_err(fail("redeem ticket"))?;
+                Ok(())
+            }
+        })
+        .await?;
+        let lh = ns_per_op(count, took);
+        Ok((row, (lh, Some(self.raw_put_take(count, c).await?))))
+    }
+
+    /// Slot acquire then release on sessions of the read cohort ÷ a raw write then take.
+    async fn slot(&mut self, c: usize) -> Result<Measured, BenchError> {
+        let row = Row::new(
+            self.named("slot acquire+release", c),
+            self.raw.put_take_op(),
+            Unit::Ns,
+            Target::None,
+        );
+        let batch: Vec<Loaded> = self.reads.iter().take(self.writes).cloned().collect();
+        let count = batch.len();
+        let s = Arc::clone(&self.sessions);
+        let (took, _) = timed(batch, c, move |l| {
+            let s = Arc::clone(&s);
+            async move {
+                let lease = s
+                    .acquire_slot(&l.id, None)
+                    .await
+                    .map_err(fail("acquire slot"))?;
+                if !s
+                    .release_slot(&lease.id)
+                    .await
+                    .map_err(fail("release slot"))?
+                {
+                    return Err(BenchError("a slot just acquired was not released".into()));
+                }
+                Ok(())
+            }
+        })
+        .await?;
+        let lh = ns_per_op(count, took);
+        Ok((row, (lh, Some(self.raw_put_take(count, c).await?))))
+    }
+
+    /// `count` raw write-then-take pairs of new 64-byte rows at concurrency `c`: ns per pair.
+    async fn raw_put_take(&mut self, count: usize, c: usize) -> Result<f64, BenchError> {
+        let first = self.taken;
+        self.taken += count;
+        let raw = self.raw.clone();
+        let ids: Vec<usize> = (first..self.taken).collect();
+        let (took, _) = timed(ids, c, move |i| {
+            let raw = raw.clone();
+            async move { raw.put_take(i).await }
+        })
+        .await?;
+        Ok(ns_per_op(count, took))
+    }
+}
+
 /// The raw operations, on the store's own pool or connection.
 #[derive(Clone)]
 enum Raw {
@@ -795,10 +912,25 @@ impl Raw {
         }
     }
 
+    fn put_take_op(&self) -> &'static str {
+        match self {
+            Raw::Postgres(_) => "INSERT+DELETE",
+            Raw::Redis(_) => "SET+GETDEL",
+        }
+    }
+
+    /// Writes a new 64-byte row (`i` names it) and takes it back in a second call.
+    async fn put_take(&self, i: usize) -> Result<(), BenchError> {
+        match self {
+            Raw::Postgres(p) => p.put_take(i).await,
+            Raw::Redis(r) => r.put_take(i).await,
+        }
+    }
+
     /// Prepares the compare-and-swap targets (Redis: their raw copies).
     async fn seed(&self, cas: &[Loaded]) -> Result<(), BenchError> {
         match self {
-            Raw::Postgres(_) => Ok(()),
+            Raw::Postgres(p) => p.create_taken().await,
             Raw::Redis(r) => {
                 let r = Arc::clone(r);
                 timed(cas.to_vec(), LOADERS, move |l| {
@@ -855,12 +987,23 @@ struct PgRaw {
     select: String,
     update: String,
     insert: String,
+    /// The raw ticket/slot pair's table, and its two statements.
+    taken: String,
+    put: String,
+    take: String,
 }
+
+/// The payload of a raw ticket or slot row: about what a ticket record holds.
+const TAKEN_BYTES: [u8; 64] = [7; 64];
 
 impl PgRaw {
     fn new(pool: PgPool, schema: &str) -> Self {
-        let t = format!("\"{}\".sessions", schema.replace('"', "\"\""));
+        let q = format!("\"{}\"", schema.replace('"', "\"\""));
+        let t = format!("{q}.sessions");
         PgRaw {
+            taken: format!("{q}.bench_taken"),
+            put: format!("INSERT INTO {q}.bench_taken (id, v, expires_at) VALUES ($1, $2, $3)"),
+            take: format!("DELETE FROM {q}.bench_taken WHERE id = $1 RETURNING v"),
             pool,
             schema: schema.to_owned(),
             delete: format!("DELETE FROM {t} WHERE id = ANY($1)"),
@@ -875,6 +1018,42 @@ impl PgRaw {
                  data_version) VALUES ($1, $2, $3, 0, $4, $5, $5, $6, $7, 0, $8, $5, '{{}}', \
                  ''::bytea, 0)"
             ),
+        }
+    }
+
+    /// The raw ticket/slot table (after the footprint was measured).
+    async fn create_taken(&self) -> Result<(), BenchError> {
+        let sql = format!(
+            "CREATE TABLE {} (id bigint PRIMARY KEY, v bytea NOT NULL, expires_at bigint NOT NULL)",
+            self.taken
+        );
+        sqlx::raw_sql(&sql)
+            .execute(&self.pool)
+            .await
+            .map_err(fail("raw CREATE TABLE"))?;
+        Ok(())
+    }
+
+    /// `INSERT` then `DELETE … RETURNING` of row `i`.
+    async fn put_take(&self, i: usize) -> Result<(), BenchError> {
+        let id = big(i as u64, "row id")?;
+        sqlx::query(&self.put)
+            .bind(id)
+            .bind(&TAKEN_BYTES[..])
+            .bind(big(SystemClock.now().as_millis(), "time")?)
+            .execute(&self.pool)
+            .await
+            .map_err(fail("raw INSERT"))?;
+        let row = sqlx::query(&self.take)
+            .bind(id)
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(fail("raw DELETE RETURNING"))?;
+        match row {
+            Some(_) => Ok(()),
+            None => Err(BenchError(
+                "raw DELETE found no row it had just written".into(),
+            )),
         }
     }
 
@@ -1056,6 +1235,29 @@ impl RedisRaw {
 
     async fn insert(&self, r: &SessionRecord) -> Result<(), BenchError> {
         self.set(&self.raw_key(&r.id)?, r, r.version).await
+    }
+
+    /// `SET … PXAT` then `GETDEL` of key `P:taken:<i>`.
+    async fn put_take(&self, i: usize) -> Result<(), BenchError> {
+        let key = format!("{}:taken:{i}", self.store.prefix());
+        let mut set = redis::cmd("SET");
+        set.arg(&key)
+            .arg(&TAKEN_BYTES[..])
+            .arg("PXAT")
+            .arg(SystemClock.now().as_millis() + 30_000);
+        self.store
+            .raw_command::<()>(&set)
+            .await
+            .map_err(fail("raw SET"))?;
+        let v: Option<Vec<u8>> = self
+            .store
+            .raw_command(redis::cmd("GETDEL").arg(&key))
+            .await
+            .map_err(fail("raw GETDEL"))?;
+        match v {
+            Some(_) => Ok(()),
+            None => Err(BenchError("raw GETDEL found no key it had just set".into())),
+        }
     }
 }
 

@@ -115,7 +115,10 @@ fn server_rows(kind: &str) -> Vec<String> {
             "validate, no touch",
             "refresh",
             "create",
+            "create, subject cap",
             "revoke by id",
+            "ticket mint+redeem",
+            "slot acquire+release",
         ] {
             rows.push(format!("{kind} {what}, 200, c={c}"));
         }
