@@ -55,6 +55,7 @@ mod error;
 #[doc(hidden)]
 pub mod fuzzing;
 mod groups;
+mod import;
 mod open;
 mod reap;
 mod row;

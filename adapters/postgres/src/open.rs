@@ -88,7 +88,7 @@ pub(crate) fn check_schema_name(name: &str) -> Result<(), OpenError> {
 }
 
 /// The schema name as a quoted identifier.
-fn quoted(name: &str) -> String {
+pub(crate) fn quoted(name: &str) -> String {
     format!("\"{}\"", name.replace('"', "\"\""))
 }
 
@@ -257,6 +257,12 @@ pub(crate) const SESSION_COLUMNS: &str = "s.id, s.subject, s.resource, s.kind, s
      s.generation, s.verifier, s.rotated_at, s.prev_verifier, s.prev_sealed, \
      s.prev_successor_seen, s.retired, s.access_verifier, s.access_expires_at, s.binding, \
      s.context_summary, s.data, s.data_version";
+
+/// The session columns in the order of [`SESSION_COLUMNS`], unqualified (an `INSERT` list).
+pub(crate) const INSERT_COLUMNS: &str = "id, subject, resource, kind, state, reason, revoked_at, \
+     version, created_at, last_seen_at, absolute_deadline, expires_at, generation, verifier, \
+     rotated_at, prev_verifier, prev_sealed, prev_successor_seen, retired, access_verifier, \
+     access_expires_at, binding, context_summary, data, data_version";
 
 impl Statements {
     fn new(q: &str) -> Self {

@@ -13,33 +13,59 @@ use crate::row::{Columns, id_bytes, sat};
 
 type Q<'q> = Query<'q, sqlx::Postgres, PgArguments>;
 
-/// Binds a session row, in the functions' parameter order.
-fn bind_columns<'q>(q: Q<'q>, c: &'q Columns) -> Q<'q> {
-    q.bind(&c.id)
-        .bind(&c.subject)
-        .bind(&c.resource)
-        .bind(&c.kind)
-        .bind(c.state)
-        .bind(c.reason)
-        .bind(c.revoked_at)
-        .bind(c.version)
-        .bind(c.created_at)
-        .bind(c.last_seen_at)
-        .bind(c.absolute_deadline)
-        .bind(c.expires_at)
-        .bind(c.generation)
-        .bind(&c.verifier)
-        .bind(c.rotated_at)
-        .bind(&c.prev_verifier)
-        .bind(&c.prev_sealed)
-        .bind(c.prev_successor_seen)
-        .bind(&c.retired)
-        .bind(&c.access_verifier)
-        .bind(c.access_expires_at)
-        .bind(&c.binding)
-        .bind(&c.context_summary)
-        .bind(&c.data)
-        .bind(c.data_version)
+/// Something a value can be bound to: a statement's next parameter, or the next column of a
+/// multi-row `VALUES` list (the bulk import).
+pub(crate) trait Bind<'q>: Sized {
+    fn put<T>(self, v: T) -> Self
+    where
+        T: 'q + sqlx::Encode<'q, sqlx::Postgres> + sqlx::Type<sqlx::Postgres>;
+}
+
+impl<'q> Bind<'q> for Q<'q> {
+    fn put<T>(self, v: T) -> Self
+    where
+        T: 'q + sqlx::Encode<'q, sqlx::Postgres> + sqlx::Type<sqlx::Postgres>,
+    {
+        self.bind(v)
+    }
+}
+
+impl<'q> Bind<'q> for &mut sqlx::query_builder::Separated<'_, 'q, sqlx::Postgres, &'static str> {
+    fn put<T>(self, v: T) -> Self
+    where
+        T: 'q + sqlx::Encode<'q, sqlx::Postgres> + sqlx::Type<sqlx::Postgres>,
+    {
+        self.push_bind(v)
+    }
+}
+
+/// Binds a session row, in the functions' parameter order (= `INSERT_COLUMNS`).
+pub(crate) fn bind_columns<'q, B: Bind<'q>>(q: B, c: &'q Columns) -> B {
+    q.put(&c.id)
+        .put(&c.subject)
+        .put(&c.resource)
+        .put(&c.kind)
+        .put(c.state)
+        .put(c.reason)
+        .put(c.revoked_at)
+        .put(c.version)
+        .put(c.created_at)
+        .put(c.last_seen_at)
+        .put(c.absolute_deadline)
+        .put(c.expires_at)
+        .put(c.generation)
+        .put(&c.verifier)
+        .put(c.rotated_at)
+        .put(&c.prev_verifier)
+        .put(&c.prev_sealed)
+        .put(c.prev_successor_seen)
+        .put(&c.retired)
+        .put(&c.access_verifier)
+        .put(c.access_expires_at)
+        .put(&c.binding)
+        .put(&c.context_summary)
+        .put(&c.data)
+        .put(c.data_version)
 }
 
 /// Binds a row of NULLs but for the subject: what `check_limits` passes (nothing is inserted).

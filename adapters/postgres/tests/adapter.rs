@@ -327,3 +327,88 @@ async fn a_callers_search_path_cannot_redirect_the_store() {
     store.pool().close().await;
     admin.close().await;
 }
+
+/// `import_sessions` writes what `insert_session` (no limits) writes: records that load back
+/// exactly and validate, lock rows with the same expiry for a subject and a resource; and it
+/// is all or nothing.
+#[tokio::test]
+async fn import_writes_what_insert_session_writes() {
+    use leasehold::{OsEntropy, Resource, Scope, decide};
+
+    let f = store().await;
+    let store = f.store.clone();
+    let clock = ahead();
+    let policy = Policy::default();
+    let now = clock.now();
+    let new = |subject: &str, resource: &str| {
+        let opts = CreateOptions {
+            resource: Some(Resource::new(resource).unwrap()),
+            summary: Some("laptop".into()),
+            data: b"prefs".to_vec(),
+            ..CreateOptions::default()
+        };
+        decide::create::new_session(
+            &Subject::new(subject).unwrap(),
+            &opts,
+            now,
+            &policy,
+            &OsEntropy,
+        )
+        .unwrap()
+    };
+    // The same shape twice: alice on r1 through insert_session, bob on r2 through the import.
+    let (inserted, _) = new("alice", "r1");
+    let (imported, token) = new("bob", "r2");
+    let limits = CreateLimits::default();
+    store.insert_session(&inserted, &limits, now).await.unwrap();
+    assert_eq!(store.import_sessions(std::slice::from_ref(&imported)).await.unwrap(), 1);
+    for r in [&inserted, &imported] {
+        let loaded = store.load_session(&r.id).await.unwrap();
+        assert_eq!(loaded.record.as_ref(), Some(r));
+    }
+    let expiry = |table: &str, column: &str, name: &str| {
+        let sql = format!(
+            "SELECT expires_at FROM \"{}\".{table} WHERE {column} = $1",
+            store.schema()
+        );
+        let (pool, name) = (store.pool().clone(), name.to_owned());
+        async move {
+            sqlx::query_scalar::<_, i64>(&sql)
+                .bind(name)
+                .fetch_one(&pool)
+                .await
+                .unwrap()
+        }
+    };
+    assert_eq!(
+        expiry("subjects", "subject", "alice").await,
+        expiry("subjects", "subject", "bob").await
+    );
+    assert_eq!(
+        expiry("resources", "resource", "r1").await,
+        expiry("resources", "resource", "r2").await
+    );
+    let s = driver(&store, policy.clone(), clock.clone(), 7);
+    s.validate(token.expose_secret(), &Context::none())
+        .await
+        .unwrap();
+
+    // All or nothing: a batch holding an id already stored writes none of its records.
+    let (fresh, _) = new("carol", "r1");
+    let refused = store
+        .import_sessions(&[fresh.clone(), inserted.clone()])
+        .await;
+    assert_eq!(refused, Err(StoreError::AlreadyExists));
+    assert_eq!(store.load_session(&fresh.id).await.unwrap().record, None);
+    assert_eq!(store.count_live(&Scope::All, now).await.unwrap(), 2);
+
+    // A record whose id does not carry its subject's shard tag is refused, as by an insert.
+    let (mut moved, _) = new("dave", "r1");
+    let erin = Subject::new("erin").unwrap();
+    assert_ne!(leasehold::ShardTag::of(&erin), moved.id.shard_tag());
+    moved.subject = erin;
+    assert!(matches!(
+        store.import_sessions(&[moved]).await,
+        Err(StoreError::InvalidWrite(_))
+    ));
+}
