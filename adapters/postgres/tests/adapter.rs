@@ -361,7 +361,13 @@ async fn import_writes_what_insert_session_writes() {
     let (imported, token) = new("bob", "r2");
     let limits = CreateLimits::default();
     store.insert_session(&inserted, &limits, now).await.unwrap();
-    assert_eq!(store.import_sessions(std::slice::from_ref(&imported)).await.unwrap(), 1);
+    assert_eq!(
+        store
+            .import_sessions(std::slice::from_ref(&imported))
+            .await
+            .unwrap(),
+        1
+    );
     for r in [&inserted, &imported] {
         let loaded = store.load_session(&r.id).await.unwrap();
         assert_eq!(loaded.record.as_ref(), Some(r));
