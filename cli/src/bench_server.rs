@@ -3,7 +3,8 @@
 //! the same client library on the same pool or connection.
 //!
 //! Each size gets a store of its own (a fresh PostgreSQL schema, or a fresh Redis key prefix),
-//! loaded by 32 concurrent inserts and removed at the end (also after an error). Every round
+//! loaded by 32 concurrent inserts (PostgreSQL: bulk imports, the same rows) and removed at the
+//! end (also after an error). Every round
 //! measures, per size and at concurrency 1 and 32 (tokio tasks on one multi-thread runtime
 //! sharing the store; ns per op = wall time ÷ total ops), each row's leasehold operation and
 //! right after it the raw one:
