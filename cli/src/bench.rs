@@ -63,6 +63,10 @@ pub struct BenchArgs {
     /// Output format.
     #[arg(long, value_enum, default_value_t = Format::Table)]
     pub format: Format,
+    /// Also draw the rows that have a ratio as an SVG bar chart into FILE (bars against the raw
+    /// operation at 1.0, ticks at the targets).
+    #[arg(long, value_name = "FILE")]
+    pub plot: Option<std::path::PathBuf>,
 }
 
 /// A failure while measuring (a store error, a decision that did not do what the row
@@ -1285,6 +1289,12 @@ pub fn main(args: &BenchArgs) -> ExitCode {
     };
     if let Err(e) = written.and_then(|()| stdout.flush()) {
         eprintln!("error: cannot write the report: {e}");
+        return ExitCode::from(EXIT_FAILED);
+    }
+    if let Some(path) = &args.plot
+        && let Err(e) = std::fs::write(path, crate::bench_plot::svg(&benched))
+    {
+        eprintln!("error: cannot write the plot {}: {e}", path.display());
         return ExitCode::from(EXIT_FAILED);
     }
     ExitCode::from(EXIT_OK)

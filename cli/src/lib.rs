@@ -399,6 +399,7 @@ macro_rules! with_factory {
 pub mod bench;
 #[cfg(feature = "peers")]
 mod bench_peers;
+mod bench_plot;
 mod bench_server;
 mod redis_store;
 mod simulate;

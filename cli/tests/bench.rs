@@ -54,6 +54,47 @@ fn memory_quick_json_parses() {
 }
 
 #[test]
+fn plot_draws_a_bar_per_ratio_row() {
+    let dir = tempfile::tempdir().unwrap();
+    let plot = dir.path().join("bench.svg");
+    let plot_arg = plot.to_str().unwrap();
+    let json = stdout_of(&[
+        "bench", "--store", "memory:", "--quick", "--format", "json", "--plot", plot_arg,
+    ]);
+    let doc: serde_json::Value = serde_json::from_str(&json).unwrap();
+    let with_ratio: Vec<&str> = doc["rows"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|r| r["ratio"].is_number())
+        .map(|r| r["name"].as_str().unwrap())
+        .collect();
+    assert!(!with_ratio.is_empty(), "{json}");
+    let svg = std::fs::read_to_string(&plot).unwrap();
+    assert!(svg.starts_with("<svg "), "{svg}");
+    assert_eq!(
+        svg.matches(r#"class="bar""#).count(),
+        with_ratio.len(),
+        "{svg}"
+    );
+    for name in with_ratio {
+        assert!(svg.contains(name), "no {name:?} in\n{svg}");
+    }
+}
+
+#[test]
+fn plot_into_a_missing_directory_fails_with_a_message() {
+    let dir = tempfile::tempdir().unwrap();
+    let plot = dir.path().join("no/such/dir/bench.svg");
+    leasehold()
+        .args(["bench", "--store", "memory:", "--quick", "--plot"])
+        .arg(&plot)
+        .assert()
+        .code(1)
+        .stderr(predicate::str::contains("cannot write the plot"));
+}
+
+#[test]
 fn sled_quick_table_has_every_row() {
     let dir = tempfile::tempdir().unwrap();
     let url = format!("sled:{}", dir.path().display());

@@ -1,0 +1,159 @@
+//! `leasehold bench --plot FILE.svg`: the rows that have a ratio, as horizontal bars against
+//! the raw operation (1.0) and each row's target. A picture for the docs, written by hand (a
+//! few rects and lines) so the bench needs no plotting library or font files.
+
+use std::fmt::Write as _;
+
+use crate::bench::{Benched, Target};
+
+/// Width of the label column, of the bar area, and the height of one row, in SVG units.
+const LABEL_W: f64 = 460.0;
+const BARS_W: f64 = 420.0;
+const ROW_H: f64 = 22.0;
+const TOP: f64 = 48.0;
+
+/// The SVG document for `b`: one bar per row with a ratio (green PASS, red FAIL, grey
+/// information), a dashed line at 1.0 and a tick at each ratio target.
+pub(crate) fn svg(b: &Benched) -> String {
+    let rows: Vec<_> = b
+        .rows
+        .iter()
+        .filter_map(|r| r.ratio.map(|ratio| (r, ratio)))
+        .collect();
+    // The scale runs to the largest ratio or target, at least 1.25 (so 1.0 is always shown).
+    let max = rows
+        .iter()
+        .map(|&(r, ratio)| match r.target {
+            Target::RatioAtLeast(t) => ratio.max(t),
+            _ => ratio,
+        })
+        .fold(1.25_f64, f64::max);
+    let x = |v: f64| LABEL_W + BARS_W * (v.max(0.0) / max);
+    let height = TOP + ROW_H * rows.len() as f64 + 30.0;
+    let width = LABEL_W + BARS_W + 70.0;
+    let mut s = String::new();
+    let _ = writeln!(
+        s,
+        r#"<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" font-family="monospace" font-size="12">"#
+    );
+    let _ = writeln!(
+        s,
+        r#"<rect width="{width}" height="{height}" fill="white"/>"#
+    );
+    let sizes: Vec<String> = b.sessions.iter().map(|n| n.to_string()).collect();
+    let _ = writeln!(
+        s,
+        r#"<text x="10" y="20" font-size="14">{} — sessions {} — {} rounds — ratio = raw time ÷ leasehold time (higher is better)</text>"#,
+        escape(&b.store),
+        sizes.join(","),
+        b.rounds
+    );
+    let one = x(1.0);
+    let bottom = TOP + ROW_H * rows.len() as f64;
+    let _ = writeln!(
+        s,
+        r##"<line x1="{one:.1}" y1="{:.1}" x2="{one:.1}" y2="{bottom:.1}" stroke="#444" stroke-dasharray="4 3"/>"##,
+        TOP - 6.0
+    );
+    let _ = writeln!(
+        s,
+        r#"<text x="{one:.1}" y="{:.1}" text-anchor="middle">1.0 = the raw operation</text>"#,
+        TOP - 10.0
+    );
+    for (i, &(r, ratio)) in rows.iter().enumerate() {
+        let y = TOP + ROW_H * i as f64;
+        let fill = match r.result {
+            "PASS" => "#2e8b57",
+            "FAIL" => "#c0392b",
+            _ => "#999999",
+        };
+        let _ = writeln!(
+            s,
+            r#"<text x="{:.1}" y="{:.1}" text-anchor="end">{}</text>"#,
+            LABEL_W - 8.0,
+            y + 15.0,
+            escape(&r.name)
+        );
+        let _ = writeln!(
+            s,
+            r#"<rect class="bar" x="{LABEL_W}" y="{:.1}" width="{:.1}" height="{:.1}" fill="{fill}"><title>{}: {ratio:.2} ({})</title></rect>"#,
+            y + 4.0,
+            x(ratio) - LABEL_W,
+            ROW_H - 8.0,
+            escape(&r.name),
+            r.result
+        );
+        let _ = writeln!(
+            s,
+            r#"<text x="{:.1}" y="{:.1}">{ratio:.2}</text>"#,
+            x(ratio) + 4.0,
+            y + 15.0
+        );
+        if let Target::RatioAtLeast(t) = r.target {
+            let tx = x(t);
+            let _ = writeln!(
+                s,
+                r#"<line class="target" x1="{tx:.1}" y1="{:.1}" x2="{tx:.1}" y2="{:.1}" stroke="black" stroke-width="2"/>"#,
+                y + 1.0,
+                y + ROW_H - 1.0
+            );
+        }
+    }
+    let _ = writeln!(
+        s,
+        r#"<text x="{LABEL_W}" y="{:.1}">bars: green PASS, red FAIL, grey information; black ticks: targets</text>"#,
+        bottom + 20.0
+    );
+    s.push_str("</svg>\n");
+    s
+}
+
+/// Text for an SVG element's content or attribute.
+fn escape(t: &str) -> String {
+    t.replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
+        .replace('"', "&quot;")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::bench::{Row, Unit};
+
+    fn row(name: &str, ratio: Option<f64>, target: Target, result: &'static str) -> Row {
+        let mut r = Row::new(name.into(), "raw", Unit::Ns, target);
+        r.ratio = ratio;
+        r.result = result;
+        r
+    }
+
+    #[test]
+    fn one_bar_per_ratio_and_a_tick_per_ratio_target() {
+        let b = Benched {
+            store: "redis://h:1 <&>".into(),
+            sessions: vec![10_000],
+            rounds: 3,
+            grow: None,
+            rows: vec![
+                row("a <row>", Some(0.5), Target::RatioAtLeast(0.9), "FAIL"),
+                row("b", Some(2.0), Target::RatioAtLeast(0.95), "PASS"),
+                row("c", Some(0.3), Target::None, "info"),
+                row("no ratio", None, Target::AtMostNs(1.0), "PASS"),
+            ],
+        };
+        let s = svg(&b);
+        assert!(s.starts_with("<svg "), "{s}");
+        assert!(s.trim_end().ends_with("</svg>"), "{s}");
+        assert_eq!(s.matches(r#"class="bar""#).count(), 3, "{s}");
+        assert_eq!(s.matches(r#"class="target""#).count(), 2, "{s}");
+        assert!(
+            s.contains("a &lt;row&gt;") && s.contains("h:1 &lt;&amp;&gt;"),
+            "{s}"
+        );
+        assert!(!s.contains("no ratio"), "{s}");
+        assert!(s.contains("#c0392b") && s.contains("#2e8b57") && s.contains("#999999"));
+        // The scale stretches to the largest ratio: "b" (2.0) fills the bar area.
+        assert!(s.contains(&format!(r#"width="{BARS_W:.1}""#)), "{s}");
+    }
+}
