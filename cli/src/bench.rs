@@ -1179,7 +1179,7 @@ fn fmt_value(unit: Unit, v: Option<f64>) -> String {
     }
 }
 
-fn fmt_target(t: Target, unit: Unit) -> String {
+pub(crate) fn fmt_target(t: Target, unit: Unit) -> String {
     match t {
         Target::AtLeast(v) => format!("≥ {}", fmt_value(unit, Some(v))),
         Target::AtMost(v) => format!("≤ {}", fmt_value(unit, Some(v))),

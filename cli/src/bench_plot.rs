@@ -4,13 +4,13 @@
 
 use std::fmt::Write as _;
 
-use crate::bench::{Benched, Target};
+use crate::bench::{Benched, Target, fmt_target};
 
 /// Width of the label column, of the bar area, and the height of one row, in SVG units.
 const LABEL_W: f64 = 460.0;
 const BARS_W: f64 = 420.0;
 const ROW_H: f64 = 22.0;
-const TOP: f64 = 48.0;
+const TOP: f64 = 64.0;
 
 /// The SVG document for `b`: one bar per row with a ratio (green PASS, red FAIL, grey
 /// information), a dashed line at 1.0 and a tick at each ratio target.
@@ -30,7 +30,7 @@ pub(crate) fn svg(b: &Benched) -> String {
         .fold(1.25_f64, f64::max);
     let x = |v: f64| LABEL_W + BARS_W * (v.max(0.0) / max);
     let height = TOP + ROW_H * rows.len() as f64 + 30.0;
-    let width = LABEL_W + BARS_W + 70.0;
+    let width = LABEL_W + BARS_W + 170.0;
     let mut s = String::new();
     let _ = writeln!(
         s,
@@ -43,10 +43,14 @@ pub(crate) fn svg(b: &Benched) -> String {
     let sizes: Vec<String> = b.sessions.iter().map(|n| n.to_string()).collect();
     let _ = writeln!(
         s,
-        r#"<text x="10" y="20" font-size="14">{} — sessions {} — {} rounds — ratio = raw time ÷ leasehold time (higher is better)</text>"#,
+        r#"<text x="10" y="20" font-size="14">{} — sessions {} — {} rounds</text>"#,
         escape(&b.store),
         sizes.join(","),
         b.rounds
+    );
+    let _ = writeln!(
+        s,
+        r#"<text x="10" y="38">ratio = raw time ÷ leasehold time (higher is better)</text>"#
     );
     let one = x(1.0);
     let bottom = TOP + ROW_H * rows.len() as f64;
@@ -62,10 +66,17 @@ pub(crate) fn svg(b: &Benched) -> String {
     );
     for (i, &(r, ratio)) in rows.iter().enumerate() {
         let y = TOP + ROW_H * i as f64;
-        let fill = match r.result {
-            "PASS" => "#2e8b57",
-            "FAIL" => "#c0392b",
+        // Coloured by the verdict only where the verdict is on the ratio; a row judged on its
+        // own value (reap rows/s, bytes) says so beside its bar.
+        let on_ratio = matches!(r.target, Target::RatioAtLeast(_));
+        let fill = match (on_ratio, r.result) {
+            (true, "PASS") => "#2e8b57",
+            (true, "FAIL") => "#c0392b",
             _ => "#999999",
+        };
+        let verdict = match r.target {
+            Target::RatioAtLeast(_) | Target::None => String::new(),
+            t => format!(" ({} {})", r.result, fmt_target(t, r.unit)),
         };
         let _ = writeln!(
             s,
@@ -85,9 +96,10 @@ pub(crate) fn svg(b: &Benched) -> String {
         );
         let _ = writeln!(
             s,
-            r#"<text x="{:.1}" y="{:.1}">{ratio:.2}</text>"#,
+            r#"<text x="{:.1}" y="{:.1}">{ratio:.2}{}</text>"#,
             x(ratio) + 4.0,
-            y + 15.0
+            y + 15.0,
+            escape(&verdict)
         );
         if let Target::RatioAtLeast(t) = r.target {
             let tx = x(t);
@@ -101,7 +113,7 @@ pub(crate) fn svg(b: &Benched) -> String {
     }
     let _ = writeln!(
         s,
-        r#"<text x="{LABEL_W}" y="{:.1}">bars: green PASS, red FAIL, grey information; black ticks: targets</text>"#,
+        r#"<text x="{LABEL_W}" y="{:.1}">green PASS, red FAIL (ratio targets, black ticks); grey: information</text>"#,
         bottom + 20.0
     );
     s.push_str("</svg>\n");
@@ -140,12 +152,13 @@ mod tests {
                 row("b", Some(2.0), Target::RatioAtLeast(0.95), "PASS"),
                 row("c", Some(0.3), Target::None, "info"),
                 row("no ratio", None, Target::AtMostNs(1.0), "PASS"),
+                row("reap", Some(0.4), Target::AtLeast(40_000.0), "PASS"),
             ],
         };
         let s = svg(&b);
         assert!(s.starts_with("<svg "), "{s}");
         assert!(s.trim_end().ends_with("</svg>"), "{s}");
-        assert_eq!(s.matches(r#"class="bar""#).count(), 3, "{s}");
+        assert_eq!(s.matches(r#"class="bar""#).count(), 4, "{s}");
         assert_eq!(s.matches(r#"class="target""#).count(), 2, "{s}");
         assert!(
             s.contains("a &lt;row&gt;") && s.contains("h:1 &lt;&amp;&gt;"),
@@ -153,6 +166,8 @@ mod tests {
         );
         assert!(!s.contains("no ratio"), "{s}");
         assert!(s.contains("#c0392b") && s.contains("#2e8b57") && s.contains("#999999"));
+        // Judged on its own value: grey, with its verdict and target beside the bar.
+        assert!(s.contains("0.40 (PASS ≥ "), "{s}");
         // The scale stretches to the largest ratio: "b" (2.0) fills the bar area.
         assert!(s.contains(&format!(r#"width="{BARS_W:.1}""#)), "{s}");
     }
