@@ -222,6 +222,30 @@ pub(crate) fn per_sec(n: usize, elapsed: Duration) -> f64 {
     n as f64 / elapsed.as_secs_f64().max(1e-9)
 }
 
+/// Reaps [`REAP_BATCH`] at a time until nothing is left, checks that exactly `expired`
+/// sessions went, and returns the rate in rows/s.
+pub(crate) async fn reap_all<S: Store>(
+    sessions: &Sessions<S>,
+    expired: usize,
+) -> Result<f64, BenchError> {
+    let start = Instant::now();
+    let mut reaped = 0;
+    loop {
+        let out = sessions.reap(REAP_BATCH).await.map_err(fail("reap"))?;
+        if out.sessions == 0 {
+            break;
+        }
+        reaped += out.sessions as usize;
+    }
+    let rate = per_sec(reaped, start.elapsed());
+    if reaped != expired {
+        return Err(BenchError(format!(
+            "reap removed {reaped} sessions, {expired} were expired"
+        )));
+    }
+    Ok(rate)
+}
+
 /// `10k`, `1M`, `250`.
 pub(crate) fn size_label(n: usize) -> String {
     if n >= 1_000_000 && n % 1_000_000 == 0 {
@@ -870,25 +894,7 @@ impl Sled {
         )?;
         self.flush()?;
         self.clock.advance(Duration::from_secs(2));
-        let start = Instant::now();
-        let mut reaped = 0;
-        loop {
-            let out = self
-                .sessions
-                .reap(REAP_BATCH)
-                .await
-                .map_err(fail("sled reap"))?;
-            if out.sessions == 0 {
-                break;
-            }
-            reaped += out.sessions as usize;
-        }
-        let lh = per_sec(reaped, start.elapsed());
-        if reaped != expired {
-            return Err(BenchError(format!(
-                "reap removed {reaped} sessions, {expired} were expired"
-            )));
-        }
+        let lh = reap_all(&self.sessions, expired).await?;
         let start = Instant::now();
         for chunk in cohort.chunks(REAP_BATCH) {
             let mut batch = sled::Batch::default();

@@ -45,7 +45,8 @@ use sqlx::PgPool;
 
 use crate::bench::{
     BenchError, Benched, Measured, Progress, REAP_BATCH, ROUND_STEP, Row, Samples, Target, Unit,
-    bench_policy, bench_policy_builder, fail, ns_per_op, ns_row, per_sec, size_label, spread,
+    bench_policy, bench_policy_builder, fail, ns_per_op, ns_row, per_sec, reap_all, size_label,
+    spread,
 };
 use crate::{DropSchema, ProgressMode, StoreSpec};
 
@@ -622,21 +623,7 @@ impl<S: Store + Clone + 'static> Fixture<S> {
         let now = self.sessions.now();
         insert_many(&self.sessions, &self.loader, what_lh, expired, now, second).await?;
         self.clock.advance(Duration::from_secs(2));
-        let start = Instant::now();
-        let mut reaped = 0;
-        loop {
-            let out = self.sessions.reap(REAP_BATCH).await.map_err(fail("reap"))?;
-            if out.sessions == 0 {
-                break;
-            }
-            reaped += out.sessions as usize;
-        }
-        let lh = per_sec(reaped, start.elapsed());
-        if reaped != expired {
-            return Err(BenchError(format!(
-                "reap removed {reaped} sessions, {expired} were expired"
-            )));
-        }
+        let lh = reap_all(&self.sessions, expired).await?;
         let now = self.sessions.now();
         let loader = &self.loader;
         let cohort = insert_many(&self.sessions, loader, what_raw, expired, now, second).await?;
