@@ -428,18 +428,19 @@ async fn insert_many<S: Store + 'static>(
     match loader {
         Loader::Each => {
             let s = Arc::clone(sessions);
-            timed(all.clone(), LOADERS, move |l| {
+            let (_, inserted) = timed(all, LOADERS, move |l| {
                 let s = Arc::clone(&s);
                 async move {
                     let limits = decide::create::limits(s.policy());
                     match s.store().insert_session(&l.record, &limits, now).await {
-                        Ok(leasehold::store::InsertOutcome::Inserted { .. }) => Ok(()),
+                        Ok(leasehold::store::InsertOutcome::Inserted { .. }) => Ok(l),
                         Ok(other) => Err(BenchError(format!("insert refused: {other:?}"))),
                         Err(e) => Err(fail("insert")(e)),
                     }
                 }
             })
             .await?;
+            Ok(inserted)
         }
         Loader::Import(store) => {
             let batches: Vec<Vec<SessionRecord>> = all
@@ -456,9 +457,9 @@ async fn insert_many<S: Store + 'static>(
             if imported != n as u64 {
                 return Err(BenchError(format!("imported {imported} sessions of {n}")));
             }
+            Ok(all)
         }
     }
-    Ok(all)
 }
 
 /// A server store of `n` sessions and its raw twin.
@@ -842,43 +843,51 @@ impl<S: Store + Clone + 'static> Fixture<S> {
         let lh = ns_per_op(take, took);
         Ok((row, (lh, Some(self.raw_cas(take, c).await?))))
     }
-}
 
-impl<S: Store + Clone + 'static> Fixture<S> {
     /// Ticket mint (a validate, nothing due, then the ticket stored) and redeem (taken once,
     /// its session read) of the read cohort ÷ a raw write then take of a row as large.
     async fn ticket(&mut self, c: usize) -> Result<Measured, BenchError> {
-        let row = Row::new(
-            self.named("ticket mint+redeem", c),
-            self.raw.put_take_op(),
-            Unit::Ns,
-            Target::None,
-        );
-        let batch: Vec<Loaded> = self.reads.iter().take(self.writes).cloned().collect();
-        let count = batch.len();
-        let s = Arc::clone(&self.sessions);
-        let (took, _) = timed(batch, c, move |l| {
-            let s = Arc::clone(&s);
-            async move {
-                let t = s
-                    .mint_ticket(&l.token, &Context::none())
-                    .await
-                    .map_err(fail("mint ticket"))?;
-                s.redeem_ticket(t.ticket.expose_secret())
-                    .await
-                    .map_err(fail("redeem ticket"))?;
-                Ok(())
-            }
+        self.pair("ticket mint+redeem", c, |s, l| async move {
+            let t = s
+                .mint_ticket(&l.token, &Context::none())
+                .await
+                .map_err(fail("mint ticket"))?;
+            s.redeem_ticket(t.ticket.expose_secret())
+                .await
+                .map_err(fail("redeem ticket"))?;
+            Ok(())
         })
-        .await?;
-        let lh = ns_per_op(count, took);
-        Ok((row, (lh, Some(self.raw_put_take(count, c).await?))))
+        .await
     }
 
     /// Slot acquire then release on sessions of the read cohort ÷ a raw write then take.
     async fn slot(&mut self, c: usize) -> Result<Measured, BenchError> {
+        self.pair("slot acquire+release", c, |s, l| async move {
+            let lease = s
+                .acquire_slot(&l.id, None)
+                .await
+                .map_err(fail("acquire slot"))?;
+            if s.release_slot(&lease.id)
+                .await
+                .map_err(fail("release slot"))?
+            {
+                Ok(())
+            } else {
+                Err(BenchError("a slot just acquired was not released".into()))
+            }
+        })
+        .await
+    }
+
+    /// `op` (a write and its undoing) on `writes` sessions of the read cohort ÷ as many raw
+    /// write-then-take pairs.
+    async fn pair<F, Fut>(&mut self, what: &str, c: usize, op: F) -> Result<Measured, BenchError>
+    where
+        F: Fn(Arc<Sessions<S>>, Loaded) -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = Result<(), BenchError>> + Send + 'static,
+    {
         let row = Row::new(
-            self.named("slot acquire+release", c),
+            self.named(what, c),
             self.raw.put_take_op(),
             Unit::Ns,
             Target::None,
@@ -886,24 +895,7 @@ impl<S: Store + Clone + 'static> Fixture<S> {
         let batch: Vec<Loaded> = self.reads.iter().take(self.writes).cloned().collect();
         let count = batch.len();
         let s = Arc::clone(&self.sessions);
-        let (took, _) = timed(batch, c, move |l| {
-            let s = Arc::clone(&s);
-            async move {
-                let lease = s
-                    .acquire_slot(&l.id, None)
-                    .await
-                    .map_err(fail("acquire slot"))?;
-                if !s
-                    .release_slot(&lease.id)
-                    .await
-                    .map_err(fail("release slot"))?
-                {
-                    return Err(BenchError("a slot just acquired was not released".into()));
-                }
-                Ok(())
-            }
-        })
-        .await?;
+        let (took, _) = timed(batch, c, move |l| op(Arc::clone(&s), l)).await?;
         let lh = ns_per_op(count, took);
         Ok((row, (lh, Some(self.raw_put_take(count, c).await?))))
     }
