@@ -49,32 +49,16 @@ impl PostgresStore {
         }
         let q = quoted(self.schema());
         let mut tx = self.pool().begin().await.map_err(map)?;
-        self.inner.statements.fetch_add(1, Ordering::Relaxed);
-        let (subjects, deadlines): (Vec<&str>, Vec<i64>) = rows
+        let subjects = rows
             .iter()
-            .map(|c| (c.subject.as_str(), c.absolute_deadline))
-            .unzip();
-        sqlx::query(&lock_rows(&q, "subjects", "subject"))
-            .bind(&subjects)
-            .bind(&deadlines)
-            .bind(LOCK_ROW_SLACK_MS)
-            .execute(&mut *tx)
-            .await
-            .map_err(map)?;
-        let (resources, deadlines): (Vec<&str>, Vec<i64>) = rows
+            .map(|c| (c.subject.as_str(), c.absolute_deadline));
+        self.lock_rows(&mut tx, &q, ("subjects", "subject"), subjects)
+            .await?;
+        let resources = rows
             .iter()
-            .filter_map(|c| Some((c.resource.as_deref()?, c.absolute_deadline)))
-            .unzip();
-        if !resources.is_empty() {
-            self.inner.statements.fetch_add(1, Ordering::Relaxed);
-            sqlx::query(&lock_rows(&q, "resources", "resource"))
-                .bind(&resources)
-                .bind(&deadlines)
-                .bind(LOCK_ROW_SLACK_MS)
-                .execute(&mut *tx)
-                .await
-                .map_err(map)?;
-        }
+            .filter_map(|c| Some((c.resource.as_deref()?, c.absolute_deadline)));
+        self.lock_rows(&mut tx, &q, ("resources", "resource"), resources)
+            .await?;
         let mut inserted = 0;
         for chunk in rows.chunks(ROWS_PER_STATEMENT) {
             self.inner.statements.fetch_add(1, Ordering::Relaxed);
@@ -95,14 +79,36 @@ impl PostgresStore {
     }
 }
 
-/// The lock-row upsert of `insert_session` for many names at once: each name's row expires a
-/// day after its latest absolute deadline, only ever raised, locked in name order.
-fn lock_rows(q: &str, table: &str, column: &str) -> String {
-    format!(
-        "INSERT INTO {q}.{table} AS t ({column}, expires_at) \
-         SELECT u.n, max(u.d) + $3 FROM unnest($1::text[], $2::bigint[]) AS u(n, d) \
-         GROUP BY u.n ORDER BY u.n \
-         ON CONFLICT ({column}) DO UPDATE SET expires_at = EXCLUDED.expires_at \
-         WHERE t.expires_at < EXCLUDED.expires_at - $3"
-    )
+impl PostgresStore {
+    /// The lock-row upsert of `insert_session` for many `(name, absolute deadline)` pairs at
+    /// once, in `table`'s `column`: each name's row expires a day after its latest absolute
+    /// deadline, only ever raised, locked in name order. Nothing is sent for no pairs.
+    async fn lock_rows<'a>(
+        &self,
+        tx: &mut sqlx::Transaction<'_, Postgres>,
+        q: &str,
+        (table, column): (&str, &str),
+        pairs: impl Iterator<Item = (&'a str, i64)>,
+    ) -> Result<(), StoreError> {
+        let (names, deadlines): (Vec<&str>, Vec<i64>) = pairs.unzip();
+        if names.is_empty() {
+            return Ok(());
+        }
+        self.inner.statements.fetch_add(1, Ordering::Relaxed);
+        let sql = format!(
+            "INSERT INTO {q}.{table} AS t ({column}, expires_at) \
+             SELECT u.n, max(u.d) + $3 FROM unnest($1::text[], $2::bigint[]) AS u(n, d) \
+             GROUP BY u.n ORDER BY u.n \
+             ON CONFLICT ({column}) DO UPDATE SET expires_at = EXCLUDED.expires_at \
+             WHERE t.expires_at < EXCLUDED.expires_at - $3"
+        );
+        sqlx::query(&sql)
+            .bind(&names)
+            .bind(&deadlines)
+            .bind(LOCK_ROW_SLACK_MS)
+            .execute(&mut **tx)
+            .await
+            .map_err(map)?;
+        Ok(())
+    }
 }
