@@ -198,22 +198,14 @@ mod tests {
         let b: [u8; 18] = std::array::from_fn(|i| (i as u8).wrapping_mul(37).wrapping_add(9));
         let hex: String = b.iter().map(|x| format!("{x:02x}")).collect();
         let tag = &hex[..4];
-        assert_eq!(
-            k.session(&SessionId::from_bytes(b)),
-            format!("lh:s:{{{tag}}}:{hex}")
-        );
-        assert_eq!(
-            k.ticket(&TicketId::from_bytes(b)),
-            format!("lh:t:{{{tag}}}:{hex}")
-        );
-        assert_eq!(
-            k.slot(&SlotId::from_bytes(b)),
-            format!("lh:l:{{{tag}}}:{hex}")
-        );
-        assert_eq!(
-            k.session_slots(&SessionId::from_bytes(b)),
-            format!("lh:ls:{{{tag}}}:{hex}")
-        );
+        for (built, kind) in [
+            (k.session(&SessionId::from_bytes(b)), "s"),
+            (k.ticket(&TicketId::from_bytes(b)), "t"),
+            (k.slot(&SlotId::from_bytes(b)), "l"),
+            (k.session_slots(&SessionId::from_bytes(b)), "ls"),
+        ] {
+            assert_eq!(built, format!("lh:{kind}:{{{tag}}}:{hex}"));
+        }
         assert_eq!(k.classify(key.as_bytes()), Some(Held::Session(id)));
         assert_eq!(k.classify(b"lh:g:{global}"), Some(Held::Other));
         assert_eq!(k.classify(b"other:s:x"), None);
