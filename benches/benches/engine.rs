@@ -27,6 +27,7 @@ fn engine(c: &mut Criterion) {
         .block_on(s.store().load_session(&id))
         .unwrap()
         .record
+        .map(|r| *r)
         .unwrap();
     let policy = Policy::default();
     let entropy = SeededEntropy::new(1);

@@ -99,8 +99,8 @@ pub struct Minted {
 /// What [`Sessions::run_keeping`] hands back.
 struct Ran<T> {
     outcome: T,
-    /// The committed write, else the record decided on.
-    record: Option<SessionRecord>,
+    /// The committed write, else the record decided on (boxed: see [`Loaded`](crate::store::Loaded)).
+    record: Option<Box<SessionRecord>>,
     /// The time the decision was judged at.
     judged: Timestamp,
 }
@@ -229,7 +229,7 @@ impl<S: Store> Sessions<S> {
         for _ in 0..=self.policy.max_cas_retries {
             let loaded = self.store.load_session(id).await?;
             let at = loaded.judged_at(now);
-            let d = decide(loaded.record.as_ref(), at);
+            let d = decide(loaded.record.as_deref(), at);
             match (&d.write, &loaded.record) {
                 (Some(write), Some(old)) => {
                     match self.store.compare_and_swap(write, old.version, at).await {
@@ -250,7 +250,7 @@ impl<S: Store> Sessions<S> {
             self.emit(&d.events);
             return Ok(Ran {
                 outcome: d.outcome?,
-                record: d.write.or(loaded.record),
+                record: d.write.map(Box::new).or(loaded.record),
                 judged: at,
             });
         }
@@ -335,7 +335,7 @@ impl<S: Store> Sessions<S> {
     }
 
     /// The record a grant is about (always present for a grant: fail closed if not).
-    fn granted(record: Option<SessionRecord>) -> Result<SessionRecord, Error> {
+    fn granted(record: Option<Box<SessionRecord>>) -> Result<Box<SessionRecord>, Error> {
         record.ok_or_else(|| Error::CorruptRecord("a grant without a record".into()))
     }
 
@@ -344,7 +344,7 @@ impl<S: Store> Sessions<S> {
         let g = r.outcome;
         Ok(Validated {
             access: g.token.as_ref().and_then(|t| self.access_for(&record, t)),
-            session: Session::from(record),
+            session: Session::from(*record),
             renewed: g.token,
         })
     }
@@ -357,7 +357,7 @@ impl<S: Store> Sessions<S> {
             .ok_or_else(|| Error::CorruptRecord("refresh produced no token".into()))?;
         Ok(Refreshed {
             access: self.access_for(&record, &token),
-            session: Session::from(record),
+            session: Session::from(*record),
             token,
         })
     }

@@ -82,17 +82,21 @@ pub fn rebase(deadline: Timestamp, now: Timestamp, at: Timestamp) -> Timestamp {
 
 /// What [`Store::load_session`] read: the record, and — for a store with a clock of its own —
 /// the store's time, read in the same round trip.
+///
+/// The record is boxed because it is large (about 400 bytes) and a validate hands it through
+/// several futures and results on its way to the caller's [`Session`](crate::Session): boxed,
+/// each of those moves copies a pointer instead of the record.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Loaded {
     /// The record (live, expired or tombstone), or `None` if absent.
-    pub record: Option<SessionRecord>,
+    pub record: Option<Box<SessionRecord>>,
     /// The store's clock when it read the record; `None` for stores without a clock.
     pub store_time: Option<Timestamp>,
 }
 
 impl Loaded {
     /// A load result without a store time (stores without a clock of their own).
-    pub fn new(record: Option<SessionRecord>) -> Self {
+    pub fn new(record: Option<Box<SessionRecord>>) -> Self {
         Loaded {
             record,
             store_time: None,

@@ -49,6 +49,7 @@ async fn load(h: &H, id: &SessionId) -> SessionRecord {
         .await
         .unwrap()
         .record
+        .map(|r| *r)
         .expect("record present")
 }
 

@@ -74,7 +74,7 @@ async fn create_with<S: Store>(
 }
 
 async fn stored<S: Store>(store: &S, id: &SessionId) -> Option<SessionRecord> {
-    store.load_session(id).await.unwrap().record
+    store.load_session(id).await.unwrap().record.map(|r| *r)
 }
 
 /// Refreshes `t` (which must succeed) and returns the successor's text.

@@ -261,14 +261,14 @@ impl<S: Store> Store for FaultyStore<S> {
                 let loaded = self.inner.load_session(id).await?;
                 let mut bytes = loaded
                     .record
-                    .as_ref()
+                    .as_deref()
                     .map(codec::encode_session)
                     .unwrap_or_default();
                 let half = bytes.len() / 2;
                 bytes.truncate(half);
                 match codec::decode_session(&bytes) {
                     Ok(r) => Ok(Loaded {
-                        record: Some(r),
+                        record: Some(Box::new(r)),
                         ..loaded
                     }),
                     Err(e) => Err(StoreError::Corrupt(e.to_string())),

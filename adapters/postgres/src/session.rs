@@ -152,7 +152,8 @@ impl PostgresStore {
         let store_time = Timestamp::from_millis(u64::try_from(t).unwrap_or(0));
         let record = Columns::read(&row, 1)?
             .map(Columns::into_record)
-            .transpose()?;
+            .transpose()?
+            .map(Box::new);
         Ok(Loaded::new(record).at_store_time(store_time))
     }
 

@@ -103,7 +103,7 @@ async fn tombstones_written_in_sql_are_the_engines() {
         .record
         .unwrap();
     assert_eq!(
-        evicted,
+        *evicted,
         stored.tombstone(clock.now(), RevokeReason::Evicted),
         "eviction"
     );
@@ -122,7 +122,7 @@ async fn tombstones_written_in_sql_are_the_engines() {
         .unwrap()
         .record
         .unwrap();
-    assert_eq!(revoked, live.tombstone(clock.now(), RevokeReason::Subject));
+    assert_eq!(*revoked, live.tombstone(clock.now(), RevokeReason::Subject));
     // Nothing else moved: a touch-free tombstone keeps every other field.
     assert_eq!(revoked.credential, live.credential);
 }
@@ -370,7 +370,7 @@ async fn import_writes_what_insert_session_writes() {
     );
     for r in [&inserted, &imported] {
         let loaded = store.load_session(&r.id).await.unwrap();
-        assert_eq!(loaded.record.as_ref(), Some(r));
+        assert_eq!(loaded.record.as_deref(), Some(r));
     }
     let expiry = |table: &str, column: &str, name: &str| {
         let sql = format!(

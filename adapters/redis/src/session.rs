@@ -58,7 +58,7 @@ impl RedisStore {
         };
         let record = match v {
             Value::Nil => None,
-            Value::BulkString(b) => Some(decode(Some(id), &b)?),
+            Value::BulkString(b) => Some(Box::new(decode(Some(id), &b)?)),
             _ => return Err(crate::error::bad_reply("load")),
         };
         Ok(Loaded::new(record).at_store_time(ts(t)))

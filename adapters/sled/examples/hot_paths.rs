@@ -142,8 +142,13 @@ fn main() {
         started.elapsed()
     );
 
-    let load =
-        |id: &leasehold::SessionId| rt.block_on(store.load_session(id)).unwrap().record.unwrap();
+    let load = |id: &leasehold::SessionId| {
+        rt.block_on(store.load_session(id))
+            .unwrap()
+            .record
+            .map(|r| *r)
+            .unwrap()
+    };
     let raw_key = |i: usize| {
         let mut key = [0u8; 18];
         key[..8].copy_from_slice(&(i as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15).to_be_bytes());

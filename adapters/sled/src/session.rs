@@ -24,7 +24,7 @@ impl SledStore {
         let r =
             codec::decode_session(&v).map_err(|e| StoreError::Corrupt(format!("session: {e}")))?;
         check_loaded(id, &r)?;
-        Ok(Loaded::new(Some(r)))
+        Ok(Loaded::new(Some(Box::new(r))))
     }
 
     pub(crate) fn insert(

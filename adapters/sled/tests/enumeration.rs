@@ -84,6 +84,7 @@ async fn template(s: &Sessions<SledStore>) -> SessionRecord {
         .await
         .unwrap()
         .record
+        .map(|r| *r)
         .unwrap()
 }
 

@@ -29,7 +29,7 @@ fn entries(store: &SledStore, id: &SessionId) -> Vec<u64> {
 }
 
 async fn record(store: &SledStore, id: &SessionId) -> Option<SessionRecord> {
-    store.load_session(id).await.unwrap().record
+    store.load_session(id).await.unwrap().record.map(|r| *r)
 }
 
 /// `r` touched at `now`: `last_seen` and `expires_at` moved, nothing else.

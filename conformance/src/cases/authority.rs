@@ -26,6 +26,7 @@ async fn stored(
         .load_session(id)
         .await?
         .record
+        .map(|r| *r)
         .ok_or_else(|| CaseError("the session is not in the store".into()))
 }
 

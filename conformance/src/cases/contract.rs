@@ -26,7 +26,7 @@ fn fresh_id(env: &Env, who: &Subject) -> Result<SessionId, CaseError> {
 
 async fn stored(env: &Env, id: &SessionId) -> Result<SessionRecord, CaseError> {
     match env.store().load_session(id).await?.record {
-        Some(r) => Ok(r),
+        Some(r) => Ok(*r),
         None => fail!("session {id} does not load"),
     }
 }

@@ -78,7 +78,7 @@ fn sorted(ids: impl IntoIterator<Item = SessionId>) -> Vec<SessionId> {
 }
 
 async fn load(env: &Env, id: &SessionId) -> Result<Option<SessionRecord>, crate::env::CaseError> {
-    Ok(env.store().load_session(id).await?.record)
+    Ok(env.store().load_session(id).await?.record.map(|r| *r))
 }
 
 /// Fails unless session `id` is stored as a tombstone with `reason`.

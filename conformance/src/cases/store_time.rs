@@ -117,7 +117,7 @@ fn expect_ended<T: std::fmt::Debug>(r: &Result<T, Error>, ended: Ended, what: &s
 
 async fn stored(env: &Env, id: &SessionId) -> Result<SessionRecord, CaseError> {
     match env.store().load_session(id).await?.record {
-        Some(r) => Ok(r),
+        Some(r) => Ok(*r),
         None => fail!("session {id} does not load"),
     }
 }
@@ -721,7 +721,7 @@ pub(crate) async fn store_ahead_of_caller_decides(env: Env) -> CaseResult {
     let Some(before) = loaded.record else {
         fail!("a created session does not load");
     };
-    let mut touched = before.clone();
+    let mut touched = (*before).clone();
     touched.version = before.version.wrapping_add(1);
     touched.last_seen = env.now();
     touched.expires_at = env.now().saturating_add(mins(30));
@@ -738,7 +738,7 @@ pub(crate) async fn store_ahead_of_caller_decides(env: Env) -> CaseResult {
     }
     let after = stored(&env, &swapped.session.id).await?;
     ensure!(
-        after == before,
+        after == *before,
         "the refused CAS changed the record:\n before {before:?}\n after  {after:?}"
     );
 
@@ -829,7 +829,7 @@ pub(crate) async fn store_behind_caller_still_refuses(env: Env) -> CaseResult {
     let Some(before) = loaded.record else {
         fail!("a created session does not load");
     };
-    let mut touched = before.clone();
+    let mut touched = (*before).clone();
     touched.version = before.version.wrapping_add(1);
     touched.last_seen = env.now();
     touched.expires_at = env.now().saturating_add(mins(30));

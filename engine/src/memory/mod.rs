@@ -175,7 +175,7 @@ impl Store for MemoryStore {
 
     async fn load_session(&self, id: &SessionId) -> Result<Loaded, StoreError> {
         let g = self.lock()?;
-        let record = g.session(id).cloned();
+        let record = g.session(id).cloned().map(Box::new);
         if let Some(r) = &record {
             check_loaded(id, r)?;
         }

@@ -189,7 +189,7 @@ impl<S: Store> Harness<S> {
                 let mut r = Vec::new();
                 for id in ids {
                     match block_on(store.load_session(&id)).map(|l| l.record) {
-                        Ok(Some(rec)) => r.push(rec),
+                        Ok(Some(rec)) => r.push(*rec),
                         Ok(None) => {}
                         Err(e) => {
                             return Err(
