@@ -5,7 +5,7 @@
 //! Each size gets a store of its own (a fresh PostgreSQL schema, or a fresh Redis key prefix),
 //! loaded by 32 concurrent inserts (PostgreSQL: bulk imports, the same rows) and removed at the
 //! end (also after an error). Every round
-//! measures, per size and at concurrency 1 and 32 (tokio tasks on one multi-thread runtime
+//! measures, per size and at concurrency 1 and 32 (tokio tasks on one current-thread runtime
 //! sharing the store; ns per op = wall time ÷ total ops), each row's leasehold operation and
 //! right after it the raw one:
 //!
@@ -80,7 +80,12 @@ pub(crate) fn run(
     quick: bool,
     mode: ProgressMode,
 ) -> Result<Benched, BenchError> {
-    let rt = tokio::runtime::Builder::new_multi_thread()
+    // One client thread: every task, the connections' driver tasks and the I/O driver share
+    // it, so a round trip never waits on a wake-up handed between worker threads. On a
+    // multi-thread runtime a c=1 row measured either ~15 or ~100 µs per round trip on this
+    // 2-core VM depending on whether a worker happened to be spinning, and the ratio of one
+    // row swung from 0.09 to 1.96 between runs (docs/benchmarks.md, *Server stores*).
+    let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
         .map_err(fail("cannot start the async runtime"))?;
