@@ -1011,6 +1011,16 @@ impl Samples {
         }
     }
 
+    /// The leasehold value of the row's latest sample (this round's, right after its record).
+    #[cfg(feature = "peers")]
+    pub(crate) fn latest(&self, name: &str) -> Option<f64> {
+        self.rows
+            .iter()
+            .find(|(r, _)| r.name == name)
+            .and_then(|(_, v)| v.last())
+            .map(|s| s.0)
+    }
+
     pub(crate) fn finish(self) -> Vec<Row> {
         self.rows
             .into_iter()

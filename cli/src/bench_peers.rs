@@ -681,48 +681,43 @@ fn leasehold_row(op: PeerOp) -> &'static str {
     }
 }
 
-/// Rows `<leasehold row> vs <peer>` for every size: each peer measured on the same server in
-/// the same run (after the leasehold rounds), beside the leasehold row of the same operation,
-/// size and concurrency. The ratio is the peer's time ÷ leasehold's, so ≥ 1.0 means leasehold
-/// is at least as fast (the target for every operation).
+/// One round's rows `<leasehold row> vs <peer>` at size `n`: every peer measured on the same
+/// server, right after the round's leasehold rows, each beside the leasehold row of the same
+/// operation, size and concurrency (`leasehold(name)`: that row's value in this round). The
+/// ratio is the peer's time ÷ leasehold's, so ≥ 1.0 means leasehold is at least as fast (the
+/// issue's target for every operation).
 pub(crate) async fn peer_rows(
     server: &PeerServer,
     kind: &str,
-    sizes: &[usize],
+    n: usize,
     concurrency: &[usize],
     ops: usize,
-    leasehold: &[crate::bench::Row],
+    leasehold: impl Fn(&str) -> Option<f64>,
     progress: &crate::bench::Progress,
-) -> Result<Vec<crate::bench::Row>, crate::bench::BenchError> {
+) -> Result<Vec<crate::bench::Measured>, crate::bench::BenchError> {
     use crate::bench::{BenchError, Row, Target, Unit, size_label};
+    progress.note(&format!("measuring the peers at {}", size_label(n)));
+    let samples = measure_peers(server.clone(), n, concurrency, ops)
+        .await
+        .map_err(|e| BenchError(format!("peer measurement: {e}")))?;
     let mut out = Vec::new();
-    for &n in sizes {
-        progress.note(&format!("measuring the peers at {}", size_label(n)));
-        let samples = measure_peers(server.clone(), n, concurrency, ops)
-            .await
-            .map_err(|e| BenchError(format!("peer measurement: {e}")))?;
-        for s in samples {
-            let name = format!(
-                "{kind} {}, {}, c={}",
-                leasehold_row(s.operation),
-                size_label(n),
-                s.concurrency
-            );
-            let Some(ours) = leasehold
-                .iter()
-                .find(|r| r.name == name)
-                .and_then(|r| r.leasehold)
-            else {
-                continue;
-            };
-            let row = Row::new(
-                format!("{name} vs {}", s.peer),
-                s.peer,
-                Unit::Ns,
-                Target::RatioAtLeast(1.0),
-            );
-            out.push(row.with_samples(&[(ours, Some(s.ns_per_op))]));
-        }
+    for s in samples {
+        let name = format!(
+            "{kind} {}, {}, c={}",
+            leasehold_row(s.operation),
+            size_label(n),
+            s.concurrency
+        );
+        let Some(ours) = leasehold(&name) else {
+            continue;
+        };
+        let row = Row::new(
+            format!("{name} vs {}", s.peer),
+            s.peer,
+            Unit::Ns,
+            Target::RatioAtLeast(1.0),
+        );
+        out.push((row, (ours, Some(s.ns_per_op))));
     }
     Ok(out)
 }

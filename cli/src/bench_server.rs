@@ -264,47 +264,27 @@ fn scale_rows(rows: &[Row], kind: &str, sizes: &[usize]) -> Vec<Row> {
     out
 }
 
-/// Every round: every fixture, every concurrency, every row; then the scale rows and (with
-/// the `peers` feature) the peers on the server at `url`.
+/// Every round: every fixture, every concurrency, every row, then (with the `peers` feature,
+/// on a standalone server) the peers at every size; after the rounds, the scale rows.
 async fn measure<S: Store + Clone + 'static>(
     fixtures: &mut [Fixture<S>],
     url: &str,
     counts: Counts,
     progress: &Progress,
 ) -> Result<Vec<Row>, BenchError> {
-    let mut rows = measure_rounds(fixtures, counts, progress).await?;
     let Some(kind) = fixtures.first().map(|f| f.kind) else {
-        return Ok(rows);
+        return Ok(Vec::new());
     };
-    let sizes: Vec<usize> = fixtures.iter().map(|f| f.n).collect();
-    rows.extend(scale_rows(&rows, kind, &sizes));
     // The peers run on standalone servers only (tower-sessions' Redis store has no Cluster
     // mode), so a Cluster run compares with the raw operations alone.
     #[cfg(feature = "peers")]
-    {
-        use crate::bench_peers::{PeerServer, peer_rows};
-        let server = match kind {
-            "postgres" => Some(PeerServer::Postgres(url.to_owned())),
-            "redis" => Some(PeerServer::Redis(url.to_owned())),
-            _ => None,
-        };
-        if let Some(server) = server {
-            let (ops, conc) = (counts.peer_ops(), &CONCURRENCY);
-            let peers = peer_rows(&server, kind, &sizes, conc, ops, &rows, progress).await?;
-            rows.extend(peers);
-        }
-    }
+    let peers = match kind {
+        "postgres" => Some(crate::bench_peers::PeerServer::Postgres(url.to_owned())),
+        "redis" => Some(crate::bench_peers::PeerServer::Redis(url.to_owned())),
+        _ => None,
+    };
     #[cfg(not(feature = "peers"))]
     let _ = url;
-    Ok(rows)
-}
-
-/// The timed rounds of [`measure`].
-async fn measure_rounds<S: Store + Clone + 'static>(
-    fixtures: &mut [Fixture<S>],
-    counts: Counts,
-    progress: &Progress,
-) -> Result<Vec<Row>, BenchError> {
     let mut samples = Samples::default();
     for f in fixtures.iter() {
         let (row, sample) = f.footprint_row();
@@ -326,8 +306,32 @@ async fn measure_rounds<S: Store + Clone + 'static>(
                 samples.record(progress, round, m);
             }
         }
+        // Each round's peers beside the same round's leasehold rows: a peer row's ratio is
+        // the median over rounds of (peer ÷ leasehold), both measured minutes apart at most.
+        #[cfg(feature = "peers")]
+        if let Some(server) = &peers {
+            for f in fixtures.iter() {
+                let ops = counts.peer_ops();
+                let rows = crate::bench_peers::peer_rows(
+                    server,
+                    kind,
+                    f.n,
+                    &CONCURRENCY,
+                    ops,
+                    |name| samples.latest(name),
+                    progress,
+                )
+                .await?;
+                for (row, sample) in rows {
+                    samples.add(row, sample);
+                }
+            }
+        }
     }
-    Ok(samples.finish())
+    let mut rows = samples.finish();
+    let sizes: Vec<usize> = fixtures.iter().map(|f| f.n).collect();
+    rows.extend(scale_rows(&rows, kind, &sizes));
+    Ok(rows)
 }
 
 /// Runs `f` over `items` in `conc` tokio tasks (contiguous shares, in order), and returns
