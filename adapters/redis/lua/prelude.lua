@@ -6,7 +6,9 @@ local RETENTION = __RETENTION_MS__
 
 -- An exact decimal for a number below 2^53 ('..' would print 1.7957077413001e+15).
 local function num(n) return string.format('%.0f', n) end
-local function hex(s) return (s:gsub('.', function(c) return string.format('%02x', c:byte()) end)) end
+-- One format call for the whole string (a gsub calling format per byte took 3.5 µs for an id).
+-- For ids and tags only: s:byte(1, -1) puts every byte on Lua's stack.
+local function hex(s) return string.format(string.rep('%02x', #s), s:byte(1, -1)) end
 
 -- Little-endian u64 at a 0-based offset; nil past the end or at/above 2^53 (a Lua number is a
 -- double: such a field is undecodable here, fail closed).
@@ -21,17 +23,22 @@ local function p64(n) return struct.pack('<I8', n) end
 --  0 format | 1 'S' | 2 state | 3 reason | 4 revoked_at | 12 version | 20 expires_at |
 --  28 absolute_deadline | 36 created_at | 44 id[18] | 62 u32 len + subject | flag (+ u32 len +
 --  resource) | (format 3) u32 len + kind | mutable fields. identity = [28 .. end of kind].
+-- The five u64 fields are read by one unpack (five u64() calls cost 0.75 µs, one unpack 0.12):
+-- an unpacked value is exact below 2^53 and rounds to at least 2^53 above, so `< 2^53` is
+-- u64()'s check.
 local function header(s)
-  if type(s) ~= 'string' or #s < 67 or (s:byte(1) ~= 2 and s:byte(1) ~= 3) or s:byte(2) ~= 83
-     or s:byte(3) > 1 then
+  if type(s) ~= 'string' or #s < 67 then return nil end
+  local format, kind, state, reason = s:byte(1, 4)
+  if (format ~= 2 and format ~= 3) or kind ~= 83 or state > 1 then return nil end
+  local revoked_at, version, expires_at, deadline, created_at = struct.unpack('<I8I8I8I8I8', s, 5)
+  local max = 9007199254740992
+  if revoked_at >= max or version >= max or expires_at >= max or deadline >= max
+     or created_at >= max then
     return nil
   end
-  local h = {state = s:byte(3), reason = s:byte(4), revoked_at = u64(s, 4), version = u64(s, 12),
-             expires_at = u64(s, 20), deadline = u64(s, 28), created_at = u64(s, 36),
+  local h = {state = state, reason = reason, revoked_at = revoked_at, version = version,
+             expires_at = expires_at, deadline = deadline, created_at = created_at,
              id = s:sub(45, 62)}
-  if not (h.revoked_at and h.version and h.expires_at and h.deadline and h.created_at) then
-    return nil
-  end
   local slen = struct.unpack('<I4', s, 63)
   local p = 67 + slen -- 1-based position of the resource flag
   if slen < 1 or slen > 1024 or p > #s then return nil end

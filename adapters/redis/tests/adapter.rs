@@ -470,3 +470,53 @@ fn a_touch_sends_no_wait_a_rotation_does() {
         }
     });
 }
+
+/// The scripts read a record's u64 fields as Lua numbers (doubles): one at or above 2^53 would
+/// be rounded, so the record is refused as corrupt (fail closed), while one just below is
+/// exact. Planted through raw bytes (the engine never writes such a version): a swap from
+/// version 2^53 − 2 commits, one from 2^53 is `Corrupt`.
+#[test]
+fn the_scripts_refuse_u64_fields_at_2_pow_53_and_take_them_just_below() {
+    rt().block_on(async {
+        let (store, _c) = support::open(&support::url()).await.unwrap();
+        let clock = ManualClock::new(SystemClock.now());
+        let s = sessions(store.clone(), Policy::default(), &clock);
+        let client = redis::Client::open(support::url()).unwrap();
+        let mut conn = client.get_multiplexed_async_connection().await.unwrap();
+        const EXACT_LIMIT: u64 = 1 << 53;
+        for (version, commits) in [(EXACT_LIMIT - 2, true), (EXACT_LIMIT, false)] {
+            let made = s
+                .create(&Subject::new("big").unwrap(), Default::default())
+                .await
+                .unwrap();
+            let mut planted = *store
+                .load_session(&made.session.id)
+                .await
+                .unwrap()
+                .record
+                .unwrap();
+            planted.version = version;
+            let ok: String = redis::cmd("SET")
+                .arg(store.session_key(&planted.id))
+                .arg(leasehold::codec::encode_session(&planted))
+                .arg("XX")
+                .arg("KEEPTTL")
+                .query_async(&mut conn)
+                .await
+                .unwrap();
+            assert_eq!(ok, "OK");
+            let mut touched = planted.clone();
+            touched.version = version + 1;
+            touched.last_seen = clock.now();
+            let swapped = store.compare_and_swap(&touched, version, clock.now()).await;
+            if commits {
+                swapped.unwrap();
+                let stored = store.load_session(&planted.id).await.unwrap().record;
+                assert_eq!(stored.map(|r| r.version), Some(EXACT_LIMIT - 1));
+            } else {
+                let e = swapped.unwrap_err();
+                assert!(matches!(e, leasehold::StoreError::Corrupt(_)), "{e:?}");
+            }
+        }
+    });
+}
