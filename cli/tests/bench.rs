@@ -174,7 +174,19 @@ fn server_quick_json(url: &str, kind: &str, footprint: &str) {
     let json = stdout_of(&["bench", "--store", url, "--quick", "--format", "json"]);
     let doc: serde_json::Value = serde_json::from_str(&json).unwrap();
     assert_eq!(doc["sessions"], serde_json::json!([200]), "{json}");
-    let rows = doc["rows"].as_array().unwrap();
+    let all = doc["rows"].as_array().unwrap();
+    // With the `peers` feature every run also has `… vs <peer>` rows: 2 peers × 4 operations
+    // × 2 concurrencies, each with numbers on both sides.
+    let (peers, rows): (Vec<_>, Vec<_>) = all
+        .iter()
+        .partition(|r| r["name"].as_str().is_some_and(|n| n.contains(" vs ")));
+    let expected_peers = if cfg!(feature = "peers") { 16 } else { 0 };
+    assert_eq!(peers.len(), expected_peers, "{json}");
+    for row in &peers {
+        for field in ["leasehold", "raw", "ratio"] {
+            assert!(row[field].is_number(), "{field} of {row}");
+        }
+    }
     let expected = server_rows(kind);
     assert_eq!(rows.len(), expected.len() + 1, "{json}");
     let bytes = rows
