@@ -215,7 +215,13 @@ async fn a_server_crash_and_restart_loses_no_acknowledged_logout_and_resurrects_
                 recovered = Some(v);
                 break;
             }
-            Err(e) => assert!(typed(&e), "an untyped failure after restart: {e:?}"),
+            // Anything but outcome-unknown is a loss: `NotAuthenticated` here means the
+            // survivor's acknowledged create did not survive the crash.
+            Err(e) => assert!(
+                typed(&e),
+                "after the restart the survivor (created and acknowledged before the crash) \
+                 failed with {e:?}: lost, or an untyped failure"
+            ),
         }
     }
     assert!(
