@@ -23,22 +23,14 @@ if ARGV[7] == 'extend' then
   if redis.call('ZADD', KEYS[1], 'XX', 'GT', num(score), member) >= 0 then ttl_at_least(KEYS[1], score) end
   return {'OK'}
 end
-local present = redis.call('ZSCORE', KEYS[1], member)
-if not present and cap > 0 then
-  local n = redis.call('ZCOUNT', KEYS[1], '(' .. num(at), '+inf')
-  if n >= cap then
-    local out = {'FULL'}
-    if ARGV[6] == 'members' then
-      out = redis.call('ZRANGEBYSCORE', KEYS[1], '(' .. num(at), '+inf')
-      table.insert(out, 1, 'FULL')
-    end
-    return out
+if index_full(KEYS[1], member, cap, at) then
+  local out = {'FULL'}
+  if ARGV[6] == 'members' then
+    out = redis.call('ZRANGEBYSCORE', KEYS[1], '(' .. num(at), '+inf')
+    table.insert(out, 1, 'FULL')
   end
+  return out
 end
 if ARGV[7] == 'dry' then return {'OK'} end
--- Writes: prune entries whose deadline passed on the server's own clock (their records are
--- gone by native expiry), add, keep a TTL no earlier than the latest deadline.
-redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', num(server))
-redis.call('ZADD', KEYS[1], 'GT', num(score), member)
-ttl_at_least(KEYS[1], score)
+index_add(KEYS[1], member, score, server)
 return {'OK'}

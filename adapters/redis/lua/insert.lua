@@ -6,11 +6,15 @@
 --   KEYS[1]  <prefix>:s:{tag}:<id hex>   the record (STRING, PXAT expires_at)
 --   KEYS[2]  <prefix>:u:{tag}:<subject>  subject index: ZSET seq||id -> created_at
 --   KEYS[3]  <prefix>:r:{tag}:<subject>  creation log: ZSET id -> judged creation time
+--   KEYS[4]  <prefix>:g:{global}          optional, single server only: the global index, so
+--            that the global step is in this script too (on a Cluster it is another slot, and
+--            the adapter reserves it before this script runs)
 --   ARGV     prefix, record bytes ('' for a dry run), caller now ms, test offset ms,
 --            cap max (0: none), 'evict' | 'reject', rate max (0: none), rate window ms,
---            'dry' | 'write'
+--            'dry' | 'write', with KEYS[4]: global cap max (0: none)
 -- Returns {'INSERTED', evicted ids (oldest first)...} | {'REPLAY'} | {'ALREADY_EXISTS'} |
---   {'INVALID_WRITE', why} | {'RATE_LIMITED', retry_after_ms} | {'SUBJECT_CAP'}.
+--   {'INVALID_WRITE', why} | {'RATE_LIMITED', retry_after_ms} | {'SUBJECT_CAP'} |
+--   {'GLOBAL_CAP'}.
 -- The shard tag (a SHA-256 of the subject) is checked by the adapter before it calls: Lua has
 -- no SHA-256. Order: every read and check first, then the writes (an error does not roll back).
 
@@ -32,7 +36,14 @@ if not dry then
     return {'ALREADY_EXISTS'}
   end
 end
-local at = judged(ARGV[3], ARGV[4])
+local at, server = judged(ARGV[3], ARGV[4])
+
+-- 1b. The global step, when it is here (KEYS[4]): a full global cap answers before a rate
+--     limit, as when the adapter reserves beforehand.
+local global = KEYS[4]
+if global and not dry and index_full(global, h.id, tonumber(ARGV[10]), at) then
+  return {'GLOBAL_CAP'}
+end
 
 -- 2. Creation rate over (at - window, at] (later entries count too: fail closed). Retry once
 --    the (count - max + 1)-th oldest entry has left the window.
@@ -90,6 +101,7 @@ for _, m in ipairs(gone) do redis.call('ZREM', KEYS[2], m) end
 local seq = 0
 local same = redis.call('ZRANGEBYSCORE', KEYS[2], num(h.created_at), num(h.created_at))
 if #same > 0 then seq = struct.unpack('>I4', same[#same]) + 1 end
+if global then index_add(global, h.id, h.deadline, server) end
 redis.call('SET', KEYS[1], rec, 'PXAT', num(h.expires_at))
 redis.call('ZADD', KEYS[2], num(h.created_at), struct.pack('>I4', seq) .. h.id)
 ttl_at_least(KEYS[2], h.deadline)

@@ -90,6 +90,23 @@ local function ttl_at_least(key, t)
   end
 end
 
+-- Deadline-scored indexes (the global index, a resource's members, a resource's slot
+-- reservations; docs/adapters/redis.md, Atomicity). Full: `member` is not in, and `cap` (0:
+-- none) entries are live at `at`.
+local function index_full(key, member, cap, at)
+  if cap == 0 or redis.call('ZSCORE', key, member) then return false end
+  return redis.call('ZCOUNT', key, '(' .. num(at), '+inf') >= cap
+end
+
+-- Adds `member` (one already in keeps the later score) after pruning the entries whose
+-- deadline passed on the server's own clock (their records are gone by native expiry), and
+-- keeps the key's TTL no earlier than its latest deadline.
+local function index_add(key, member, score, server)
+  redis.call('ZREMRANGEBYSCORE', key, '-inf', num(server))
+  redis.call('ZADD', key, 'GT', num(score), member)
+  ttl_at_least(key, score)
+end
+
 -- The tombstone, in place: bytes 2..28 (state 1, reason, revoked_at, version + 1, expires_at
 -- lowered to at most at + RETENTION), and the key's PXAT follows the new expires_at. SETRANGE
 -- keeps the TTL; only a lower deadline is written (never later than the record's own).

@@ -123,13 +123,16 @@ impl RedisStore {
         Ok(())
     }
 
-    /// The subject step (the insert script); `record` `None` is check_limits' dry run.
+    /// The subject step (the insert script); `record` `None` is check_limits' dry run. With
+    /// `global` (a single server only), the script also takes the global step: the global
+    /// index is one more key there, so one script does the whole insert.
     pub(crate) async fn subject_step(
         &self,
         subject: &leasehold::Subject,
         record: Option<&SessionRecord>,
         limits: &CreateLimits,
         now: Timestamp,
+        global: bool,
     ) -> Result<Result<Vec<SessionId>, InsertOutcome>, StoreError> {
         let keys = &self.inner.keys;
         let (k1, bytes_) = match record {
@@ -157,6 +160,10 @@ impl RedisStore {
             .arg(rate)
             .arg(window)
             .arg(if record.is_some() { "write" } else { "dry" });
+        if global {
+            inv.key(keys.global())
+                .arg(limits.global_cap.map_or(0, |c| c.max));
+        }
         let a = array(self.run(&inv).await?, "insert")?;
         Ok(match status(&a, "insert")?.as_str() {
             "INSERTED" => {
@@ -180,6 +187,7 @@ impl RedisStore {
                 ));
             }
             "SUBJECT_CAP" => Err(InsertOutcome::SubjectCapReached),
+            "GLOBAL_CAP" => Err(InsertOutcome::GlobalCapReached),
             "RATE_LIMITED" => {
                 let retry = a.get(1).map(|v| int(v, "insert")).transpose()?.unwrap_or(0);
                 Err(InsertOutcome::RateLimited {
@@ -212,26 +220,33 @@ impl RedisStore {
                 "a global cap that evicts needs one step over every shard: not on Redis",
             ));
         }
-        if let Some(refused) = self
-            .reserve(
-                &record.id,
-                record.absolute_deadline,
-                record.resource.as_ref(),
-                limits,
-                now,
-                false,
-            )
-            .await?
+        // On a single server a session without a resource is inserted by one script, global
+        // step included (one round trip, nothing to undo). Otherwise the global step and the
+        // resource registration are other slots: reserved first, undone on a refusal.
+        let one_script = !self.is_cluster() && record.resource.is_none();
+        if !one_script
+            && let Some(refused) = self
+                .reserve(
+                    &record.id,
+                    record.absolute_deadline,
+                    record.resource.as_ref(),
+                    limits,
+                    now,
+                    false,
+                )
+                .await?
         {
             return Ok(refused);
         }
         let r = match self
-            .subject_step(&record.subject, Some(record), limits, now)
+            .subject_step(&record.subject, Some(record), limits, now, one_script)
             .await
         {
             Ok(r) => r,
             Err(StoreError::InvalidWrite(w)) => {
-                self.unreserve(record).await?;
+                if !one_script {
+                    self.unreserve(record).await?;
+                }
                 return Err(StoreError::InvalidWrite(w));
             }
             Err(e) => return Err(e),
@@ -243,7 +258,9 @@ impl RedisStore {
             }
             Err(replay @ InsertOutcome::Inserted { .. }) => Ok(replay),
             Err(refused) => {
-                self.unreserve(record).await?;
+                if !one_script {
+                    self.unreserve(record).await?;
+                }
                 Ok(refused)
             }
         }
@@ -255,7 +272,7 @@ impl RedisStore {
         limits: &CreateLimits,
         now: Timestamp,
     ) -> Result<InsertOutcome, StoreError> {
-        match self.subject_step(subject, None, limits, now).await? {
+        match self.subject_step(subject, None, limits, now, false).await? {
             Err(refused) => Ok(refused),
             Ok(evicted) => {
                 if limits.global_cap.is_some() {

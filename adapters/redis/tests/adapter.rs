@@ -212,6 +212,47 @@ fn validate_is_one_round_trip() {
     });
 }
 
+/// On a single server a create without a resource is one script (the global step included),
+/// under a subject cap and a global cap too; with a resource it still registers the resource
+/// first (another slot on a Cluster, the same protocol here): three requests.
+#[test]
+fn create_is_one_round_trip_on_a_single_server() {
+    rt().block_on(async {
+        let (store, _c) = support::open(&support::url()).await.unwrap();
+        let clock = ManualClock::new(SystemClock.now());
+        let policy = Policy::builder()
+            .subject_cap(Some(SubjectCap {
+                max: 2,
+                on_full: CapPolicy::EvictOldest,
+            }))
+            .global_cap(Some(leasehold::GlobalCap {
+                max: 100,
+                on_full: CapPolicy::Reject,
+            }))
+            .inexact_global_cap_ok(true)
+            .build()
+            .unwrap();
+        let s = sessions(store.clone(), policy, &clock);
+        let dave = Subject::new("dave").unwrap();
+        s.create(&dave, Default::default()).await.unwrap(); // scripts loaded
+        for _ in 0..3 {
+            let before = store.round_trips();
+            s.create(&dave, Default::default()).await.unwrap();
+            assert_eq!(store.round_trips() - before, 1);
+        }
+        assert_eq!(s.count(&leasehold::Scope::All).await.unwrap(), 2);
+        let tagged = leasehold::CreateOptions {
+            resource: Some(Resource::new("printer").unwrap()),
+            ..Default::default()
+        };
+        let before = store.round_trips();
+        s.create(&Subject::new("erin").unwrap(), tagged)
+            .await
+            .unwrap();
+        assert_eq!(store.round_trips() - before, 3);
+    });
+}
+
 #[test]
 fn nothing_secret_is_stored() {
     rt().block_on(async {
