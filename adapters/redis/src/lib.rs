@@ -22,9 +22,12 @@
 //!   protocols of `docs/writing-an-adapter.md` §8, with their linearization points; see
 //!   `docs/adapters/redis.md`. The store declares `sharded` on standalone too: the layout and
 //!   the protocols are the same, so an application sees the same semantics on both, and moving
-//!   from one server to a Cluster changes nothing.
+//!   from one server to a Cluster changes nothing. (One shortcut on a single server: a create
+//!   without a resource takes the global step inside its one script — the same checks in the
+//!   same order, one round trip instead of two.)
 //! - Time: every conditional write is judged at `max(caller now, server TIME)`; `load_session`
-//!   returns the server time read in the same script.
+//!   returns the server time read in the same round trip (a `GET` + `TIME` pipeline on a
+//!   single server, a script on a Cluster).
 //! - `native_expiry`: records vanish at their deadline; `reap` only cleans index entries.
 //! - Revocations run as `#!lua flags=allow-oom` scripts, so they work on a full server
 //!   (`maxmemory-policy noeviction` is required: see the docs).
