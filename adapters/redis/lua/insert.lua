@@ -9,6 +9,8 @@
 --   KEYS[4]  <prefix>:g:{global}          optional, single server only: the global index, so
 --            that the global step is in this script too (on a Cluster it is another slot, and
 --            the adapter reserves it before this script runs)
+--   KEYS[5]  <prefix>:m:{rtag}:<resource> with KEYS[4], for a session with a resource: its
+--            resource's members, registered here too
 --   ARGV     prefix, record bytes ('' for a dry run), caller now ms, test offset ms,
 --            cap max (0: none), 'evict' | 'reject', rate max (0: none), rate window ms,
 --            'dry' | 'write', with KEYS[4]: global cap max (0: none)
@@ -102,6 +104,7 @@ local seq = 0
 local same = redis.call('ZRANGEBYSCORE', KEYS[2], num(h.created_at), num(h.created_at))
 if #same > 0 then seq = struct.unpack('>I4', same[#same]) + 1 end
 if global then index_add(global, h.id, h.deadline, server) end
+if KEYS[5] then index_add(KEYS[5], h.id, h.deadline, server) end
 redis.call('SET', KEYS[1], rec, 'PXAT', num(h.expires_at))
 redis.call('ZADD', KEYS[2], num(h.created_at), struct.pack('>I4', seq) .. h.id)
 ttl_at_least(KEYS[2], h.deadline)

@@ -23,8 +23,8 @@
 //!   `docs/adapters/redis.md`. The store declares `sharded` on standalone too: the layout and
 //!   the protocols are the same, so an application sees the same semantics on both, and moving
 //!   from one server to a Cluster changes nothing. (One shortcut on a single server: a create
-//!   without a resource takes the global step inside its one script — the same checks in the
-//!   same order, one round trip instead of two.)
+//!   takes the global step and the resource registration inside its one script — the same
+//!   checks in the same order, one round trip instead of two or three.)
 //! - Time: every conditional write is judged at `max(caller now, server TIME)`; `load_session`
 //!   returns the server time read in the same round trip (a `GET` + `TIME` pipeline on a
 //!   single server, a script on a Cluster).

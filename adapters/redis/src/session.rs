@@ -124,8 +124,9 @@ impl RedisStore {
     }
 
     /// The subject step (the insert script); `record` `None` is check_limits' dry run. With
-    /// `global` (a single server only), the script also takes the global step: the global
-    /// index is one more key there, so one script does the whole insert.
+    /// `global` (a single server only), the script also takes the global step and registers
+    /// the session's resource: those indexes are more keys there, so one script does the
+    /// whole insert.
     pub(crate) async fn subject_step(
         &self,
         subject: &leasehold::Subject,
@@ -163,6 +164,9 @@ impl RedisStore {
         if global {
             inv.key(keys.global())
                 .arg(limits.global_cap.map_or(0, |c| c.max));
+            if let Some(r) = record.and_then(|r| r.resource.as_ref()) {
+                inv.key(keys.resource_members(r));
+            }
         }
         let a = array(self.run(&inv).await?, "insert")?;
         Ok(match status(&a, "insert")?.as_str() {
@@ -220,10 +224,10 @@ impl RedisStore {
                 "a global cap that evicts needs one step over every shard: not on Redis",
             ));
         }
-        // On a single server a session without a resource is inserted by one script, global
-        // step included (one round trip, nothing to undo). Otherwise the global step and the
-        // resource registration are other slots: reserved first, undone on a refusal.
-        let one_script = !self.is_cluster() && record.resource.is_none();
+        // On a single server one script inserts, global step and resource registration
+        // included (one round trip, nothing to undo). On a Cluster those indexes are other
+        // slots: reserved first, undone on a refusal.
+        let one_script = !self.is_cluster();
         if !one_script
             && let Some(refused) = self
                 .reserve(

@@ -212,9 +212,9 @@ fn validate_is_one_round_trip() {
     });
 }
 
-/// On a single server a create without a resource is one script (the global step included),
-/// under a subject cap and a global cap too; with a resource it still registers the resource
-/// first (another slot on a Cluster, the same protocol here): three requests.
+/// On a single server a create is one script (the global step and the resource registration
+/// included), under a subject cap and a global cap too; the registration is the one
+/// `revoke_resource` walks.
 #[test]
 fn create_is_one_round_trip_on_a_single_server() {
     rt().block_on(async {
@@ -246,10 +246,18 @@ fn create_is_one_round_trip_on_a_single_server() {
             ..Default::default()
         };
         let before = store.round_trips();
-        s.create(&Subject::new("erin").unwrap(), tagged)
+        let erin = s
+            .create(&Subject::new("erin").unwrap(), tagged)
             .await
             .unwrap();
-        assert_eq!(store.round_trips() - before, 3);
+        assert_eq!(store.round_trips() - before, 1);
+        let printer = Resource::new("printer").unwrap();
+        assert_eq!(s.revoke_resource(&printer).await.unwrap(), 1);
+        assert!(
+            s.validate(erin.token.expose_secret(), &Default::default())
+                .await
+                .is_err()
+        );
     });
 }
 
