@@ -226,6 +226,7 @@ macro_rules! __for_each_case {
                 slot_ttl_on_store_clock server_clock;
                 slot_cap_holds_for_lagging_caller server_clock;
                 subject_cap_on_store_clock server_clock;
+                global_cap_on_store_clock server_clock;
                 rate_window_on_store_clock server_clock;
             }
             contract Contract {

@@ -1127,6 +1127,62 @@ pub(crate) async fn subject_cap_on_store_clock(env: Env) -> CaseResult {
     Ok(())
 }
 
+/// The global cap counts on the store's clock: cap 1 (`Reject`; an upper bound on a sharded
+/// store, which counts a session until its absolute deadline), sessions with a 5-minute
+/// absolute lifetime; the store reads 1 s past the only session's absolute deadline, the caller
+/// 1 min after its creation. Another subject's create is admitted (the old session is not live
+/// at the store's time, however far the caller lags), the old session is `Expired` for that
+/// caller, and a further create is refused.
+pub(crate) async fn global_cap_on_store_clock(env: Env) -> CaseResult {
+    let policy = build(
+        Policy::builder()
+            .global_cap(Some(leasehold::GlobalCap {
+                max: 1,
+                on_full: CapPolicy::Reject,
+            }))
+            .inexact_global_cap_ok(env.capabilities().sharded)
+            .absolute_lifetime(mins(5))
+            .renewal_interval(None),
+    )?;
+    let t0 = env.now();
+    store_at(&env, t0)?;
+    let s = env.sessions(policy)?;
+    let old = create(&s, &subject("alice")?).await?;
+    env.set_time(t0.saturating_add(mins(1)));
+    let deadline = stored(&env, &old.session.id).await?.absolute_deadline;
+    store_at(&env, deadline.saturating_add(secs(1)))?;
+    let new = s
+        .create(&subject("bob")?, CreateOptions::default())
+        .await
+        .map_err(|e| {
+            CaseError(format!(
+                "global cap 1, the only session past its absolute deadline by the store's clock: \
+                 create refused with {e:?} (the cap was counted on the lagging caller's clock)"
+            ))
+        })?;
+    let r = s.validate(text(&old), &Context::none()).await.map(|_| ());
+    expect_ended(
+        &r,
+        Ended::Expired,
+        "the session the global count found past its deadline, at the lagging caller's clock",
+    )?;
+    ensure!(
+        validates(&s, &text(&new)).await,
+        "the admitted session does not validate"
+    );
+    let r = s.create(&subject("carol")?, CreateOptions::default()).await;
+    ensure!(
+        matches!(
+            r,
+            Err(Error::LimitReached {
+                limit: Limit::GlobalSessions
+            })
+        ),
+        "a second session under global cap 1: expected LimitReached(GlobalSessions), got {r:?}"
+    );
+    Ok(())
+}
+
 /// The creation-rate window runs on the store's clock: 1 creation per minute; 90 s later by
 /// the store's clock (5 s by the caller's) a creation is admitted, and the next is refused with
 /// a retry-after measured from that creation on the store's clock (about 60 s; a creation
