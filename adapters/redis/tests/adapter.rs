@@ -36,6 +36,22 @@ async fn racers(n: usize) -> (Vec<RedisStore>, support::Cleanup) {
     (v, cleanup)
 }
 
+/// Replaces the bytes under an existing key by hand, keeping its TTL (`SET … XX KEEPTTL`), on a
+/// connection of its own: what the store's checks must survive.
+async fn overwrite(key: &str, bytes: &[u8]) {
+    let client = redis::Client::open(support::url()).unwrap();
+    let mut conn = client.get_multiplexed_async_connection().await.unwrap();
+    let ok: String = redis::cmd("SET")
+        .arg(key)
+        .arg(bytes)
+        .arg("XX")
+        .arg("KEEPTTL")
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    assert_eq!(ok, "OK", "{key} was not there to overwrite");
+}
+
 fn sessions(store: RedisStore, policy: Policy, clock: &ManualClock) -> Sessions<RedisStore> {
     Sessions::new(store, policy)
         .unwrap()
@@ -451,17 +467,7 @@ fn a_corrupt_record_is_skipped_by_listing_counting_and_slot_pruning() {
             .map(|x| format!("{x:02x}"))
             .collect();
         let key = format!("{}:s:{{{}}}:{hex}", store.prefix(), &hex[..4]);
-        let client = redis::Client::open(support::url()).unwrap();
-        let mut conn = client.get_multiplexed_async_connection().await.unwrap();
-        let ok: String = redis::cmd("SET")
-            .arg(&key)
-            .arg(b"\x03garbage".as_slice())
-            .arg("XX")
-            .arg("KEEPTTL")
-            .query_async(&mut conn)
-            .await
-            .unwrap();
-        assert_eq!(ok, "OK");
+        overwrite(&key, b"\x03garbage").await;
 
         let e = store.load_session(&a.session.id).await.unwrap_err();
         assert!(matches!(e, leasehold::StoreError::Corrupt(_)), "{e:?}");
@@ -530,8 +536,6 @@ fn the_scripts_refuse_u64_fields_at_2_pow_53_and_take_them_just_below() {
         let (store, _c) = support::open(&support::url()).await.unwrap();
         let clock = ManualClock::new(SystemClock.now());
         let s = sessions(store.clone(), Policy::default(), &clock);
-        let client = redis::Client::open(support::url()).unwrap();
-        let mut conn = client.get_multiplexed_async_connection().await.unwrap();
         const EXACT_LIMIT: u64 = 1 << 53;
         for (version, commits) in [(EXACT_LIMIT - 2, true), (EXACT_LIMIT, false)] {
             let made = s
@@ -545,15 +549,11 @@ fn the_scripts_refuse_u64_fields_at_2_pow_53_and_take_them_just_below() {
                 .record
                 .unwrap();
             planted.version = version;
-            let ok: String = redis::cmd("SET")
-                .arg(store.session_key(&planted.id))
-                .arg(leasehold::codec::encode_session(&planted))
-                .arg("XX")
-                .arg("KEEPTTL")
-                .query_async(&mut conn)
-                .await
-                .unwrap();
-            assert_eq!(ok, "OK");
+            overwrite(
+                &store.session_key(&planted.id),
+                &leasehold::codec::encode_session(&planted),
+            )
+            .await;
             let mut touched = planted.clone();
             touched.version = version + 1;
             touched.last_seen = clock.now();
