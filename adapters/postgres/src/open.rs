@@ -33,10 +33,15 @@ const MIGRATIONS: &[(i32, &str, &str)] = &[
         "an inlinable server clock",
         include_str!("../sql/0004_inline_clock.sql"),
     ),
+    (
+        5,
+        "routine touches commit without waiting for the WAL flush",
+        include_str!("../sql/0005_routine_touch.sql"),
+    ),
 ];
 
 /// The newest migration.
-pub(crate) const LATEST: i32 = 4;
+pub(crate) const LATEST: i32 = 5;
 
 /// The schema placeholder in the migration files (double quotes included).
 const PLACEHOLDER: &str = "\"leasehold\"";

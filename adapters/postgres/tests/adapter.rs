@@ -72,6 +72,122 @@ async fn validate_is_one_statement_and_a_touch_two() {
     assert_eq!(store.statements_sent() - before, 2, "touch: load + swap");
 }
 
+/// Calls the store's `compare_and_swap` on the stored row of `id` with the columns in `change`
+/// replaced (SQL expressions over the row `s`), in a transaction, and returns that
+/// transaction's `synchronous_commit` as it would commit (then rolls it back).
+async fn commit_mode_of_swap(store: &PostgresStore, id: &[u8], change: &[(&str, &str)]) -> String {
+    let q = format!("\"{}\"", store.schema());
+    // The function's arguments: the stored row as it is, one version on (a swap's minimum).
+    let mut args: Vec<&str> = "s.id, s.subject, s.resource, s.kind, s.state, s.reason, \
+        s.revoked_at, s.version + 1, s.created_at, s.last_seen_at, s.absolute_deadline, \
+        s.expires_at, s.generation, s.verifier, s.rotated_at, s.prev_verifier, s.prev_sealed, \
+        s.prev_successor_seen, s.retired, s.access_verifier, s.access_expires_at, s.binding, \
+        s.context_summary, s.data, s.data_version, s.version, 0, 0"
+        .split(", ")
+        .collect();
+    for (column, expr) in change {
+        let at = args
+            .iter()
+            .position(|a| *a == format!("s.{column}"))
+            .expect("a column of the call");
+        args[at] = expr;
+    }
+    let sql = format!(
+        "SELECT {q}.compare_and_swap({}) FROM {q}.sessions AS s WHERE s.id = $1",
+        args.join(", ")
+    );
+    let mut tx = store.pool().begin().await.unwrap();
+    let outcome: String = sqlx::query_scalar(&sql)
+        .bind(id)
+        .fetch_one(&mut *tx)
+        .await
+        .unwrap();
+    assert_eq!(outcome, "OK", "the swap {change:?} applies");
+    let mode: String = sqlx::query_scalar("SELECT current_setting('synchronous_commit')")
+        .fetch_one(&mut *tx)
+        .await
+        .unwrap();
+    tx.rollback().await.unwrap();
+    mode
+}
+
+#[tokio::test]
+async fn a_touch_commits_without_waiting_for_the_wal_flush_and_every_other_swap_waits() {
+    let f = store().await;
+    let store = f.store.clone();
+    let s = driver(&store, Policy::default(), ahead(), 3);
+    let c = s
+        .create(&Subject::new("alice").unwrap(), CreateOptions::default())
+        .await
+        .unwrap();
+    let id = c.session.id.as_bytes().to_vec();
+
+    // A touch: last_seen_at, expires_at and the version move, nothing else (WriteClass::Routine).
+    let touch = [
+        ("last_seen_at", "s.last_seen_at + 1"),
+        ("expires_at", "s.expires_at + 1"),
+    ];
+    assert_eq!(
+        commit_mode_of_swap(&store, &id, &touch).await,
+        "off",
+        "a touch"
+    );
+    // A version-only swap is a touch too.
+    assert_eq!(
+        commit_mode_of_swap(&store, &id, &[]).await,
+        "off",
+        "version only"
+    );
+
+    // Security writes: any other change keeps the synchronous commit.
+    let security: [(&str, &[(&str, &str)]); 9] = [
+        (
+            "a tombstone",
+            &[
+                ("state", "1::smallint"),
+                ("reason", "1::smallint"),
+                ("revoked_at", "s.created_at"),
+            ],
+        ),
+        (
+            "a rotation",
+            &[
+                ("generation", "s.generation + 1"),
+                ("rotated_at", "s.rotated_at + 1"),
+            ],
+        ),
+        ("a new verifier", &[("verifier", "sha256(s.verifier)")]),
+        (
+            "a predecessor",
+            &[
+                ("prev_verifier", "s.verifier"),
+                ("prev_successor_seen", "false"),
+            ],
+        ),
+        ("a retired verifier", &[("retired", "ARRAY[s.verifier]")]),
+        ("a binding", &[("binding", "sha256(s.id)")]),
+        ("a context summary", &[("context_summary", "'ua'")]),
+        (
+            "new data",
+            &[
+                ("data", "'\\x02'::bytea"),
+                ("data_version", "s.data_version + 1"),
+            ],
+        ),
+        (
+            "an access grant",
+            &[
+                ("access_verifier", "s.verifier"),
+                ("access_expires_at", "s.expires_at"),
+            ],
+        ),
+    ];
+    for (what, change) in security {
+        let mode = commit_mode_of_swap(&store, &id, change).await;
+        assert_eq!(mode, "on", "{what} must wait for its WAL flush");
+    }
+}
+
 #[tokio::test]
 async fn tombstones_written_in_sql_are_the_engines() {
     let f = store().await;

@@ -180,6 +180,24 @@ async fn a_server_crash_and_restart_loses_no_acknowledged_logout_and_resurrects_
         .create(&Subject::new("survivor").unwrap(), CreateOptions::default())
         .await
         .unwrap();
+    // The last acknowledged writes before the crash are a logout and a rotation: a synchronous
+    // commit flushes every earlier one with it, so only a last write shows one that did not
+    // wait for its own flush.
+    let last = s
+        .create(&Subject::new("last").unwrap(), CreateOptions::default())
+        .await
+        .unwrap();
+    let rotated_last = s
+        .create(&Subject::new("last").unwrap(), CreateOptions::default())
+        .await
+        .unwrap();
+    s.logout(last.token.expose_secret()).await.unwrap();
+    let r = s
+        .refresh(rotated_last.token.expose_secret(), &Context::none())
+        .await
+        .unwrap();
+    logged_out.push(last.token);
+    rotated.push((rotated_last.token, r.token));
 
     server.crash();
     // While it is down: typed errors, nothing granted, for every kind of call.
