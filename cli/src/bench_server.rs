@@ -12,7 +12,7 @@
 //! | row | leasehold | raw (PostgreSQL) | raw (Redis) |
 //! |---|---|---|---|
 //! | validate, no touch | `validate` | `SELECT *` by primary key | `GET` of the session key |
-//! | validate, touch due | `validate` (writes the touch) | `UPDATE … WHERE id AND version` | `EVALSHA` compare-version-and-`SET` |
+//! | validate, touch due | `validate` (writes the touch) | `UPDATE … WHERE id AND version`, asynchronous commit (a touch is a routine write) | `EVALSHA` compare-version-and-`SET` |
 //! | refresh | `refresh` (a rotation) | the same `UPDATE` | the same script |
 //! | create | `create` (no cap) | single-row `INSERT` | `SET … PXAT` |
 //! | create, subject cap | `create` under a subject cap of 4 (a new subject each: counted, nothing evicted) | the same `INSERT` | the same `SET` |
@@ -35,6 +35,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
+use leasehold::store::WriteClass;
 use leasehold::{
     CapPolicy, Clock, Context, CreateOptions, ManualClock, OsEntropy, SessionId, SessionRecord,
     Sessions, Store, Subject, SubjectCap, SystemClock, Timestamp, codec, decide,
@@ -576,7 +577,8 @@ impl<S: Store + Clone + 'static> Fixture<S> {
             reaps: 0,
         };
         // Untimed: loads the raw script (on every Cluster node) and opens the connections.
-        f.raw_cas(f.cas.len(), LOADERS).await?;
+        f.raw_cas(f.cas.len(), LOADERS, WriteClass::Security)
+            .await?;
         Ok(f)
     }
 
@@ -653,8 +655,14 @@ impl<S: Store + Clone + 'static> Fixture<S> {
         Ok(Some((row, (lh, Some(raw)))))
     }
 
-    /// `count` raw compare-and-swaps of the CAS cohort at concurrency `c`: ns per op.
-    async fn raw_cas(&mut self, count: usize, c: usize) -> Result<f64, BenchError> {
+    /// `count` raw compare-and-swaps of the CAS cohort at concurrency `c`, committed as a
+    /// write of `class` commits: ns per op.
+    async fn raw_cas(
+        &mut self,
+        count: usize,
+        c: usize,
+        class: WriteClass,
+    ) -> Result<f64, BenchError> {
         let count = count.min(self.cas.len());
         let batch: Vec<Loaded> = self.cas[..count].to_vec();
         let now = self.sessions.now();
@@ -662,7 +670,7 @@ impl<S: Store + Clone + 'static> Fixture<S> {
         let (took, done) = timed(batch, c, move |l| {
             let raw = raw.clone();
             async move {
-                raw.cas(&l, now).await?;
+                raw.cas(&l, now, class).await?;
                 Ok(Loaded {
                     version: l.version + 1,
                     ..l
@@ -677,7 +685,12 @@ impl<S: Store + Clone + 'static> Fixture<S> {
     /// Validate with a touch due (the clock just moved past the touch granularity) ÷ one raw
     /// compare-and-swap.
     async fn touch_due(&mut self, c: usize) -> Result<Measured, BenchError> {
-        let row = ns_row(self.named("validate, touch due", c), self.raw.cas_op(), 0.9);
+        let touch = WriteClass::Routine;
+        let row = ns_row(
+            self.named("validate, touch due", c),
+            self.raw.cas_op(touch),
+            0.9,
+        );
         self.clock.advance(ROUND_STEP);
         let s = Arc::clone(&self.sessions);
         let (took, _) = timed(self.reads.clone(), c, move |l| {
@@ -692,7 +705,7 @@ impl<S: Store + Clone + 'static> Fixture<S> {
         .await?;
         let lh = ns_per_op(self.reads.len(), took);
         self.check_touched().await?;
-        let raw = self.raw_cas(self.reads.len(), c).await?;
+        let raw = self.raw_cas(self.reads.len(), c, touch).await?;
         Ok((row, (lh, Some(raw))))
     }
 
@@ -747,7 +760,11 @@ impl<S: Store + Clone + 'static> Fixture<S> {
 
     /// Refresh (a rotation) of the concurrency's own cohort ÷ one raw compare-and-swap.
     async fn refresh(&mut self, slot: usize, c: usize) -> Result<Measured, BenchError> {
-        let row = ns_row(self.named("refresh", c), self.raw.cas_op(), 0.9);
+        let row = ns_row(
+            self.named("refresh", c),
+            self.raw.cas_op(WriteClass::Security),
+            0.9,
+        );
         let cohort = self.refresh.get(slot).cloned().unwrap_or_default();
         let count = cohort.len();
         let s = Arc::clone(&self.sessions);
@@ -769,7 +786,8 @@ impl<S: Store + Clone + 'static> Fixture<S> {
             *v = done;
         }
         let lh = ns_per_op(count, took);
-        Ok((row, (lh, Some(self.raw_cas(count, c).await?))))
+        let raw = self.raw_cas(count, c, WriteClass::Security).await?;
+        Ok((row, (lh, Some(raw))))
     }
 
     /// Create (a new 64-byte subject each) ÷ a raw insert of a new record; `capped`: under
@@ -828,7 +846,7 @@ impl<S: Store + Clone + 'static> Fixture<S> {
     async fn revoke(&mut self, c: usize) -> Result<Measured, BenchError> {
         let row = Row::new(
             self.named("revoke by id", c),
-            self.raw.cas_op(),
+            self.raw.cas_op(WriteClass::Security),
             Unit::Ns,
             Target::None,
         );
@@ -850,7 +868,8 @@ impl<S: Store + Clone + 'static> Fixture<S> {
         })
         .await?;
         let lh = ns_per_op(take, took);
-        Ok((row, (lh, Some(self.raw_cas(take, c).await?))))
+        let raw = self.raw_cas(take, c, WriteClass::Security).await?;
+        Ok((row, (lh, Some(raw))))
     }
 
     /// Ticket mint (a validate, nothing due, then the ticket stored) and redeem (taken once,
@@ -939,10 +958,11 @@ impl Raw {
         }
     }
 
-    fn cas_op(&self) -> &'static str {
-        match self {
-            Raw::Postgres(_) => "UPDATE id+version",
-            Raw::Redis(_) => "EVALSHA CAS",
+    fn cas_op(&self, class: WriteClass) -> &'static str {
+        match (self, class) {
+            (Raw::Postgres(_), WriteClass::Security) => "UPDATE id+version",
+            (Raw::Postgres(_), WriteClass::Routine) => "UPDATE, async commit",
+            (Raw::Redis(_), _) => "EVALSHA CAS",
         }
     }
 
@@ -999,10 +1019,12 @@ impl Raw {
         }
     }
 
-    /// Compare-and-swaps `l` from `l.version` to `l.version + 1`.
-    async fn cas(&self, l: &Loaded, now: Timestamp) -> Result<(), BenchError> {
+    /// Compare-and-swaps `l` from `l.version` to `l.version + 1`, committed as a write of
+    /// `class` commits (PostgreSQL: a routine write does not wait for its WAL flush, as the
+    /// adapter's touch; Redis commits both alike).
+    async fn cas(&self, l: &Loaded, now: Timestamp, class: WriteClass) -> Result<(), BenchError> {
         match self {
-            Raw::Postgres(p) => p.cas(l, now).await,
+            Raw::Postgres(p) => p.cas(l, now, class).await,
             Raw::Redis(r) => r.cas(l).await,
         }
     }
@@ -1027,6 +1049,9 @@ struct PgRaw {
     delete: String,
     select: String,
     update: String,
+    /// `update`, committed without waiting for its WAL flush (`synchronous_commit` off for
+    /// its transaction).
+    update_routine: String,
     insert: String,
     /// The raw ticket/slot pair's table, and its two statements.
     taken: String,
@@ -1052,6 +1077,11 @@ impl PgRaw {
             update: format!(
                 "UPDATE {t} SET version = $3, last_seen_at = $4, \
                  expires_at = LEAST(absolute_deadline, $5) WHERE id = $1 AND version = $2"
+            ),
+            update_routine: format!(
+                "WITH r AS (SELECT set_config('synchronous_commit', 'off', true)) \
+                 UPDATE {t} SET version = $3, last_seen_at = $4, \
+                 expires_at = LEAST(absolute_deadline, $5) FROM r WHERE id = $1 AND version = $2"
             ),
             insert: format!(
                 "INSERT INTO {t} (id, subject, kind, state, version, created_at, last_seen_at, \
@@ -1139,9 +1169,13 @@ impl PgRaw {
         }
     }
 
-    async fn cas(&self, l: &Loaded, now: Timestamp) -> Result<(), BenchError> {
+    async fn cas(&self, l: &Loaded, now: Timestamp, class: WriteClass) -> Result<(), BenchError> {
         let idle = now.as_millis().saturating_add(24 * 3_600_000);
-        let done = sqlx::query(&self.update)
+        let sql = match class {
+            WriteClass::Security => &self.update,
+            WriteClass::Routine => &self.update_routine,
+        };
+        let done = sqlx::query(sql)
             .bind(&l.id.as_bytes()[..])
             .bind(big(l.version, "version")?)
             .bind(big(l.version + 1, "version")?)
