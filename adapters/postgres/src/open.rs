@@ -38,10 +38,15 @@ const MIGRATIONS: &[(i32, &str, &str)] = &[
         "routine touches commit without waiting for the WAL flush",
         include_str!("../sql/0005_routine_touch.sql"),
     ),
+    (
+        6,
+        "no SQL function planned on every call",
+        include_str!("../sql/0006_cached_plans.sql"),
+    ),
 ];
 
 /// The newest migration.
-pub(crate) const LATEST: i32 = 5;
+pub(crate) const LATEST: i32 = 6;
 
 /// The schema placeholder in the migration files (double quotes included).
 const PLACEHOLDER: &str = "\"leasehold\"";
