@@ -146,6 +146,11 @@ pub struct Row {
     pub raw: Option<f64>,
     /// Median of the per-round ratios (raw time ÷ leasehold time; rows/s ÷ raw rows/s).
     pub ratio: Option<f64>,
+    /// The lowest per-round ratio: with `ratio_max`, how far one round's ratio strayed from
+    /// the median (a ratio of ratios: the lowest its rounds allow).
+    pub ratio_min: Option<f64>,
+    /// The highest per-round ratio.
+    pub ratio_max: Option<f64>,
     /// The target.
     pub target: Target,
     /// `PASS`, `FAIL` or `info` (no target).
@@ -161,6 +166,8 @@ impl Row {
             leasehold: None,
             raw: None,
             ratio: None,
+            ratio_min: None,
+            ratio_max: None,
             target,
             result: "info",
         }
@@ -170,17 +177,33 @@ impl Row {
     pub(crate) fn with_samples(mut self, samples: &[Sample]) -> Self {
         self.leasehold = median(samples.iter().map(|s| s.0));
         self.raw = median(samples.iter().filter_map(|s| s.1));
-        self.ratio = median(samples.iter().filter_map(|&(lh, raw)| {
-            let raw = raw?;
-            Some(match self.unit {
-                Unit::RowsPerSec => lh / raw,
-                _ => raw / lh,
+        let ratios: Vec<f64> = samples
+            .iter()
+            .filter_map(|&(lh, raw)| {
+                let raw = raw?;
+                Some(match self.unit {
+                    Unit::RowsPerSec => lh / raw,
+                    _ => raw / lh,
+                })
             })
-        }));
-        if self.unit == Unit::MaxNs {
-            self.ratio = None; // a longest call is judged on its own
+            .filter(|r| r.is_finite())
+            .collect();
+        // A longest call is judged on its own, without a ratio.
+        if self.unit != Unit::MaxNs {
+            self.ratio = median(ratios.iter().copied());
+            self.ratio_min = ratios.iter().copied().reduce(f64::min);
+            self.ratio_max = ratios.iter().copied().reduce(f64::max);
         }
         self.judge()
+    }
+
+    /// A scale row: `large`'s ratio ÷ `small`'s (medians), spread from the lowest `large`
+    /// over the highest `small` to the highest over the lowest. `None` if either has no ratio.
+    pub(crate) fn ratio_of(mut self, large: &Row, small: &Row) -> Option<Self> {
+        self.ratio = Some(large.ratio? / small.ratio?);
+        self.ratio_min = Some(large.ratio_min? / small.ratio_max?);
+        self.ratio_max = Some(large.ratio_max? / small.ratio_min?);
+        Some(self.judge())
     }
 
     pub(crate) fn judge(mut self) -> Self {
@@ -1041,19 +1064,14 @@ fn scale_rows(rows: &[Row], plan: &Plan) -> Vec<Row> {
     ["sled validate, no touch due", "sled validate, touch due"]
         .iter()
         .filter_map(|what| {
-            let ratio = |label: &str| {
-                rows.iter()
-                    .find(|r| r.name == format!("{what} @ {label}"))
-                    .and_then(|r| r.ratio)
-            };
-            let mut row = Row::new(
+            let at = |label: &str| rows.iter().find(|r| r.name == format!("{what} @ {label}"));
+            Row::new(
                 format!("{what}: ratio @ {ll} ÷ @ {sl}"),
                 "",
                 Unit::Ratio,
                 Target::RatioAtLeast(0.95),
-            );
-            row.ratio = Some(ratio(&ll)? / ratio(&sl)?);
-            Some(row.judge())
+            )
+            .ratio_of(at(&ll)?, at(&sl)?)
         })
         .collect()
 }
@@ -1223,7 +1241,7 @@ pub fn write_table(out: &mut dyn Write, b: &Benched) -> std::io::Result<()> {
             .unwrap_or_default()
     )?;
     writeln!(out)?;
-    let cells: Vec<[String; 6]> = b
+    let cells: Vec<[String; 7]> = b
         .rows
         .iter()
         .map(|r| {
@@ -1236,12 +1254,24 @@ pub fn write_table(out: &mut dyn Write, b: &Benched) -> std::io::Result<()> {
                 fmt_value(r.unit, r.leasehold),
                 raw,
                 r.ratio.map_or("—".to_owned(), |x| format!("{x:.2}")),
+                match (r.ratio_min, r.ratio_max) {
+                    (Some(lo), Some(hi)) => format!("{lo:.2}–{hi:.2}"),
+                    _ => "—".to_owned(),
+                },
                 fmt_target(r.target, r.unit),
                 r.result.to_owned(),
             ]
         })
         .collect();
-    let header = ["ROW", "LEASEHOLD", "RAW", "RATIO", "TARGET", "RESULT"];
+    let header = [
+        "ROW",
+        "LEASEHOLD",
+        "RAW",
+        "RATIO",
+        "SPREAD",
+        "TARGET",
+        "RESULT",
+    ];
     let width = |i: usize| {
         cells
             .iter()
@@ -1250,28 +1280,33 @@ pub fn write_table(out: &mut dyn Write, b: &Benched) -> std::io::Result<()> {
             .max()
             .unwrap_or(0)
     };
-    let w: Vec<usize> = (0..6).map(width).collect();
-    let line = |out: &mut dyn Write, c: [&str; 6]| {
+    let w: Vec<usize> = (0..7).map(width).collect();
+    let line = |out: &mut dyn Write, c: [&str; 7]| {
         let pad =
             |s: &str, w: usize| format!("{s}{}", " ".repeat(w.saturating_sub(s.chars().count())));
         writeln!(
             out,
-            "{}  {}  {}  {}  {}  {}",
+            "{}  {}  {}  {}  {}  {}  {}",
             pad(c[0], w[0]),
             pad(c[1], w[1]),
             pad(c[2], w[2]),
             pad(c[3], w[3]),
             pad(c[4], w[4]),
-            c[5]
+            pad(c[5], w[5]),
+            c[6]
         )
     };
     line(out, header)?;
     for c in &cells {
-        line(out, [&c[0], &c[1], &c[2], &c[3], &c[4], &c[5]])?;
+        line(out, [&c[0], &c[1], &c[2], &c[3], &c[4], &c[5], &c[6]])?;
     }
     let fails = b.rows.iter().filter(|r| r.result == "FAIL").count();
     let passes = b.rows.iter().filter(|r| r.result == "PASS").count();
     writeln!(out)?;
+    writeln!(
+        out,
+        "RATIO is the median of the per-round ratios; SPREAD, their lowest–highest."
+    )?;
     writeln!(
         out,
         "{passes} PASS, {fails} FAIL (a measurement: the exit code is 0 either way)"
@@ -1279,7 +1314,8 @@ pub fn write_table(out: &mut dyn Write, b: &Benched) -> std::io::Result<()> {
 }
 
 /// Writes the result as one JSON document: `{"store", "sessions", "rounds", "grow", "rows":
-/// [{"name", "raw_op", "unit", "leasehold", "raw", "ratio", "target", "result"}]}`.
+/// [{"name", "raw_op", "unit", "leasehold", "raw", "ratio", "ratio_min", "ratio_max",
+/// "target", "result"}]}`.
 pub fn write_json(out: &mut dyn Write, b: &Benched) -> std::io::Result<()> {
     serde_json::to_writer_pretty(&mut *out, b).map_err(std::io::Error::other)?;
     writeln!(out)
@@ -1338,6 +1374,7 @@ mod tests {
             (400.0, Some(100.0)),
         ]);
         assert_eq!(row.ratio, Some(0.5));
+        assert_eq!((row.ratio_min, row.ratio_max), (Some(0.25), Some(0.9)));
         assert_eq!(row.result, "FAIL");
         let reap = Row::new(
             "r".into(),

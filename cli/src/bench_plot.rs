@@ -13,7 +13,8 @@ const ROW_H: f64 = 22.0;
 const TOP: f64 = 64.0;
 
 /// The SVG document for `b`: one bar per row with a ratio (green PASS, red FAIL, grey
-/// information), a dashed line at 1.0 and a tick at each ratio target.
+/// information), a line across it from the lowest to the highest round's ratio, a dashed line at
+/// 1.0 and a tick at each ratio target.
 pub(crate) fn svg(b: &Benched) -> String {
     let rows: Vec<_> = b
         .rows
@@ -23,9 +24,12 @@ pub(crate) fn svg(b: &Benched) -> String {
     // The scale runs to the largest ratio or target, at least 1.25 (so 1.0 is always shown).
     let max = rows
         .iter()
-        .map(|&(r, ratio)| match r.target {
-            Target::RatioAtLeast(t) => ratio.max(t),
-            _ => ratio,
+        .map(|&(r, ratio)| {
+            let hi = ratio.max(r.ratio_max.unwrap_or(ratio));
+            match r.target {
+                Target::RatioAtLeast(t) => hi.max(t),
+                _ => hi,
+            }
         })
         .fold(1.25_f64, f64::max);
     let x = |v: f64| LABEL_W + BARS_W * (v.max(0.0) / max);
@@ -94,10 +98,22 @@ pub(crate) fn svg(b: &Benched) -> String {
             escape(&r.name),
             r.result
         );
+        let mut label_x = x(ratio);
+        if let (Some(lo), Some(hi)) = (r.ratio_min, r.ratio_max) {
+            let _ = writeln!(
+                s,
+                r#"<line class="spread" x1="{:.1}" y1="{:.1}" x2="{:.1}" y2="{:.1}" stroke="black"/>"#,
+                x(lo),
+                y + ROW_H / 2.0,
+                x(hi),
+                y + ROW_H / 2.0
+            );
+            label_x = label_x.max(x(hi));
+        }
         let _ = writeln!(
             s,
             r#"<text x="{:.1}" y="{:.1}">{ratio:.2}{}</text>"#,
-            x(ratio) + 4.0,
+            label_x + 4.0,
             y + 15.0,
             escape(&verdict)
         );
@@ -113,7 +129,7 @@ pub(crate) fn svg(b: &Benched) -> String {
     }
     let _ = writeln!(
         s,
-        r#"<text x="{LABEL_W}" y="{:.1}">green PASS, red FAIL (ratio targets, black ticks); grey: information</text>"#,
+        r#"<text x="{LABEL_W}" y="{:.1}">green PASS, red FAIL (ratio targets, black ticks); grey: information; thin line: lowest to highest round</text>"#,
         bottom + 20.0
     );
     s.push_str("</svg>\n");
@@ -170,5 +186,29 @@ mod tests {
         assert!(s.contains("0.40 (PASS ≥ "), "{s}");
         // The scale stretches to the largest ratio: "b" (2.0) fills the bar area.
         assert!(s.contains(&format!(r#"width="{BARS_W:.1}""#)), "{s}");
+        assert!(
+            !s.contains(r#"class="spread""#),
+            "no rounds' range, no line: {s}"
+        );
+    }
+
+    /// A row with its rounds' range gets a line from the lowest to the highest, and the
+    /// scale stretches to the highest round.
+    #[test]
+    fn a_line_spans_the_rounds() {
+        let mut a = row("a", Some(0.5), Target::RatioAtLeast(0.9), "FAIL");
+        (a.ratio_min, a.ratio_max) = (Some(0.25), Some(2.5));
+        let b = Benched {
+            store: "memory:".into(),
+            sessions: vec![10_000],
+            rounds: 3,
+            grow: None,
+            rows: vec![a],
+        };
+        let s = svg(&b);
+        assert_eq!(s.matches(r#"class="spread""#).count(), 1, "{s}");
+        let (lo, hi) = (LABEL_W + BARS_W * 0.1, LABEL_W + BARS_W);
+        assert!(s.contains(&format!(r#"x1="{lo:.1}""#)), "{s}");
+        assert!(s.contains(&format!(r#"x2="{hi:.1}""#)), "{s}");
     }
 }

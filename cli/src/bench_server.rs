@@ -245,21 +245,20 @@ fn scale_rows(rows: &[Row], kind: &str, sizes: &[usize]) -> Vec<Row> {
     let mut out = Vec::new();
     for what in ["validate, no touch", "validate, touch due", "refresh"] {
         for c in CONCURRENCY {
-            let ratio = |label: &str| {
+            let at = |label: &str| {
                 let name = format!("{kind} {what}, {label}, c={c}");
-                rows.iter().find(|r| r.name == name).and_then(|r| r.ratio)
+                rows.iter().find(|r| r.name == name)
             };
-            let (Some(at_large), Some(at_small)) = (ratio(&ll), ratio(&sl)) else {
+            let (Some(large), Some(small)) = (at(&ll), at(&sl)) else {
                 continue;
             };
-            let mut row = Row::new(
+            let row = Row::new(
                 format!("{kind} {what}, c={c}: ratio @ {ll} ÷ @ {sl}"),
                 "",
                 Unit::Ratio,
                 Target::RatioAtLeast(0.95),
             );
-            row.ratio = Some(at_large / at_small);
-            out.push(row.judge());
+            out.extend(row.ratio_of(large, small));
         }
     }
     out
@@ -1344,9 +1343,12 @@ impl RedisRaw {
 mod tests {
     use super::*;
 
+    /// A row whose rounds gave ratios `ratio - 0.1`, `ratio` and `ratio + 0.1`.
     fn row(name: &str, ratio: f64) -> Row {
         let mut r = ns_row(name.to_owned(), "GET", 0.95);
         r.ratio = Some(ratio);
+        r.ratio_min = Some(ratio - 0.1);
+        r.ratio_max = Some(ratio + 0.1);
         r
     }
 
@@ -1364,6 +1366,9 @@ mod tests {
         let find = |n: &str| out.iter().find(|r| r.name == n);
         let c1 = find("redis validate, no touch, c=1: ratio @ 1M ÷ @ 10k").unwrap();
         assert!((c1.ratio.unwrap() - 0.75).abs() < 1e-9);
+        // The spread: the lowest 1M round over the highest 10k round, and the other way.
+        assert!((c1.ratio_min.unwrap() - 0.5 / 0.9).abs() < 1e-9);
+        assert!((c1.ratio_max.unwrap() - 0.7 / 0.7).abs() < 1e-9);
         assert_eq!(c1.result, "FAIL");
         let c32 = find("redis validate, no touch, c=32: ratio @ 1M ÷ @ 10k").unwrap();
         assert_eq!(c32.result, "PASS");

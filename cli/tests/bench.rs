@@ -21,7 +21,7 @@ const ENGINE_ROWS: [&str; 2] = ["engine validate decision", "rotation decision (
 fn memory_quick_table_has_every_row() {
     let table = stdout_of(&["bench", "--store", "memory:", "--quick"]);
     let header = table.lines().find(|l| l.starts_with("ROW")).unwrap();
-    for col in ["LEASEHOLD", "RAW", "RATIO", "TARGET", "RESULT"] {
+    for col in ["LEASEHOLD", "RAW", "RATIO", "SPREAD", "TARGET", "RESULT"] {
         assert!(header.contains(col), "{header}");
     }
     for row in ENGINE_ROWS.iter().chain(&[
@@ -167,6 +167,12 @@ fn server_rows(kind: &str) -> Vec<String> {
     rows
 }
 
+/// One round (`--quick`): the rounds' lowest and highest ratio are the ratio itself.
+fn one_round_spread(row: &serde_json::Value) {
+    assert_eq!(row["ratio_min"], row["ratio"], "{row}");
+    assert_eq!(row["ratio_max"], row["ratio"], "{row}");
+}
+
 /// A `--quick --format json` run on `url`: the JSON parses, every expected row is there once
 /// with a leasehold value, a raw value and a ratio (numbers; never their size), plus the
 /// bytes-per-session row `footprint`, and nothing else.
@@ -186,6 +192,7 @@ fn server_quick_json(url: &str, kind: &str, footprint: &str) {
         for field in ["leasehold", "raw", "ratio"] {
             assert!(row[field].is_number(), "{field} of {row}");
         }
+        one_round_spread(row);
     }
     let expected = server_rows(kind);
     assert_eq!(rows.len(), expected.len() + 1, "{json}");
@@ -203,6 +210,7 @@ fn server_quick_json(url: &str, kind: &str, footprint: &str) {
         for field in ["leasehold", "raw", "ratio"] {
             assert!(row[field].is_number(), "{field} of {row}");
         }
+        one_round_spread(row);
         assert!(
             row["raw_op"].as_str().is_some_and(|s| !s.is_empty()),
             "{row}"
