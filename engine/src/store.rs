@@ -794,6 +794,20 @@ mod tests {
         }
     }
 
+    /// A record read under its own id loads; under any other id it is `Corrupt`, so bytes
+    /// copied or moved between keys never stand for another session.
+    #[test]
+    fn a_record_under_another_id_is_corrupt() {
+        let r = record();
+        assert_eq!(check_loaded(&r.id, &r), Ok(()));
+        let other = SessionId::from_bytes([2; crate::ids::ID_BYTES]);
+        assert!(
+            matches!(check_loaded(&other, &r), Err(StoreError::Corrupt(_))),
+            "{:?}",
+            check_loaded(&other, &r)
+        );
+    }
+
     #[test]
     fn only_last_seen_expires_at_and_version_make_a_routine_write() {
         let old = record();

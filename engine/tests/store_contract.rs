@@ -158,6 +158,15 @@ fn a_store_that_is_down_never_yields_a_session_and_every_error_is_typed() {
         unavailable(s.reap(10).await);
         // The trait's default audit hook reports "not supported", not an empty store.
         assert_eq!(Down(Capabilities::NONE).raw_dump().await.unwrap(), None);
+        // So do the other test hooks': no TTL audit (not an empty one), no clock to move.
+        assert!(
+            Down(Capabilities::NONE)
+                .key_deadlines()
+                .await
+                .unwrap()
+                .is_none()
+        );
+        assert!(!Down(Capabilities::NONE).set_clock_offset(1_000));
     });
 }
 
@@ -174,6 +183,28 @@ fn arc_forwards_capabilities_and_every_call() {
         leasehold::RevokeOutcome::Revoked
     );
     assert!(!block_on(inner.raw_dump()).unwrap().unwrap().is_empty());
+}
+
+/// The test hooks forward through `Arc` too: the TTL audit of a store with native expiry,
+/// and moving the clock of a store with a clock of its own.
+#[test]
+fn arc_forwards_the_test_hooks() {
+    let clock = ManualClock::new(Timestamp::from_millis(1_000_000));
+    let inner = Arc::new(MemoryStore::with_native_expiry(clock.clone()));
+    let s = Sessions::new(inner.clone(), Policy::default())
+        .unwrap()
+        .with_clock(clock);
+    block_on(s.create(&Subject::new("a").unwrap(), CreateOptions::default())).unwrap();
+    let deadlines = block_on(<Arc<MemoryStore> as Store>::key_deadlines(&inner)).unwrap();
+    assert!(
+        deadlines.is_some_and(|d| !d.is_empty()),
+        "the session's keys, with their deadlines"
+    );
+    assert!(<Arc<MemoryStore> as Store>::set_clock_offset(&inner, 1_000));
+    let clockless = Arc::new(MemoryStore::new());
+    assert!(!<Arc<MemoryStore> as Store>::set_clock_offset(
+        &clockless, 1_000
+    ));
 }
 
 #[test]
