@@ -186,6 +186,36 @@ async fn a_touch_commits_without_waiting_for_the_wal_flush_and_every_other_swap_
         let mode = commit_mode_of_swap(&store, &id, change).await;
         assert_eq!(mode, "on", "{what} must wait for its WAL flush");
     }
+
+    // Each compared column on its own, so that none can drop out of the comparison unseen;
+    // the predecessor's and the access grant's columns on a row that has them.
+    let q = format!("\"{}\"", store.schema());
+    sqlx::query(&format!(
+        "UPDATE {q}.sessions SET prev_verifier = sha256(verifier), prev_sealed = sha256(id), \
+         prev_successor_seen = false, access_verifier = verifier, \
+         access_expires_at = expires_at WHERE id = $1"
+    ))
+    .bind(&id)
+    .execute(store.pool())
+    .await
+    .unwrap();
+    for (column, expr) in [
+        ("generation", "s.generation + 1"),
+        ("rotated_at", "s.rotated_at + 1"),
+        ("data", "'\\x02'::bytea"),
+        ("data_version", "s.data_version + 1"),
+        ("prev_verifier", "sha256(s.prev_verifier)"),
+        ("prev_sealed", "sha256(s.prev_sealed)"),
+        ("prev_successor_seen", "NOT s.prev_successor_seen"),
+        ("access_verifier", "sha256(s.access_verifier)"),
+        ("access_expires_at", "s.access_expires_at + 1"),
+    ] {
+        let mode = commit_mode_of_swap(&store, &id, &[(column, expr)]).await;
+        assert_eq!(
+            mode, "on",
+            "a change of {column} alone must wait for its WAL flush"
+        );
+    }
 }
 
 #[tokio::test]
