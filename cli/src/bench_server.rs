@@ -165,6 +165,13 @@ fn unique(sep: char) -> String {
     )
 }
 
+/// A Redis key prefix as long as the default `leasehold` (9 bytes: key names are part of the
+/// memory per session), unique to this process and fixture: `lhb` and 6 hex digits.
+fn redis_prefix() -> String {
+    let n = u64::from(std::process::id()) << 8 | NEXT.fetch_add(1, Ordering::Relaxed);
+    format!("lhb{:06x}", n & 0xff_ffff)
+}
+
 async fn postgres(
     url: &str,
     sizes: &[usize],
@@ -211,7 +218,7 @@ async fn redis(
 ) -> Result<Vec<Row>, BenchError> {
     let mut fixtures = Vec::new();
     for &n in sizes {
-        let prefix = unique('-');
+        let prefix = redis_prefix();
         guards.push(crate::redis_store::Cleanup {
             url: url.to_owned(),
             prefix: prefix.clone(),
@@ -287,8 +294,9 @@ async fn measure<S: Store + Clone + 'static>(
     let _ = url;
     let mut samples = Samples::default();
     for f in fixtures.iter() {
-        let (row, sample) = f.footprint_row();
-        samples.add(row, sample);
+        for (row, sample) in f.footprint_rows() {
+            samples.add(row, sample);
+        }
     }
     for round in 1..=counts.rounds {
         for f in fixtures.iter_mut() {
@@ -495,7 +503,8 @@ struct Fixture<S: Store> {
     /// Raw ticket/slot rows written and taken so far (names their ids).
     taken: usize,
     /// Bytes per session right after the load (before any raw record was written).
-    footprint: f64,
+    /// Bytes per session after the load; and without the global index (Redis).
+    footprint: (f64, Option<f64>),
     /// Reap measurements so far (names their cohorts' subjects).
     reaps: usize,
 }
@@ -535,7 +544,8 @@ impl<S: Store + Clone + 'static> Fixture<S> {
         let now = sessions.now();
         let all = insert_many(&sessions, &loader, "user", n, now, None).await?;
         let secs = start.elapsed().as_secs_f64();
-        let footprint = raw.footprint().await? / n as f64;
+        let (bytes, index) = raw.footprint().await?;
+        let footprint = (bytes / n as f64, index.map(|g| (bytes - g) / n as f64));
         let (reads, writes) = (counts.reads(n), counts.writes(n));
         let reads = spread(&all, reads);
         let read_ids: std::collections::HashSet<SessionId> = reads.iter().map(|l| l.id).collect();
@@ -588,19 +598,27 @@ impl<S: Store + Clone + 'static> Fixture<S> {
 
     /// Bytes per session after the load: PostgreSQL, `pg_total_relation_size` of the schema's
     /// tables (indexes and TOAST included); Redis, the sum of `MEMORY USAGE` of the prefix's
-    /// keys (records and indexes). 64-byte subjects, 4 sessions each.
-    fn footprint_row(&self) -> Measured {
+    /// keys (records and indexes), then the same without the global index (the keys a store
+    /// with `RedisConfig::global_index(false)` writes: all but that one). 64-byte subjects, 4
+    /// sessions each, under a prefix as long as the default (key names count).
+    fn footprint_rows(&self) -> Vec<Measured> {
         let (what, target) = match self.raw {
             Raw::Postgres(_) => ("disk per session", Target::None),
             Raw::Redis(_) => ("memory per session", Target::AtMost(400.0)),
         };
-        let row = Row::new(
-            format!("{} {what}, {}", self.kind, size_label(self.n)),
-            "",
-            Unit::BytesPerSession,
-            target,
-        );
-        (row, (self.footprint, None))
+        let row = |what: &str| {
+            Row::new(
+                format!("{} {what}, {}", self.kind, size_label(self.n)),
+                "",
+                Unit::BytesPerSession,
+                target,
+            )
+        };
+        let mut rows = vec![(row(what), (self.footprint.0, None))];
+        if let Some(unindexed) = self.footprint.1 {
+            rows.push((row(&format!("{what}, no global index")), (unindexed, None)));
+        }
+        rows
     }
 
     /// PostgreSQL only: reap of `n / 10` (at most 100 000: 100 k among 1 M) expired sessions
@@ -1004,10 +1022,11 @@ impl Raw {
     }
 
     /// Bytes the store holds (PostgreSQL: its tables; Redis: its keys).
-    async fn footprint(&self) -> Result<f64, BenchError> {
+    /// Bytes of the whole store, and of its global index where it has one to drop (Redis).
+    async fn footprint(&self) -> Result<(f64, Option<f64>), BenchError> {
         match self {
-            Raw::Postgres(p) => p.footprint().await,
-            Raw::Redis(r) => r.footprint().await,
+            Raw::Postgres(p) => Ok((p.footprint().await?, None)),
+            Raw::Redis(r) => r.footprint().await.map(|(t, g)| (t, Some(g))),
         }
     }
 
@@ -1246,9 +1265,12 @@ impl RedisRaw {
         v
     }
 
-    /// `MEMORY USAGE … SAMPLES 0` of every key of the prefix, summed.
-    async fn footprint(&self) -> Result<f64, BenchError> {
+    /// `MEMORY USAGE … SAMPLES 0` of every key of the prefix, summed; and of those, the
+    /// global index's (`P:g:{global}`: what `RedisConfig::global_index(false)` does not keep).
+    async fn footprint(&self) -> Result<(f64, f64), BenchError> {
         let keys = self.store.all_keys().await.map_err(fail("SCAN"))?;
+        let global = format!("{}:g:{{global}}", self.store.prefix()).into_bytes();
+        let at = keys.iter().position(|k| *k == global);
         let store = self.store.clone();
         let (_, sizes) = timed(keys, LOADERS, move |k| {
             let store = store.clone();
@@ -1263,7 +1285,8 @@ impl RedisRaw {
             }
         })
         .await?;
-        Ok(sizes.iter().sum::<u64>() as f64)
+        let index = at.and_then(|i| sizes.get(i)).copied().unwrap_or(0);
+        Ok((sizes.iter().sum::<u64>() as f64, index as f64))
     }
 
     async fn seed(&self, l: &Loaded) -> Result<(), BenchError> {

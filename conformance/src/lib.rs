@@ -54,7 +54,7 @@ pub use runner::{
 ///   It is called once per case and must return a fresh, isolated, empty store.
 /// - `capabilities = [...]` (optional; default none) lists what the store declares in
 ///   [`Store::capabilities`](leasehold::Store::capabilities): any of `native_expiry`,
-///   `raw_dump`, `multi_process`, `server_clock`, `sharded`.
+///   `raw_dump`, `multi_process`, `server_clock`, `sharded`, `no_global_index`.
 ///
 /// It generates:
 /// - one `#[test]` per case, in modules named after the groups, so the test names are the case

@@ -106,16 +106,20 @@ pub enum Capability {
     /// [`Capabilities::sharded`]: keys spread over shards; group operations across shards
     /// follow the multi-step protocols of `docs/writing-an-adapter.md`.
     Sharded,
+    /// [`Capabilities::no_global_index`]: no index of every session; a global cap is refused
+    /// (the cases that use one check the refusal instead) and `Scope::All` is walked.
+    NoGlobalIndex,
 }
 
 impl Capability {
     /// Every capability.
-    pub const ALL: [Capability; 5] = [
+    pub const ALL: [Capability; 6] = [
         Capability::NativeExpiry,
         Capability::RawDump,
         Capability::MultiProcess,
         Capability::ServerClock,
         Capability::Sharded,
+        Capability::NoGlobalIndex,
     ];
 
     /// The name used in the macro's `capabilities = [...]` list and in reports.
@@ -126,6 +130,7 @@ impl Capability {
             Capability::MultiProcess => "multi_process",
             Capability::ServerClock => "server_clock",
             Capability::Sharded => "sharded",
+            Capability::NoGlobalIndex => "no_global_index",
         }
     }
 
@@ -137,6 +142,7 @@ impl Capability {
             Capability::MultiProcess => caps.multi_process,
             Capability::ServerClock => caps.server_clock,
             Capability::Sharded => caps.sharded,
+            Capability::NoGlobalIndex => caps.no_global_index,
         }
     }
 
@@ -194,6 +200,7 @@ impl Requirement {
             Requirement::Lacks(Capability::MultiProcess) => "no_multi_process",
             Requirement::Lacks(Capability::ServerClock) => "no_server_clock",
             Requirement::Lacks(Capability::Sharded) => "no_sharded",
+            Requirement::Lacks(Capability::NoGlobalIndex) => "global_index",
         }
     }
 

@@ -364,6 +364,14 @@ impl Policy {
 
     /// Refuses a policy that asks for something a store with `caps` cannot guarantee.
     pub fn check_against(&self, caps: &crate::Capabilities) -> Result<(), PolicyError> {
+        if self.global_cap.is_some() && caps.no_global_index {
+            return Err(PolicyError::NotGuaranteed {
+                what: "a global_cap",
+                why: "the store keeps no global index, so nothing counts every session in one \
+                      step; turn the store's global index on (Redis: \
+                      RedisConfig::global_index(true), the default), or drop the global cap",
+            });
+        }
         if self
             .global_cap
             .is_some_and(|c| c.on_full == CapPolicy::EvictOldest)
@@ -420,6 +428,27 @@ mod tests {
             Err(PolicyError::NotGuaranteed { .. })
         ));
         assert!(p.check_against(&crate::Capabilities::NONE).is_ok());
+    }
+
+    #[test]
+    fn any_global_cap_is_refused_on_a_store_without_a_global_index() {
+        let unindexed = crate::Capabilities::NONE.with_no_global_index(true);
+        for on_full in [CapPolicy::Reject, CapPolicy::EvictOldest] {
+            let capped = Policy::builder()
+                .global_cap(Some(GlobalCap { max: 10, on_full }))
+                .inexact_global_cap_ok(true)
+                .build()
+                .unwrap();
+            assert!(matches!(
+                capped.check_against(&unindexed),
+                Err(PolicyError::NotGuaranteed {
+                    what: "a global_cap",
+                    ..
+                })
+            ));
+            assert!(capped.check_against(&crate::Capabilities::NONE).is_ok());
+        }
+        assert!(Policy::default().check_against(&unindexed).is_ok());
     }
 
     #[test]

@@ -443,6 +443,12 @@ pub struct Capabilities {
     /// point); the global cap is then an upper bound, which a policy must accept explicitly
     /// ([`Policy::check_against`](crate::Policy::check_against)).
     pub sharded: bool,
+    /// The store keeps no index of every session (Redis with
+    /// `RedisConfig::global_index(false)`): nothing counts the whole store in one step, so a
+    /// global cap cannot be kept ([`Policy::check_against`](crate::Policy::check_against)
+    /// refuses one), and listing or counting [`Scope::All`] walks the whole store. Saves the
+    /// index's memory per session.
+    pub no_global_index: bool,
 }
 
 impl Capabilities {
@@ -453,6 +459,7 @@ impl Capabilities {
         multi_process: false,
         server_clock: false,
         sharded: false,
+        no_global_index: false,
     };
 
     /// Sets `native_expiry`.
@@ -482,6 +489,12 @@ impl Capabilities {
     /// Sets `sharded`.
     pub const fn with_sharded(mut self, v: bool) -> Self {
         self.sharded = v;
+        self
+    }
+
+    /// Sets `no_global_index`.
+    pub const fn with_no_global_index(mut self, v: bool) -> Self {
+        self.no_global_index = v;
         self
     }
 }

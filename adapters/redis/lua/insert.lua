@@ -13,7 +13,9 @@
 --            resource's members, registered here too
 --   ARGV     prefix, record bytes ('' for a dry run), caller now ms, test offset ms,
 --            cap max (0: none), 'evict' | 'reject', rate max (0: none), rate window ms,
---            'dry' | 'write', with KEYS[4]: global cap max (0: none)
+--            'dry' | 'write', with KEYS[4]: global cap max (0: none), or 'off': the store
+--            keeps no global index (KEYS[4] is then not touched; the marker
+--            KEYS[4]..':unindexed', same slot, is kept alive until the session's deadline)
 -- Returns {'INSERTED', evicted ids (oldest first)...} | {'REPLAY'} | {'ALREADY_EXISTS'} |
 --   {'INVALID_WRITE', why} | {'RATE_LIMITED', retry_after_ms} | {'SUBJECT_CAP'} |
 --   {'GLOBAL_CAP'}.
@@ -42,7 +44,8 @@ local at, server = judged(ARGV[3], ARGV[4])
 
 -- 1b. The global step, when it is here (KEYS[4]): a full global cap answers before a rate
 --     limit, as when the adapter reserves beforehand.
-local global = KEYS[4]
+local global, unindexed = KEYS[4], nil
+if ARGV[10] == 'off' then global, unindexed = nil, KEYS[4] .. ':unindexed' end
 if global and not dry and index_full(global, h.id, tonumber(ARGV[10]), at) then
   return {'GLOBAL_CAP'}
 end
@@ -104,6 +107,11 @@ local seq = 0
 local same = redis.call('ZRANGEBYSCORE', KEYS[2], num(h.created_at), num(h.created_at))
 if #same > 0 then seq = struct.unpack('>I4', same[#same]) + 1 end
 if global then index_add(global, h.id, h.deadline, server) end
+-- Without the index: the marker outlives this session (a store opened with the index rebuilds
+-- it while the marker lives).
+if unindexed and not redis.call('SET', unindexed, '1', 'NX', 'PXAT', num(h.deadline)) then
+  redis.call('PEXPIREAT', unindexed, num(h.deadline), 'GT')
+end
 if KEYS[5] then index_add(KEYS[5], h.id, h.deadline, server) end
 redis.call('SET', KEYS[1], rec, 'PXAT', num(h.expires_at))
 redis.call('ZADD', KEYS[2], num(h.created_at), struct.pack('>I4', seq) .. h.id)

@@ -18,6 +18,16 @@ pub enum OpenError {
         #[source]
         source: redis::RedisError,
     },
+    /// Opened with the global index on, the store found sessions created without it and
+    /// could not index them (see [`RedisStore::open`](crate::RedisStore::open)).
+    #[error("rebuilding the global index of prefix {prefix} failed: {source}")]
+    Rebuild {
+        /// The key prefix.
+        prefix: String,
+        /// The store error.
+        #[source]
+        source: StoreError,
+    },
 }
 
 /// A Redis error as a store error: the outcome of the call is unknown.

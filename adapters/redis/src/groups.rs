@@ -142,6 +142,19 @@ impl RedisStore {
         Ok((t, ids.iter().filter_map(|id| found.remove(id)).collect()))
     }
 
+    /// The sessions listed from a scope's index, sorted, and the store time if the index gave
+    /// one: the global index without the index is every record key (`SCAN`).
+    async fn scope_ids(
+        &self,
+        index: &str,
+    ) -> Result<(Option<Timestamp>, Vec<SessionId>), StoreError> {
+        if !self.inner.global_index && index == self.inner.keys.global() {
+            return Ok((None, self.record_ids().await?));
+        }
+        let (t, ids) = self.snapshot(index).await?;
+        Ok((Some(t), ids))
+    }
+
     /// The index a scope's sessions are listed from.
     fn scope_index(&self, scope: &Scope) -> Option<String> {
         match scope {
@@ -171,7 +184,7 @@ impl RedisStore {
                 records = all;
             }
             (_, Some(index)) => {
-                let (_, ids) = self.snapshot(&index).await?;
+                let ids = self.scope_ids(&index).await?.1;
                 let ids: Vec<SessionId> = ids.into_iter().filter(|i| past(i)).collect();
                 let mut pos = 0;
                 while pos < ids.len() && records.len() < limit {
@@ -199,9 +212,9 @@ impl RedisStore {
                 (Some(t), r)
             }
             (_, Some(index)) => {
-                let (t0, ids) = self.snapshot(&index).await?;
+                let (t0, ids) = self.scope_ids(&index).await?;
                 let (t, r) = self.fetch(&ids).await?;
-                (Some(t.map_or(t0, |t| t.max(t0))), r)
+                (t.max(t0), r)
             }
             _ => (None, Vec::new()),
         };

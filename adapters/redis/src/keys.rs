@@ -16,6 +16,7 @@
 //! | `P:m:{rtag}:<resource>` | resource membership: ZSET id → `absolute_deadline` | the resource's |
 //! | `P:lr:{rtag}:<resource>` | per-resource slot reservations: ZSET `slot id ‖ session id` → slot expiry | the resource's |
 //! | `P:g:{global}` | global index: ZSET id → `absolute_deadline` | one fixed slot |
+//! | `P:g:{global}:unindexed` | marker: sessions were created without the global index; PXAT the latest such session's absolute deadline | the global index's |
 //!
 //! `tag` is the 4 lowercase hex digits of the id's [`ShardTag`](leasehold::ShardTag) (for a
 //! session: derived from its subject, so a subject's keys share one slot). `rtag` is the first
@@ -107,6 +108,20 @@ impl Keys {
 
     pub(crate) fn global(&self) -> String {
         format!("{}:g:{{global}}", self.prefix)
+    }
+
+    /// Marks a prefix whose sessions were (recently) created without the global index: a store
+    /// opened with the index rebuilds it while this key exists.
+    pub(crate) fn unindexed(&self) -> String {
+        format!("{}:g:{{global}}:unindexed", self.prefix)
+    }
+
+    /// The `SCAN` pattern matching every session record of this prefix.
+    pub(crate) fn record_pattern(&self) -> String {
+        let mut p = self.pattern();
+        p.pop();
+        p.push_str("s:*");
+        p
     }
 
     /// The `SCAN` pattern matching every key of this prefix (glob metacharacters escaped).
@@ -213,5 +228,7 @@ mod tests {
         assert!(check_prefix("").is_err());
         assert!(check_prefix("leasehold").is_ok());
         assert_eq!(Keys::new("a*b".into()).pattern(), "a\\*b:*");
+        assert_eq!(Keys::new("a*b".into()).record_pattern(), "a\\*b:s:*");
+        assert_eq!(k.classify(k.unindexed().as_bytes()), Some(Held::Other));
     }
 }

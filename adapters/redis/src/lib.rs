@@ -74,6 +74,11 @@ struct Inner {
     timeout: Duration,
     wait: Option<(u32, Duration)>,
     calls: AtomicU64,
+    /// `RedisConfig::global_index`.
+    global_index: bool,
+    /// Without the global index: the time (ms) until which the `unindexed` marker is known to
+    /// live (see `RedisStore::mark_unindexed`).
+    unindexed_until: AtomicI64,
 }
 
 impl std::fmt::Debug for RedisStore {

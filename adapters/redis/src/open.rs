@@ -30,6 +30,15 @@ pub struct RedisConfig {
     /// `None` (default): no `WAIT` (a failover may lose the last writes). On a Cluster the
     /// `WAIT` goes to every primary (smallest count wins): each needs `n` replicas.
     pub wait_replicas: Option<(u32, Duration)>,
+    /// Keep the global index `P:g:{global}`, which every session joins (default `true`).
+    /// It is what a global cap counts and what listing and counting `Scope::All` walk; it
+    /// costs about 120 bytes of memory per session (a sorted-set member). `false` saves that:
+    /// the store then declares `no_global_index`, so a policy with a global cap is refused
+    /// when `Sessions` is built, and `Scope::All` is listed and counted by `SCAN`ning the
+    /// record keys (every key of the database is visited: an administrative operation).
+    /// Reopening a prefix with the index on after it ran without it rebuilds the index first
+    /// (see [`RedisStore::open`]).
+    pub global_index: bool,
 }
 
 impl RedisConfig {
@@ -40,6 +49,7 @@ impl RedisConfig {
             prefix: "leasehold".into(),
             timeout: Duration::from_secs(2),
             wait_replicas: None,
+            global_index: true,
         }
     }
 
@@ -52,6 +62,12 @@ impl RedisConfig {
     /// Sets the per-call timeout.
     pub fn timeout(mut self, timeout: Duration) -> Self {
         self.timeout = timeout;
+        self
+    }
+
+    /// Keeps (`true`, the default) or drops the global index: see [`RedisConfig::global_index`].
+    pub fn global_index(mut self, keep: bool) -> Self {
+        self.global_index = keep;
         self
     }
 
@@ -110,6 +126,12 @@ impl RedisStore {
     }
 
     /// Connects with `config`. Fails if the prefix is invalid or no server answers `PING`.
+    ///
+    /// With the global index on (the default), if sessions of this prefix were created without
+    /// it and may still live (the `P:g:{global}:unindexed` marker outlives the latest of them
+    /// by an hour), the index is rebuilt first by walking the records (`SCAN`), so a global
+    /// cap and `Scope::All` see them. Switch every process of a prefix together: one still
+    /// running without the index creates sessions the others' global cap does not count.
     pub async fn open(config: RedisConfig) -> Result<Self, OpenError> {
         check_prefix(&config.prefix).map_err(|e| OpenError::Config(e.into()))?;
         let shown = redact(&config.url);
@@ -161,6 +183,8 @@ impl RedisStore {
                 timeout: config.timeout,
                 wait: config.wait_replicas,
                 calls: std::sync::atomic::AtomicU64::new(0),
+                global_index: config.global_index,
+                unindexed_until: AtomicI64::new(i64::MIN),
             }),
         };
         let mut c = store.inner.conn.clone();
@@ -170,6 +194,24 @@ impl RedisStore {
             .map_err(connect)?;
         if pong != "PONG" {
             return Err(OpenError::Config(format!("{shown} did not answer PING")));
+        }
+        if config.global_index {
+            // Sessions created without the index (RedisConfig::global_index(false)) may still
+            // live: index them before anything counts the index.
+            let marked: i64 = redis::cmd("EXISTS")
+                .arg(store.inner.keys.unindexed())
+                .query_async(&mut c)
+                .await
+                .map_err(connect)?;
+            if marked == 1 {
+                store
+                    .rebuild_global_index()
+                    .await
+                    .map_err(|source| OpenError::Rebuild {
+                        prefix: config.prefix.clone(),
+                        source,
+                    })?;
+            }
         }
         Ok(store)
     }

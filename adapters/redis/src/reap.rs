@@ -2,15 +2,18 @@
 //! index entries whose deadline passed (the global index, in a bounded batch); every other index
 //! is pruned by the scripts that read it and carries a TTL no earlier than its latest member.
 //! Also: walking every key of the prefix on every node (`SCAN`), for the hash-at-rest and TTL
-//! audits and for deleting a store's keys.
+//! audits and for deleting a store's keys; and, for a store without the global index, walking
+//! the session records (`Scope::All`), the marker of unindexed sessions and the index rebuild.
 
 use leasehold::store::{KeyDeadline, KeyHolds, ReapOutcome};
-use leasehold::{StoreError, Timestamp};
+use std::sync::atomic::Ordering;
+
+use leasehold::{SessionId, StoreError, Timestamp};
 use redis::aio::MultiplexedConnection;
 
 use crate::keys::Held;
 use crate::open::Conn;
-use crate::{RedisStore, ts};
+use crate::{RedisStore, ms, ts};
 
 impl RedisStore {
     pub(crate) async fn reap_now(
@@ -18,6 +21,9 @@ impl RedisStore {
         _now: Timestamp,
         limit: usize,
     ) -> Result<ReapOutcome, StoreError> {
+        if !self.inner.global_index {
+            return Ok(ReapOutcome::default());
+        }
         let g = self.inner.keys.global();
         let mut inv = self.inner.scripts.reap_index.key(&g);
         inv.arg(limit.max(1));
@@ -57,7 +63,87 @@ impl RedisStore {
     /// Every key under the prefix, on every node. Test and maintenance use only: it walks
     /// the whole keyspace with `SCAN`.
     pub async fn all_keys(&self) -> Result<Vec<Vec<u8>>, StoreError> {
-        let pattern = self.inner.keys.pattern();
+        self.scan(&self.inner.keys.pattern()).await
+    }
+
+    /// The ids of every session record on every node, sorted (`SCAN`: what `Scope::All` walks
+    /// without the global index).
+    pub(crate) async fn record_ids(&self) -> Result<Vec<SessionId>, StoreError> {
+        let keys = self.scan(&self.inner.keys.record_pattern()).await?;
+        Ok(keys
+            .iter()
+            .filter_map(|k| match self.inner.keys.classify(k) {
+                Some(Held::Session(id)) => Some(id),
+                _ => None,
+            })
+            .collect())
+    }
+
+    /// Without the global index on a Cluster, before a session is written: keeps the
+    /// `unindexed` marker alive until `deadline` (the session's absolute deadline), so that a
+    /// store opened with the index later knows to rebuild it. (On a single server the insert
+    /// script does this itself.) Skipped when this store already set the marker as late.
+    pub(crate) async fn mark_unindexed(&self, deadline: Timestamp) -> Result<(), StoreError> {
+        let until = i64::try_from(ms(deadline)).unwrap_or(i64::MAX);
+        if until <= self.inner.unindexed_until.load(Ordering::Relaxed) {
+            return Ok(());
+        }
+        let k = self.inner.keys.unindexed();
+        let mut p = redis::pipe();
+        p.cmd("SET")
+            .arg(&k)
+            .arg(1)
+            .arg("NX")
+            .arg("PXAT")
+            .arg(until)
+            .ignore()
+            .cmd("PEXPIREAT")
+            .arg(&k)
+            .arg(until)
+            .arg("GT")
+            .ignore();
+        self.pipe(&p).await?;
+        self.inner
+            .unindexed_until
+            .fetch_max(until, Ordering::Relaxed);
+        Ok(())
+    }
+
+    /// Rebuilds the global index from the session records (`SCAN`), then drops the
+    /// `unindexed` marker; run by [`RedisStore::open`] with the index on when the marker is
+    /// present. Every record joins with its absolute deadline, as an insert registers it.
+    /// Returns how many records were indexed.
+    pub(crate) async fn rebuild_global_index(&self) -> Result<u64, StoreError> {
+        let g = self.inner.keys.global();
+        let ids = self.record_ids().await?;
+        let mut n = 0u64;
+        for chunk in ids.chunks(1_000) {
+            let (_, records) = self.fetch(chunk).await?;
+            let Some(latest) = records.iter().map(|r| ms(r.absolute_deadline)).max() else {
+                continue;
+            };
+            let mut p = redis::pipe();
+            for r in &records {
+                p.cmd("ZADD")
+                    .arg(&g)
+                    .arg("GT")
+                    .arg(ms(r.absolute_deadline))
+                    .arg(r.id.as_bytes().as_slice())
+                    .ignore();
+            }
+            // Never a key without a TTL; only ever extended (the scripts' ttl_at_least).
+            p.cmd("PEXPIREAT").arg(&g).arg(latest).arg("NX").ignore();
+            p.cmd("PEXPIREAT").arg(&g).arg(latest).arg("GT").ignore();
+            self.pipe(&p).await?;
+            n += records.len() as u64;
+        }
+        self.cmd::<i64>(redis::cmd("DEL").arg(self.inner.keys.unindexed()))
+            .await?;
+        Ok(n)
+    }
+
+    /// Every key matching `pattern`, on every node, sorted and deduplicated.
+    async fn scan(&self, pattern: &str) -> Result<Vec<Vec<u8>>, StoreError> {
         let mut keys = Vec::new();
         for mut c in self.node_connections().await? {
             let mut cursor: u64 = 0;
@@ -65,7 +151,7 @@ impl RedisStore {
                 let mut cmd = redis::cmd("SCAN");
                 cmd.arg(cursor)
                     .arg("MATCH")
-                    .arg(&pattern)
+                    .arg(pattern)
                     .arg("COUNT")
                     .arg(1000);
                 let (next, batch): (u64, Vec<Vec<u8>>) = c.query(&cmd).await?;

@@ -75,19 +75,21 @@ impl RedisStore {
         now: Timestamp,
         dry: bool,
     ) -> Result<Option<InsertOutcome>, StoreError> {
-        let cap = limits.global_cap.map_or(0, |c| c.max);
-        let g = self.inner.keys.global();
-        let mut inv = self.inner.scripts.index_reserve.key(&g);
-        inv.arg(id.as_bytes().as_slice())
-            .arg(ms(deadline).to_string())
-            .arg(cap)
-            .arg(ms(now))
-            .arg(self.offset())
-            .arg("")
-            .arg(if dry { "dry" } else { "" });
-        let a = array(self.run(&inv).await?, "index_reserve")?;
-        if status(&a, "index_reserve")? == "FULL" {
-            return Ok(Some(InsertOutcome::GlobalCapReached));
+        if self.inner.global_index {
+            let cap = limits.global_cap.map_or(0, |c| c.max);
+            let g = self.inner.keys.global();
+            let mut inv = self.inner.scripts.index_reserve.key(&g);
+            inv.arg(id.as_bytes().as_slice())
+                .arg(ms(deadline).to_string())
+                .arg(cap)
+                .arg(ms(now))
+                .arg(self.offset())
+                .arg("")
+                .arg(if dry { "dry" } else { "" });
+            let a = array(self.run(&inv).await?, "index_reserve")?;
+            if status(&a, "index_reserve")? == "FULL" {
+                return Ok(Some(InsertOutcome::GlobalCapReached));
+            }
         }
         if dry {
             return Ok(None);
@@ -107,13 +109,26 @@ impl RedisStore {
         Ok(None)
     }
 
+    /// Without the global index nothing counts every session: a global cap is refused (the
+    /// engine refuses such a policy first; this guards direct callers of the store).
+    fn unindexed_check(&self, limits: &CreateLimits) -> Result<(), StoreError> {
+        if limits.global_cap.is_some() && !self.inner.global_index {
+            return Err(StoreError::InvalidWrite(
+                "a global cap needs the global index: RedisConfig::global_index(true)",
+            ));
+        }
+        Ok(())
+    }
+
     /// Undoes the registrations of a refused insert.
     async fn unreserve(&self, record: &SessionRecord) -> Result<(), StoreError> {
         let id = record.id.as_bytes().as_slice();
-        let g = self.inner.keys.global();
-        let mut inv = self.inner.scripts.index_remove.key(&g);
-        inv.arg(id);
-        self.run::<i64>(&inv).await?;
+        if self.inner.global_index {
+            let g = self.inner.keys.global();
+            let mut inv = self.inner.scripts.index_remove.key(&g);
+            inv.arg(id);
+            self.run::<i64>(&inv).await?;
+        }
         if let Some(r) = &record.resource {
             let k = self.inner.keys.resource_members(r);
             let mut inv = self.inner.scripts.index_remove.key(&k);
@@ -162,8 +177,13 @@ impl RedisStore {
             .arg(window)
             .arg(if record.is_some() { "write" } else { "dry" });
         if global {
-            inv.key(keys.global())
-                .arg(limits.global_cap.map_or(0, |c| c.max));
+            // Without the index, KEYS[4] is named but not touched ('off').
+            inv.key(keys.global());
+            if self.inner.global_index {
+                inv.arg(limits.global_cap.map_or(0, |c| c.max));
+            } else {
+                inv.arg("off");
+            }
             if let Some(r) = record.and_then(|r| r.resource.as_ref()) {
                 inv.key(keys.resource_members(r));
             }
@@ -224,6 +244,10 @@ impl RedisStore {
                 "a global cap that evicts needs one step over every shard: not on Redis",
             ));
         }
+        self.unindexed_check(limits)?;
+        if !self.inner.global_index && self.is_cluster() {
+            self.mark_unindexed(record.absolute_deadline).await?;
+        }
         // On a single server one script inserts, global step and resource registration
         // included (one round trip, nothing to undo). On a Cluster those indexes are other
         // slots: reserved first, undone on a refusal.
@@ -276,6 +300,7 @@ impl RedisStore {
         limits: &CreateLimits,
         now: Timestamp,
     ) -> Result<InsertOutcome, StoreError> {
+        self.unindexed_check(limits)?;
         match self.subject_step(subject, None, limits, now, false).await? {
             Err(refused) => Ok(refused),
             Ok(evicted) => {

@@ -28,6 +28,7 @@ impl Store for RedisStore {
             .with_multi_process(true)
             .with_server_clock(true)
             .with_sharded(true)
+            .with_no_global_index(!self.inner.global_index)
     }
 
     async fn load_session(&self, id: &SessionId) -> Result<Loaded, StoreError> {

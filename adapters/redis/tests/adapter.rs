@@ -277,6 +277,161 @@ fn create_is_one_round_trip_on_a_single_server() {
     });
 }
 
+/// `TYPE` and `PEXPIRETIME` of `key` on a connection of its own.
+async fn key_facts(key: &str) -> (String, i64) {
+    let client = redis::Client::open(support::url()).unwrap();
+    let mut c = client.get_multiplexed_async_connection().await.unwrap();
+    let ty: String = redis::cmd("TYPE")
+        .arg(key)
+        .query_async(&mut c)
+        .await
+        .unwrap();
+    let t: i64 = redis::cmd("PEXPIRETIME")
+        .arg(key)
+        .query_async(&mut c)
+        .await
+        .unwrap();
+    (ty, t)
+}
+
+#[test]
+fn without_the_global_index_a_create_writes_no_index_entry_and_a_global_cap_is_refused() {
+    rt().block_on(async {
+        let (store, _c) = support::open_with(&support::url(), |c| c.global_index(false))
+            .await
+            .unwrap();
+        assert!(store.capabilities().no_global_index);
+        let clock = ManualClock::new(SystemClock.now());
+        let s = sessions(store.clone(), Policy::default(), &clock);
+        let tagged = leasehold::CreateOptions {
+            resource: Some(Resource::new("printer").unwrap()),
+            ..Default::default()
+        };
+        let mut deadline = 0;
+        for who in ["ann", "bob", "cid"] {
+            let c = s
+                .create(&Subject::new(who).unwrap(), tagged.clone())
+                .await
+                .unwrap();
+            deadline = deadline.max(c.session.absolute_deadline.as_millis());
+            // Still one round trip: the marker is kept by the insert script itself.
+            let before = store.round_trips();
+            s.create(&Subject::new(who).unwrap(), Default::default())
+                .await
+                .unwrap();
+            assert_eq!(store.round_trips() - before, 1);
+        }
+        let prefix = store.prefix().to_owned();
+        assert_eq!(key_facts(&format!("{prefix}:g:{{global}}")).await.0, "none");
+        // The marker lives exactly as long as the latest unindexed session may.
+        let (ty, until) = key_facts(&format!("{prefix}:g:{{global}}:unindexed")).await;
+        assert_eq!((ty.as_str(), until), ("string", deadline as i64));
+        // Scope::All is walked: 6 live; the resource index is kept as before.
+        assert_eq!(s.count(&leasehold::Scope::All).await.unwrap(), 6);
+        let printer = Resource::new("printer").unwrap();
+        assert_eq!(s.revoke_resource(&printer).await.unwrap(), 3);
+        assert_eq!(s.count(&leasehold::Scope::All).await.unwrap(), 3);
+        // A global cap: refused by the engine, and by the store for a direct caller.
+        let capped = Policy::builder()
+            .global_cap(Some(leasehold::GlobalCap {
+                max: 100,
+                on_full: CapPolicy::Reject,
+            }))
+            .inexact_global_cap_ok(true)
+            .build()
+            .unwrap();
+        assert!(matches!(
+            Sessions::new(store.clone(), capped.clone()),
+            Err(leasehold::PolicyError::NotGuaranteed { .. })
+        ));
+        let limits = leasehold::decide::create::limits(&capped);
+        let (record, _) = leasehold::decide::create::new_session(
+            &Subject::new("dan").unwrap(),
+            &Default::default(),
+            clock.now(),
+            &capped,
+            &leasehold::OsEntropy,
+        )
+        .unwrap();
+        assert!(matches!(
+            store.insert_session(&record, &limits, clock.now()).await,
+            Err(leasehold::StoreError::InvalidWrite(_))
+        ));
+        assert!(matches!(
+            store
+                .check_limits(&record.subject, &limits, clock.now())
+                .await,
+            Err(leasehold::StoreError::InvalidWrite(_))
+        ));
+    });
+}
+
+#[test]
+fn reopening_a_prefix_with_the_global_index_indexes_the_sessions_created_without_it() {
+    rt().block_on(async {
+        let (off, _c) = support::open_with(&support::url(), |c| c.global_index(false))
+            .await
+            .unwrap();
+        let clock = ManualClock::new(SystemClock.now());
+        let s = sessions(off.clone(), Policy::default(), &clock);
+        let mut made = Vec::new();
+        for i in 0..5 {
+            made.push(
+                s.create(
+                    &Subject::new(format!("user-{i}")).unwrap(),
+                    Default::default(),
+                )
+                .await
+                .unwrap(),
+            );
+        }
+        s.logout(made[0].token.expose_secret()).await.unwrap();
+        let on = RedisStore::open(RedisConfig::new(support::url()).prefix(off.prefix()))
+            .await
+            .unwrap();
+        let prefix = on.prefix().to_owned();
+        assert_eq!(
+            key_facts(&format!("{prefix}:g:{{global}}:unindexed"))
+                .await
+                .0,
+            "none",
+            "the marker outlived the rebuild"
+        );
+        // A global cap of 4 counts the 4 live sessions created without the index: full.
+        let capped = Policy::builder()
+            .global_cap(Some(leasehold::GlobalCap {
+                max: 4,
+                on_full: CapPolicy::Reject,
+            }))
+            .inexact_global_cap_ok(true)
+            .build()
+            .unwrap();
+        let s = sessions(on.clone(), capped, &clock);
+        let r = s
+            .create(&Subject::new("late").unwrap(), Default::default())
+            .await;
+        assert!(
+            matches!(
+                r,
+                Err(leasehold::Error::LimitReached {
+                    limit: leasehold::Limit::GlobalSessions
+                })
+            ),
+            "{r:?}"
+        );
+        assert_eq!(s.count(&leasehold::Scope::All).await.unwrap(), 4);
+        let page = on
+            .list_sessions(&leasehold::Scope::All, None, 10)
+            .await
+            .unwrap();
+        assert_eq!(
+            page.records.len(),
+            5,
+            "every record, the logged-out one too"
+        );
+    });
+}
+
 #[test]
 fn nothing_secret_is_stored() {
     rt().block_on(async {

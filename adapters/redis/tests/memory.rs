@@ -4,7 +4,8 @@
 //! On a throwaway server: N sessions with 64-byte subjects under the default policy, then
 //! `MEMORY USAGE key SAMPLES 0` summed per kind of key (record, subject index, creation log,
 //! global index, …) and divided by N, and the server's `used_memory` growth per session as a
-//! cross-check. Twice: one session per subject, and many sessions per subject.
+//! cross-check. One, four and ten sessions per subject, with and without the global index
+//! (`RedisConfig::global_index`).
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
@@ -20,13 +21,14 @@ fn used_memory(s: &Server) -> i64 {
     s.info("memory", "used_memory").unwrap().parse().unwrap()
 }
 
-async fn measure(server: &Server, subjects: usize, per_subject: usize) {
+async fn measure(server: &Server, subjects: usize, per_subject: usize, global_index: bool) {
     // The default prefix (key names count), on an emptied throwaway server.
     server.cli(&["flushall"]);
     let prefix = "leasehold".to_string();
-    let store = RedisStore::open(RedisConfig::new(server.url()).prefix(prefix.clone()))
-        .await
-        .unwrap();
+    let config = RedisConfig::new(server.url())
+        .prefix(prefix.clone())
+        .global_index(global_index);
+    let store = RedisStore::open(config).await.unwrap();
     let s = Sessions::new(store, Policy::default()).unwrap();
     let before = used_memory(server);
     for i in 0..subjects {
@@ -75,7 +77,12 @@ async fn measure(server: &Server, subjects: usize, per_subject: usize) {
         "a record: {len} B value under a {} B key name ({record})",
         record.len()
     );
-    println!("{subjects} subject(s) × {per_subject} session(s), 64-byte subjects:");
+    let index = if global_index {
+        "with the global index"
+    } else {
+        "without the global index"
+    };
+    println!("{subjects} subject(s) × {per_subject} session(s), 64-byte subjects, {index}:");
     for (kind, (count, bytes)) in &by_kind {
         println!(
             "  {kind:>2}: {count:>5} key(s), {bytes:>8} B, {:>6.1} B per session",
@@ -98,7 +105,10 @@ fn memory_per_session() {
         .build()
         .unwrap();
     rt.block_on(async {
-        measure(&server, 2000, 1).await;
-        measure(&server, 200, 10).await;
+        for global_index in [true, false] {
+            measure(&server, 2000, 1, global_index).await;
+            measure(&server, 2500, 4, global_index).await;
+            measure(&server, 200, 10, global_index).await;
+        }
     });
 }

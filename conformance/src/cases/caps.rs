@@ -4,7 +4,7 @@
 
 use leasehold::{CapPolicy, Context, Error, Limit, Policy, Rate, RevokeReason, SubjectCap};
 
-use super::{build, create, default_policy, ended_by, revoke_live, text, validates};
+use super::{build, create, default_policy, ended_by, global_capped, revoke_live, text, validates};
 use crate::env::{
     CaseResult, Env, count, describe, ensure, fail, mins, ms, race, resource, secs, subject,
 };
@@ -174,15 +174,21 @@ pub(crate) async fn dead_sessions_do_not_count(env: Env) -> CaseResult {
 pub(crate) async fn global_cap(env: Env) -> CaseResult {
     // A sharded store's global cap is an upper bound (accepted explicitly): it must still never
     // let a 4th session in, but may keep counting a revoked one until its absolute deadline.
+    // A store without a global index must refuse the policy instead.
     let sharded = env.capabilities().sharded;
-    let s = env.sessions(build(
+    let Some(policy) = global_capped(
+        &env,
         Policy::builder()
             .global_cap(Some(leasehold::GlobalCap {
                 max: 3,
                 on_full: leasehold::CapPolicy::Reject,
             }))
             .inexact_global_cap_ok(sharded),
-    )?)?;
+    )?
+    else {
+        return Ok(());
+    };
+    let s = env.sessions(policy)?;
     let mut made = Vec::new();
     for i in 0..3 {
         made.push(create(&s, &subject(&format!("user-{i}"))?).await?);

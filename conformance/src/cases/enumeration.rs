@@ -17,7 +17,7 @@ use leasehold::{
     TOMBSTONE_RETENTION,
 };
 
-use super::{S, build, create, default_policy, ended_by, revoke_live};
+use super::{S, build, create, default_policy, ended_by, global_capped, revoke_live};
 use crate::env::{CaseResult, DynStore, Env, ensure, fail, mins, ms, resource, secs, subject};
 
 /// The limits a create under `policy` passes to the store (what the driver passes).
@@ -427,15 +427,20 @@ pub(crate) async fn check_limits_agrees_and_writes_nothing(env: Env) -> CaseResu
 
     // A rejecting global cap, set at the number of sessions live by now.
     let live = store.count_live(&Scope::All, env.now()).await?;
-    // (On a sharded store the global cap is an upper bound: accepted explicitly.)
-    let global = build(
+    // (On a sharded store the global cap is an upper bound: accepted explicitly. A store
+    // without a global index refuses the policy: checked, and that is the end.)
+    let Some(global) = global_capped(
+        &env,
         Policy::builder()
             .global_cap(Some(GlobalCap {
                 max: live,
                 on_full: CapPolicy::Reject,
             }))
             .inexact_global_cap_ok(env.capabilities().sharded),
-    )?;
+    )?
+    else {
+        return Ok(());
+    };
     let dave = subject("dave")?;
     let advice = ask(&dave, &global).await?;
     let r = env
@@ -506,10 +511,17 @@ pub(crate) async fn forget_creation_frees_a_rate_slot(env: Env) -> CaseResult {
 /// one evicted is always the store's oldest in creation order — by creation time first, and
 /// among four created in the same millisecond, in the order they were created (never by id).
 pub(crate) async fn global_cap_evicts_the_stores_oldest(env: Env) -> CaseResult {
-    let s = env.sessions(build(Policy::builder().global_cap(Some(GlobalCap {
-        max: 4,
-        on_full: CapPolicy::EvictOldest,
-    })))?)?;
+    let Some(policy) = global_capped(
+        &env,
+        Policy::builder().global_cap(Some(GlobalCap {
+            max: 4,
+            on_full: CapPolicy::EvictOldest,
+        })),
+    )?
+    else {
+        return Ok(());
+    };
+    let s = env.sessions(policy)?;
     let first = create(&s, &subject("user-0")?).await?.session.id;
     env.advance(ms(1));
     let mut same_ms = Vec::new();
@@ -555,7 +567,8 @@ pub(crate) async fn global_cap_evicts_the_stores_oldest(env: Env) -> CaseResult 
 /// refused. With both caps evicting over a store above the global cap, the subject's oldest
 /// is evicted first, then the store's oldest, and the create reports them in that order.
 pub(crate) async fn subject_eviction_makes_room_under_global_cap(env: Env) -> CaseResult {
-    let both = build(
+    let Some(both) = global_capped(
+        &env,
         Policy::builder()
             .subject_cap(Some(SubjectCap {
                 max: 2,
@@ -565,7 +578,10 @@ pub(crate) async fn subject_eviction_makes_room_under_global_cap(env: Env) -> Ca
                 max: 3,
                 on_full: CapPolicy::Reject,
             })),
-    )?;
+    )?
+    else {
+        return Ok(());
+    };
     let s = env.sessions(both)?;
     let (alice, bob) = (subject("alice")?, subject("bob")?);
     let a1 = create(&s, &alice).await?.session.id;

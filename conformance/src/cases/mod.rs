@@ -77,6 +77,31 @@ pub(crate) fn build(b: leasehold::PolicyBuilder) -> Result<Policy, CaseError> {
     Ok(b.build()?)
 }
 
+/// A policy with a global cap, or `None` on a store that declares `no_global_index` — after
+/// checking that such a store refuses it: `Sessions::new` must fail with `NotGuaranteed` (a
+/// global cap that nothing counts would never refuse anything).
+pub(crate) fn global_capped(
+    env: &crate::env::Env,
+    b: leasehold::PolicyBuilder,
+) -> Result<Option<Policy>, CaseError> {
+    let policy = build(b)?;
+    if !env.capabilities().no_global_index {
+        return Ok(Some(policy));
+    }
+    match leasehold::Sessions::new(env.store().clone(), policy) {
+        Err(leasehold::PolicyError::NotGuaranteed {
+            what: "a global_cap",
+            ..
+        }) => Ok(None),
+        Err(e) => crate::env::fail!(
+            "a store without a global index refused a global cap with {e:?}, expected NotGuaranteed(a global_cap)"
+        ),
+        Ok(_) => crate::env::fail!(
+            "a store without a global index accepted a policy with a global cap: nothing would count it"
+        ),
+    }
+}
+
 /// Creates a session with default options.
 pub(crate) async fn create(s: &S, who: &Subject) -> Result<Created, CaseError> {
     Ok(s.create(who, CreateOptions::default()).await?)

@@ -17,7 +17,7 @@ use leasehold::{
     RevokeOutcome, RevokeReason, SessionId, SessionRecord, Subject, SubjectCap, Timestamp,
 };
 
-use super::{S, build, create, ended_by, text, validates};
+use super::{S, build, create, ended_by, global_capped, text, validates};
 use crate::env::{CaseError, CaseResult, Env, ensure, fail, mins, ms, resource, secs, subject};
 
 /// How a session ended: what every later caller must be told, and the stored tombstone.
@@ -1134,7 +1134,8 @@ pub(crate) async fn subject_cap_on_store_clock(env: Env) -> CaseResult {
 /// at the store's time, however far the caller lags), the old session is `Expired` for that
 /// caller, and a further create is refused.
 pub(crate) async fn global_cap_on_store_clock(env: Env) -> CaseResult {
-    let policy = build(
+    let Some(policy) = global_capped(
+        &env,
         Policy::builder()
             .global_cap(Some(leasehold::GlobalCap {
                 max: 1,
@@ -1143,7 +1144,10 @@ pub(crate) async fn global_cap_on_store_clock(env: Env) -> CaseResult {
             .inexact_global_cap_ok(env.capabilities().sharded)
             .absolute_lifetime(mins(5))
             .renewal_interval(None),
-    )?;
+    )?
+    else {
+        return Ok(());
+    };
     let t0 = env.now();
     store_at(&env, t0)?;
     let s = env.sessions(policy)?;

@@ -70,8 +70,16 @@ impl Drop for Cleanup {
 /// Opens a store on `url` under a fresh prefix; an unreachable server is an error saying how
 /// to start one.
 pub async fn open(url: &str) -> Result<(RedisStore, Cleanup), String> {
+    open_with(url, |c| c).await
+}
+
+/// As [`open`], with the configuration changed by `f` (the prefix is set after it).
+pub async fn open_with(
+    url: &str,
+    f: impl FnOnce(RedisConfig) -> RedisConfig,
+) -> Result<(RedisStore, Cleanup), String> {
     let prefix = fresh_prefix();
-    let store = RedisStore::open(RedisConfig::new(url).prefix(prefix.clone()))
+    let store = RedisStore::open(f(RedisConfig::new(url)).prefix(prefix.clone()))
         .await
         .map_err(|e| {
             format!(

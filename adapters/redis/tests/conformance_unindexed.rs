@@ -1,0 +1,25 @@
+//! The shared conformance suite against `RedisStore` without the global index
+//! (`RedisConfig::global_index(false)`) on the standalone server (`LEASEHOLD_REDIS_URL`, default
+//! `redis://127.0.0.1:6379`): `Scope::All` is listed and counted by walking the records, and
+//! the cases that use a global cap check that the policy is refused instead. An unreachable
+//! server fails every case with a message saying how to start one.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod support;
+
+leasehold_conformance::conformance_tests!(
+    leasehold_conformance::fallible(|| async {
+        let (store, cleanup) =
+            support::open_with(&support::url(), |c| c.global_index(false)).await?;
+        Ok::<_, String>(leasehold_conformance::Guarded::new(store, cleanup))
+    }),
+    capabilities = [
+        native_expiry,
+        raw_dump,
+        multi_process,
+        server_clock,
+        sharded,
+        no_global_index
+    ],
+);
