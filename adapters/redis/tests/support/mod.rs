@@ -58,7 +58,9 @@ impl Drop for Cleanup {
                 .build()
                 .unwrap();
             rt.block_on(async {
-                if let Ok(s) = RedisStore::open(RedisConfig::new(url).prefix(prefix)).await {
+                // Without the index: opening never rebuilds it just to delete it.
+                let config = RedisConfig::new(url).prefix(prefix).global_index(false);
+                if let Ok(s) = RedisStore::open(config).await {
                     let _ = s.delete_all_keys().await;
                 }
             });
