@@ -177,7 +177,8 @@ impl RedisStore {
             .arg(window)
             .arg(if record.is_some() { "write" } else { "dry" });
         if global {
-            // Without the index, KEYS[4] is named but not touched ('off').
+            // Without the index ('off'), KEYS[4] only names the marker: its key plus
+            // ':unindexed', in its slot.
             inv.key(keys.global());
             if self.inner.global_index {
                 inv.arg(limits.global_cap.map_or(0, |c| c.max));
