@@ -41,7 +41,7 @@ use leasehold::{
     Sessions, Store, Subject, SubjectCap, SystemClock, Timestamp, codec, decide,
 };
 use leasehold_postgres::PostgresStore;
-use leasehold_redis::{RedisConfig, RedisStore};
+use leasehold_redis::RedisStore;
 use sqlx::PgPool;
 
 use crate::bench::{
@@ -223,7 +223,8 @@ async fn redis(
             url: url.to_owned(),
             prefix: prefix.clone(),
         });
-        let store = RedisStore::open(RedisConfig::new(url).prefix(prefix))
+        let config = crate::redis_store::config(url).map_err(BenchError)?;
+        let store = RedisStore::open(config.prefix(prefix))
             .await
             .map_err(|e| BenchError(format!("cannot use Redis: {e} ({START_HINT})")))?;
         let kind = if store.is_cluster() {
@@ -287,7 +288,9 @@ async fn measure<S: Store + Clone + 'static>(
     #[cfg(feature = "peers")]
     let peers = match kind {
         "postgres" => Some(crate::bench_peers::PeerServer::Postgres(url.to_owned())),
-        "redis" => Some(crate::bench_peers::PeerServer::Redis(url.to_owned())),
+        "redis" => Some(crate::bench_peers::PeerServer::Redis(
+            crate::redis_store::options(url).map_err(BenchError)?.0,
+        )),
         _ => None,
     };
     #[cfg(not(feature = "peers"))]

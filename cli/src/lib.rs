@@ -63,7 +63,8 @@ pub enum Command {
 #[derive(Debug, Args)]
 pub struct CheckArgs {
     /// The store to check: `memory:`, `sled:PATH`, `postgres://…`, `redis://…` or
-    /// `redis+cluster://…`. Default: sled in a fresh temp dir per case.
+    /// `redis+cluster://…` (on Redis, `?global_index=false` runs the stores without their
+    /// global index). Default: sled in a fresh temp dir per case.
     #[arg(long, value_name = "URL")]
     pub store: Option<String>,
     /// Output format.
@@ -116,7 +117,8 @@ pub enum StoreSpec {
     /// PostgreSQL at this URL: one fresh schema per case, dropped after it.
     Postgres(String),
     /// Redis (`redis://…`) or a Redis Cluster (`redis+cluster://host:port,…`): one fresh key
-    /// prefix per case, its keys deleted afterwards.
+    /// prefix per case, its keys deleted afterwards. `?global_index=false` opens the stores
+    /// without the global index (`RedisConfig::global_index`).
     Redis(String),
 }
 
@@ -196,6 +198,7 @@ pub fn parse_store(url: &str) -> Result<StoreSpec, ConfigError> {
             }
         }
         "redis" | "rediss" | "redis+cluster" | "rediss+cluster" => {
+            crate::redis_store::options(url).map_err(ConfigError)?;
             Ok(StoreSpec::Redis(url.to_owned()))
         }
         "broken-memory" => {

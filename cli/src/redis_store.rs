@@ -1,5 +1,7 @@
 //! `--store redis://…` and `--store redis+cluster://…`: a fresh key prefix per case, its keys
-//! deleted when the case's store is dropped.
+//! deleted when the case's store is dropped. One option of leasehold's own rides on the URL,
+//! `?global_index=false` (`RedisConfig::global_index`), and is taken out of the URL the client
+//! sees.
 
 use leasehold_conformance::Guarded;
 use leasehold_redis::{RedisConfig, RedisStore};
@@ -10,6 +12,39 @@ pub(crate) fn label(url: &str) -> String {
         (Some(s), Some(at)) if at > s => format!("{}://…@{}", &url[..s], &url[at + 1..]),
         _ => url.to_owned(),
     }
+}
+
+/// The URL for the client, without leasehold's options, and `global_index` (default `true`).
+pub(crate) fn options(url: &str) -> Result<(String, bool), String> {
+    let Some((base, query)) = url.split_once('?') else {
+        return Ok((url.to_owned(), true));
+    };
+    let mut keep = Vec::new();
+    let mut index = true;
+    for pair in query.split('&').filter(|p| !p.is_empty()) {
+        match pair.split_once('=') {
+            Some(("global_index", "true")) => index = true,
+            Some(("global_index", "false")) => index = false,
+            Some(("global_index", v)) => {
+                return Err(format!(
+                    "`global_index={v}` in the Redis URL: use global_index=true or global_index=false"
+                ));
+            }
+            _ => keep.push(pair),
+        }
+    }
+    let url = if keep.is_empty() {
+        base.to_owned()
+    } else {
+        format!("{base}?{}", keep.join("&"))
+    };
+    Ok((url, index))
+}
+
+/// The store configuration a `--store` Redis URL asks for (validated by `parse_store`).
+pub(crate) fn config(url: &str) -> Result<RedisConfig, String> {
+    let (url, index) = options(url)?;
+    Ok(RedisConfig::new(url).global_index(index))
 }
 
 /// Deletes the case's keys when dropped, from a thread of its own (the case's runtime may be
@@ -31,7 +66,8 @@ impl Drop for Cleanup {
             };
             rt.block_on(async {
                 // Without the index: opening never rebuilds it just to delete it.
-                let config = RedisConfig::new(url).prefix(prefix).global_index(false);
+                let Ok(config) = config(&url) else { return };
+                let config = config.prefix(prefix).global_index(false);
                 if let Ok(s) = RedisStore::open(config).await {
                     let _ = s.delete_all_keys().await;
                 }
@@ -50,8 +86,29 @@ pub(crate) async fn fresh(url: String) -> Result<Guarded<RedisStore, Cleanup>, S
         std::process::id(),
         N.fetch_add(1, Ordering::Relaxed)
     );
-    let store = RedisStore::open(RedisConfig::new(url.clone()).prefix(prefix.clone()))
+    let store = RedisStore::open(config(&url)?.prefix(prefix.clone()))
         .await
         .map_err(|e| e.to_string())?;
     Ok(Guarded::new(store, Cleanup { url, prefix }))
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::options;
+
+    #[test]
+    fn global_index_is_taken_out_of_the_url_and_other_options_stay() {
+        let u = "redis://127.0.0.1:6379";
+        assert_eq!(options(u).unwrap(), (u.to_owned(), true));
+        assert_eq!(
+            options("redis://h:1/2?global_index=false").unwrap(),
+            ("redis://h:1/2".to_owned(), false)
+        );
+        assert_eq!(
+            options("redis+cluster://a:1,b:2?protocol=resp3&global_index=true").unwrap(),
+            ("redis+cluster://a:1,b:2?protocol=resp3".to_owned(), true)
+        );
+        assert!(options("redis://h:1?global_index=no").is_err());
+    }
 }

@@ -320,6 +320,10 @@ fn bad_store_urls_are_one_line_errors_with_exit_code_2() {
             "cannot connect to PostgreSQL",
         ),
         ("sled:", "`sled:` needs a directory"),
+        (
+            "redis://127.0.0.1:6379?global_index=no",
+            "use global_index=true or",
+        ),
     ] {
         let out = leasehold()
             .args(["check", "--store", url])
@@ -384,6 +388,55 @@ fn check_runs_the_suite_on_postgres() {
     let cases = v["cases"].as_array().unwrap();
     assert_eq!(cases.len(), 7);
     assert!(cases.iter().all(|c| c["result"] == "passed"), "{v}");
+}
+
+/// The local Redis (`scripts/services.sh`; `LEASEHOLD_REDIS_URL` to use another).
+fn redis_url() -> String {
+    std::env::var("LEASEHOLD_REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".to_owned())
+}
+
+#[test]
+fn check_runs_the_suite_on_redis_without_the_global_index() {
+    let url = format!("{}?global_index=false", redis_url());
+    let out = leasehold()
+        .args(["check", "--store", &url, "--format", "json"])
+        .assert()
+        .get_output()
+        .clone();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "leasehold check --store {url} (is Redis up? scripts/services.sh starts it): \
+         {stderr}\n{stdout}"
+    );
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let caps: Vec<&str> = v["capabilities"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|c| c.as_str())
+        .collect();
+    assert!(caps.contains(&"no_global_index"), "{caps:?}");
+    let declared = leasehold::Capabilities::NONE
+        .with_native_expiry(true)
+        .with_raw_dump(true)
+        .with_multi_process(true)
+        .with_server_clock(true)
+        .with_sharded(true)
+        .with_no_global_index(true);
+    assert_eq!(v["failed"], 0, "{v}");
+    assert_eq!(v["skipped"], skips(declared), "{v}");
+    let cases = v["cases"].as_array().unwrap();
+    let global = cases
+        .iter()
+        .find(|c| c["name"] == "caps::global_cap")
+        .unwrap_or_else(|| panic!("no caps::global_cap in {v}"));
+    assert_eq!(
+        global["result"], "passed",
+        "the refusal is checked: {global}"
+    );
 }
 
 #[test]
