@@ -32,6 +32,9 @@ impl RedisStore {
     }
 
     /// One plain connection per master node (a Cluster) or the shared connection (standalone).
+    /// On a Cluster the masters not marked failed must serve all 16 384 slots: in a failover,
+    /// before a replica takes over, a walk of "every key" would silently miss a shard, so it is
+    /// `Unavailable` instead.
     async fn node_connections(&self) -> Result<Vec<Conn2>, StoreError> {
         match &self.inner.conn {
             Conn::Single(c) => Ok(vec![Conn2::Shared(c.clone())]),
@@ -47,13 +50,16 @@ impl RedisStore {
                     .query_async(&mut c)
                     .await
                     .map_err(crate::error::store_error)?;
+                let served = served_slots(&nodes);
+                if served < SLOTS {
+                    return Err(StoreError::Unavailable(format!(
+                        "the cluster's serving masters cover {served} of {SLOTS} slots (a \
+                         failover in progress?): a walk of every key would miss some"
+                    )));
+                }
                 let mut out = Vec::new();
-                for line in nodes.lines() {
-                    let f: Vec<&str> = line.split(' ').collect();
-                    if f.len() > 2 && f[2].contains("master") && !f[2].contains("fail") {
-                        let addr = f[1].split('@').next().unwrap_or_default();
-                        out.push(Conn2::Node(connect(&format!("redis://{addr}")).await?));
-                    }
+                for addr in serving_masters(&nodes) {
+                    out.push(Conn2::Node(connect(&format!("redis://{addr}")).await?));
                 }
                 Ok(out)
             }
@@ -236,6 +242,46 @@ impl RedisStore {
     }
 }
 
+/// Hash slots of a Redis Cluster.
+const SLOTS: usize = 16_384;
+
+/// The fields of the masters not marked failed (`fail` or `fail?`) in `CLUSTER NODES` text.
+fn serving_master_lines(nodes: &str) -> impl Iterator<Item = Vec<&str>> {
+    nodes
+        .lines()
+        .map(|line| line.split(' ').collect::<Vec<&str>>())
+        .filter(|f| f.len() > 2 && f[2].contains("master") && !f[2].contains("fail"))
+}
+
+/// The `host:port` of each serving master.
+fn serving_masters(nodes: &str) -> Vec<&str> {
+    serving_master_lines(nodes)
+        .map(|f| f[1].split('@').next().unwrap_or_default())
+        .collect()
+}
+
+/// How many slots the serving masters own (`start-end` or `slot` fields from the ninth on;
+/// `[slot->-node]` migration marks are not ownership). Distinct slots: a slot listed twice
+/// counts once.
+fn served_slots(nodes: &str) -> usize {
+    let mut owned = vec![false; SLOTS];
+    for f in serving_master_lines(nodes) {
+        for range in f.iter().skip(8).filter(|r| !r.starts_with('[')) {
+            let (a, b) = range.split_once('-').unwrap_or((range, range));
+            if let (Ok(a), Ok(b)) = (a.parse::<usize>(), b.parse::<usize>()) {
+                for slot in owned
+                    .iter_mut()
+                    .take(b.saturating_add(1).min(SLOTS))
+                    .skip(a)
+                {
+                    *slot = true;
+                }
+            }
+        }
+    }
+    owned.iter().filter(|&&o| o).count()
+}
+
 async fn connect(url: &str) -> Result<MultiplexedConnection, StoreError> {
     let client = redis::Client::open(url).map_err(crate::error::store_error)?;
     client
@@ -257,5 +303,38 @@ impl Conn2 {
             Conn2::Node(c) => cmd.query_async(c).await,
         }
         .map_err(crate::error::store_error)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{SLOTS, served_slots, serving_masters};
+
+    /// `CLUSTER NODES` of 3 masters (one with a migration mark) and a replica.
+    const NODES: &str = "\
+a1 127.0.0.1:7001@17001 myself,master - 0 0 1 connected 0-5460
+a2 127.0.0.1:7002@17002 master - 0 0 2 connected 5461-10922 [10923->-a3]
+a3 127.0.0.1:7003@17003 master - 0 0 3 connected 10923-16383
+r1 127.0.0.1:7004@17004 slave a1 0 0 1 connected
+";
+
+    #[test]
+    fn every_slot_served_or_the_gap_counted() {
+        assert_eq!(served_slots(NODES), SLOTS);
+        assert_eq!(
+            serving_masters(NODES),
+            ["127.0.0.1:7001", "127.0.0.1:7002", "127.0.0.1:7003"]
+        );
+        // A failed master's slots are not served until its replica is promoted.
+        let failed = NODES.replace("master - 0 0 3", "master,fail - 0 0 3");
+        assert_eq!(served_slots(&failed), 10_923);
+        assert_eq!(serving_masters(&failed).len(), 2);
+        let promoted =
+            format!("{failed}r3 127.0.0.1:7005@17005 master - 0 0 4 connected 10923-16383\n");
+        assert_eq!(served_slots(&promoted), SLOTS);
+        // A suspected failure counts as failed; single slots and odd fields are handled.
+        let odd = "x 1:1@2 master,fail? - 0 0 1 connected 0-16383\n\
+                   y 1:2@3 master - 0 0 2 connected 5 7-8 junk 20000-30000\n";
+        assert_eq!(served_slots(odd), 3);
     }
 }
