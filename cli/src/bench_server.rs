@@ -1272,7 +1272,7 @@ impl RedisRaw {
     /// global index's (`P:g:{global}`: what `RedisConfig::global_index(false)` does not keep).
     async fn footprint(&self) -> Result<(f64, f64), BenchError> {
         let keys = self.store.all_keys().await.map_err(fail("SCAN"))?;
-        let global = format!("{}:g:{{global}}", self.store.prefix()).into_bytes();
+        let global = self.store.global_index_key().into_bytes();
         let at = keys.iter().position(|k| *k == global);
         let store = self.store.clone();
         let (_, sizes) = timed(keys, LOADERS, move |k| {

@@ -117,6 +117,12 @@ impl RedisStore {
         self.inner.keys.session(id)
     }
 
+    /// The key of the global index (`P:g:{global}`, absent without it). For benchmarks and
+    /// diagnostics that measure it.
+    pub fn global_index_key(&self) -> String {
+        self.inner.keys.global()
+    }
+
     /// Sends one raw command on the store's own connection, with its timeout (so it costs
     /// what the store's own commands cost). For benchmarks and diagnostics: writing to the
     /// store's keys this way bypasses every check of the store contract.

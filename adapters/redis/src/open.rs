@@ -128,8 +128,8 @@ impl RedisStore {
     /// Connects with `config`. Fails if the prefix is invalid or no server answers `PING`.
     ///
     /// With the global index on (the default), if sessions of this prefix were created without
-    /// it and may still live (the `P:g:{global}:unindexed` marker outlives the latest of them
-    /// by an hour), the index is rebuilt first by walking the records (`SCAN`), so a global
+    /// it and may still live (the `P:g:{global}:unindexed` marker lives until the latest of
+    /// their absolute deadlines), the index is rebuilt first by walking the records (`SCAN`), so a global
     /// cap and `Scope::All` see them. Switch every process of a prefix together: one still
     /// running without the index creates sessions the others' global cap does not count.
     pub async fn open(config: RedisConfig) -> Result<Self, OpenError> {

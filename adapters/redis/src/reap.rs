@@ -118,11 +118,9 @@ impl RedisStore {
     /// Rebuilds the global index from the session records (`SCAN`), then drops the
     /// `unindexed` marker; run by [`RedisStore::open`] with the index on when the marker is
     /// present. Every record joins with its absolute deadline, as an insert registers it.
-    /// Returns how many records were indexed.
-    pub(crate) async fn rebuild_global_index(&self) -> Result<u64, StoreError> {
+    pub(crate) async fn rebuild_global_index(&self) -> Result<(), StoreError> {
         let g = self.inner.keys.global();
         let ids = self.record_ids().await?;
-        let mut n = 0u64;
         for chunk in ids.chunks(1_000) {
             let (_, records) = self.fetch(chunk).await?;
             let Some(latest) = records.iter().map(|r| ms(r.absolute_deadline)).max() else {
@@ -141,11 +139,10 @@ impl RedisStore {
             p.cmd("PEXPIREAT").arg(&g).arg(latest).arg("NX").ignore();
             p.cmd("PEXPIREAT").arg(&g).arg(latest).arg("GT").ignore();
             self.pipe(&p).await?;
-            n += records.len() as u64;
         }
         self.cmd::<i64>(redis::cmd("DEL").arg(self.inner.keys.unindexed()))
             .await?;
-        Ok(n)
+        Ok(())
     }
 
     /// Every key matching `pattern`, on every node, sorted and deduplicated.
