@@ -20,3 +20,25 @@ leasehold_conformance::conformance_tests!(
         sharded
     ],
 );
+
+/// The same suite on stores without the global index (`RedisConfig::global_index(false)`):
+/// `Scope::All` is listed and counted by walking the records, and the cases that use a global
+/// cap check that the policy is refused instead.
+mod unindexed {
+    leasehold_conformance::conformance_tests!(
+        leasehold_conformance::fallible(|| async {
+            let (store, cleanup) =
+                crate::support::open_with(&crate::support::url(), |c| c.global_index(false))
+                    .await?;
+            Ok::<_, String>(leasehold_conformance::Guarded::new(store, cleanup))
+        }),
+        capabilities = [
+            native_expiry,
+            raw_dump,
+            multi_process,
+            server_clock,
+            sharded,
+            no_global_index
+        ],
+    );
+}
