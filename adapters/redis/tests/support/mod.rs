@@ -15,6 +15,29 @@ pub fn url() -> String {
     std::env::var("LEASEHOLD_REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".into())
 }
 
+/// A policy with a rejecting global cap of `max`, accepted as the upper bound it is on this
+/// sharded store.
+pub fn global_capped(max: u64) -> leasehold::Policy {
+    leasehold::Policy::builder()
+        .global_cap(Some(leasehold::GlobalCap {
+            max,
+            on_full: leasehold::CapPolicy::Reject,
+        }))
+        .inexact_global_cap_ok(true)
+        .build()
+        .unwrap()
+}
+
+/// Whether `r` is a create refused by a full global cap.
+pub fn global_cap_full<T>(r: &Result<T, leasehold::Error>) -> bool {
+    matches!(
+        r,
+        Err(leasehold::Error::LimitReached {
+            limit: leasehold::Limit::GlobalSessions
+        })
+    )
+}
+
 /// The server binary the throwaway servers run: `LEASEHOLD_REDIS_SERVER`, default
 /// `redis-server` (e.g. a `valkey-server` to run the Cluster, fault, failover and memory tests
 /// on Valkey).
