@@ -366,13 +366,12 @@ fn postgres_url() -> String {
         .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".to_owned())
 }
 
-#[test]
-fn check_runs_the_suite_on_postgres() {
-    let url = postgres_url();
+/// `leasehold check --store url --format json` plus `args` on a server (`what`, named in the
+/// message if it is down): exit 0, and the parsed report.
+fn check_json_on_a_server(url: &str, what: &str, args: &[&str]) -> serde_json::Value {
     let out = leasehold()
-        .args([
-            "check", "--store", &url, "--filter", "one_shot", "--format", "json",
-        ])
+        .args(["check", "--store", url, "--format", "json"])
+        .args(args)
         .assert()
         .get_output()
         .clone();
@@ -381,10 +380,15 @@ fn check_runs_the_suite_on_postgres() {
     assert_eq!(
         out.status.code(),
         Some(0),
-        "leasehold check --store {url} (is PostgreSQL up? scripts/services.sh starts it): \
+        "leasehold check --store {url} (is {what} up? scripts/services.sh starts it): \
          {stderr}\n{stdout}"
     );
-    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    serde_json::from_slice(&out.stdout).unwrap()
+}
+
+#[test]
+fn check_runs_the_suite_on_postgres() {
+    let v = check_json_on_a_server(&postgres_url(), "PostgreSQL", &["--filter", "one_shot"]);
     let cases = v["cases"].as_array().unwrap();
     assert_eq!(cases.len(), 7);
     assert!(cases.iter().all(|c| c["result"] == "passed"), "{v}");
@@ -398,20 +402,7 @@ fn redis_url() -> String {
 #[test]
 fn check_runs_the_suite_on_redis_without_the_global_index() {
     let url = format!("{}?global_index=false", redis_url());
-    let out = leasehold()
-        .args(["check", "--store", &url, "--format", "json"])
-        .assert()
-        .get_output()
-        .clone();
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    assert_eq!(
-        out.status.code(),
-        Some(0),
-        "leasehold check --store {url} (is Redis up? scripts/services.sh starts it): \
-         {stderr}\n{stdout}"
-    );
-    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let v = check_json_on_a_server(&url, "Redis", &[]);
     let caps: Vec<&str> = v["capabilities"]
         .as_array()
         .unwrap()
