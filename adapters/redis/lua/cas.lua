@@ -27,7 +27,7 @@ if n.version <= c.version then return {'INVALID_WRITE', 'version'} end
 -- A touch (only version, expires_at and last_seen move) is a routine write: the adapter sends
 -- no WAIT after it (store::WriteClass::of_swap, on the bytes).
 local routine = cur:sub(1, 12) == new:sub(1, 12)
-  and cur:sub(c.last_seen_at + 8) == new:sub(n.last_seen_at + 8)
+  and cur:sub(c.rest_at) == new:sub(n.rest_at)
 -- Write (the subject index keeps tombstones until their record is gone: listings show them).
 redis.call('SET', KEYS[1], new, 'PXAT', num(n.expires_at))
 if routine then return {'OK', 'ROUTINE'} end

@@ -18,18 +18,19 @@ local function u64(s, off)
 end
 local function p64(n) return struct.pack('<I8', n) end
 
--- The fixed-offset header of a session record (engine codec, format 2 or 3; see
+-- The fixed-offset header of a session record (engine codec, format 2, 3 or 4; see
 -- `codec::layout`), or nil if the bytes are not one:
 --  0 format | 1 'S' | 2 state | 3 reason | 4 revoked_at | 12 version | 20 expires_at |
 --  28 absolute_deadline | 36 created_at | 44 id[18] | 62 u32 len + subject | flag (+ u32 len +
---  resource) | (format 3) u32 len + kind | mutable fields. identity = [28 .. end of kind].
+--  resource) | (format ≥ 3) u32 len + kind | last_seen (8 bytes; format 4: a varint) | the
+--  rest of the record. identity = [28 .. end of kind].
 -- The five u64 fields are read by one unpack (five u64() calls cost 0.75 µs, one unpack 0.12):
 -- an unpacked value is exact below 2^53 and rounds to at least 2^53 above, so `< 2^53` is
 -- u64()'s check.
 local function header(s)
   if type(s) ~= 'string' or #s < 67 then return nil end
   local format, kind, state, reason = s:byte(1, 4)
-  if (format ~= 2 and format ~= 3) or kind ~= 83 or state > 1 then return nil end
+  if (format < 2 or format > 4) or kind ~= 83 or state > 1 then return nil end
   local revoked_at, version, expires_at, deadline, created_at = struct.unpack('<I8I8I8I8I8', s, 5)
   local max = 9007199254740992
   if revoked_at >= max or version >= max or expires_at >= max or deadline >= max
@@ -53,14 +54,22 @@ local function header(s)
   elseif s:byte(p) ~= 0 then
     return nil
   end
-  if s:byte(1) == 3 then
+  if format >= 3 then
     if last + 4 > #s then return nil end
     local klen = struct.unpack('<I4', s, last + 1)
     if klen > 256 or last + 4 + klen > #s then return nil end
     last = last + 4 + klen
   end
   h.identity = s:sub(29, last)
-  h.last_seen_at = last + 1 -- 1-based: last_seen (8 bytes), then the rest of the record
+  -- 1-based position of what follows last_seen (a varint in format 4: its last byte < 128).
+  local rest = last + 9
+  if format == 4 then
+    rest = last + 1
+    while (s:byte(rest) or 0) >= 128 do rest = rest + 1 end
+    rest = rest + 1
+  end
+  if rest > #s + 1 then return nil end
+  h.rest_at = rest
   return h
 end
 
