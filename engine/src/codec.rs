@@ -999,6 +999,104 @@ mod tests {
         assert_eq!(t, Err(CodecError::Invalid("t")));
     }
 
+    mod props {
+        use super::*;
+        use proptest::prelude::*;
+
+        fn name() -> impl Strategy<Value = String> {
+            // Printable text of 1 to 80 chars, some of them multi-byte.
+            "[a-zA-Z0-9@._ é€-]{1,80}"
+        }
+
+        fn bytes32() -> impl Strategy<Value = [u8; 32]> {
+            any::<[u8; 32]>()
+        }
+
+        prop_compose! {
+            fn record()(
+                id in any::<[u8; ID_BYTES]>(),
+                subject in name(),
+                resource in proptest::option::of(name()),
+                kind in "[a-z0-9]{1,16}",
+                version in any::<u64>(),
+                times in any::<[u64; 6]>(),
+                revoked in proptest::option::of((any::<u64>(), 1u8..=6)),
+                generation in any::<u64>(),
+                current in bytes32(),
+                previous in proptest::option::of(
+                    (bytes32(), proptest::option::of(bytes32()), any::<bool>())),
+                retired in proptest::collection::vec(bytes32(), 0..=MAX_REUSE_HISTORY),
+                binding in proptest::option::of(bytes32()),
+                summary in proptest::option::of("[ -~é]{0,200}"),
+                data in proptest::collection::vec(any::<u8>(), 0..300),
+                data_version in any::<u64>(),
+                access in proptest::option::of((bytes32(), any::<u64>())),
+            ) -> SessionRecord {
+                let t = |i: usize| Timestamp::from_millis(times[i]);
+                // The decoder's one cross-field rule: neither expiry nor creation past the
+                // absolute deadline.
+                let absolute_deadline = t(0).max(t(1)).max(t(2));
+                SessionRecord {
+                    id: SessionId::from_bytes(id),
+                    subject: Subject::new(&subject).unwrap(),
+                    resource: resource.map(|r| Resource::new(&r).unwrap()),
+                    kind: Kind::new(&kind).unwrap(),
+                    version,
+                    created_at: t(1),
+                    last_seen: t(3),
+                    absolute_deadline,
+                    expires_at: t(2),
+                    state: match revoked {
+                        None => SessionState::Active,
+                        Some((at, code)) => SessionState::Revoked {
+                            at: Timestamp::from_millis(at),
+                            reason: RevokeReason::from_code(code).unwrap(),
+                        },
+                    },
+                    credential: Credential {
+                        generation,
+                        current: Verifier(current),
+                        rotated_at: t(4),
+                        previous: previous.map(|(v, sealed, seen)| Predecessor {
+                            verifier: Verifier(v),
+                            sealed_successor: sealed.map(Sealed),
+                            successor_seen: seen,
+                        }),
+                        retired: retired.into_iter().map(Verifier).collect(),
+                        access: access.map(|(v, at)| AccessGrant {
+                            verifier: Verifier(v),
+                            expires_at: Timestamp::from_millis(at),
+                        }),
+                    },
+                    binding: binding.map(BindingHash),
+                    context_summary: summary,
+                    data,
+                    data_version,
+                }
+            }
+        }
+
+        proptest! {
+            /// Every record survives format 4 exactly, whatever its times (before or after
+            /// its creation, at either end of the range) and numbers; its format-3 bytes (as
+            /// earlier builds wrote them) decode to the same record, with the same identity
+            /// bytes; and format 4 is at most 8 bytes longer (two 10-byte varints for numbers
+            /// near 2^64, two 10-byte distances for times near the ends of the range).
+            #[test]
+            fn every_record_round_trips_in_format_4_and_reads_from_format_3(r in record()) {
+                let v4 = encode_session(&r);
+                prop_assert_eq!(v4[layout::FORMAT], 4);
+                prop_assert_eq!(decode_session(&v4), Ok(r.clone()));
+                let v3 = encode_v3(&r);
+                prop_assert_eq!(decode_session(&v3), Ok(r.clone()));
+                let (i3, i4) = (identity_range(&v3).unwrap(), identity_range(&v4).unwrap());
+                prop_assert_eq!(&v3[i3], &v4[i4]);
+                prop_assert!(v4.len() <= v3.len() + 8);
+                prop_assert!(v4.len() <= session_capacity(&r));
+            }
+        }
+    }
+
     /// Format 2, as written by earlier builds: format 3 without the kind and the access grant.
     fn encode_v2(r: &SessionRecord) -> Vec<u8> {
         let v3 = encode_v3(r);
