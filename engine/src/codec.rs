@@ -997,6 +997,12 @@ mod tests {
         far.push(0x03);
         let t = Reader(&far).time_from(4, Timestamp::from_millis(1), "t");
         assert_eq!(t, Err(CodecError::Invalid("t")));
+        // A 19th byte with bits beyond the 128th: shifted out unseen, this would read as
+        // distance 0 from 19 bytes, a second encoding of what one byte says.
+        let mut wide = vec![0x80; 18];
+        wide.push(0x04);
+        let t = Reader(&wide).time_from(4, Timestamp::from_millis(1), "t");
+        assert_eq!(t, Err(CodecError::Invalid("t")));
     }
 
     mod props {
