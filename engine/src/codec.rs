@@ -11,7 +11,7 @@
 //!
 //! | offset | size | field |
 //! |---|---|---|
-//! | 0 | 1 | format version (3; 2 has the same header) |
+//! | 0 | 1 | format version (4; 2 and 3 have the same header) |
 //! | 1 | 1 | kind (`S`) |
 //! | 2 | 1 | state: 0 active, 1 tombstone |
 //! | 3 | 1 | revoke reason code (0 when active) |
