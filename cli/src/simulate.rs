@@ -5,7 +5,7 @@ use std::io::Write;
 use std::process::ExitCode;
 use std::sync::Arc;
 
-use leasehold::{MemoryStore, SessionId, Store, Timestamp};
+use leasehold::{MemoryStore, Store, Timestamp};
 use leasehold_conformance::StoreFactory;
 use leasehold_conformance::fallible;
 use leasehold_testkit::broken::Broken;
@@ -96,12 +96,11 @@ async fn start_after_store_clock(store: &dyn Store) -> Result<Option<Timestamp>,
     if !store.capabilities().server_clock {
         return Ok(None);
     }
-    let probe = SessionId::from_bytes([0; leasehold::ID_TEXT_LEN / 2]);
-    let loaded = store
-        .load_session(&probe)
+    let clock = store
+        .store_clock()
         .await
         .map_err(|e| ConfigError(format!("cannot read the store's clock: {e}")))?;
-    Ok(loaded.store_time.map(|t| t.saturating_add(AHEAD_OF_STORE)))
+    Ok(clock.map(|t| t.saturating_add(AHEAD_OF_STORE)))
 }
 
 /// `leasehold check --simulate`: runs, prints each report (or the failure, with the seed that

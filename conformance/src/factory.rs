@@ -113,6 +113,9 @@ impl<S: Store, G: Send + Sync + 'static> Store for Guarded<S, G> {
     fn set_clock_offset(&self, offset_ms: i64) -> bool {
         self.store.set_clock_offset(offset_ms)
     }
+    async fn store_clock(&self) -> Result<Option<Timestamp>, StoreError> {
+        self.store.store_clock().await
+    }
     async fn insert_session(
         &self,
         record: &SessionRecord,

@@ -507,7 +507,9 @@ pub trait Store: Send + Sync + 'static {
 
     /// The record with this id, live, expired or tombstone; `None` if absent (or, with
     /// `native_expiry`, past its deadline). A store with a clock of its own returns its time
-    /// in the same round trip ([`Loaded::store_time`]). One read, no write.
+    /// with the record, in the same round trip ([`Loaded::store_time`]); with no record it may
+    /// return none, since nothing is decided on the time of an absent session (every decision
+    /// denies it without a write). One read, no write.
     ///
     /// Errors: `Corrupt` for undecodable bytes; `Unavailable`/`Timeout`.
     async fn load_session(&self, id: &SessionId) -> Result<Loaded, StoreError>;
@@ -669,6 +671,14 @@ pub trait Store: Send + Sync + 'static {
         let _ = offset_ms;
         false
     }
+
+    /// The store's own clock (with any [`set_clock_offset`](Store::set_clock_offset) applied),
+    /// for tools that must start their clocks relative to it: the simulation starts its
+    /// virtual clocks a day ahead of it. `None` for a store without a clock of its own (the
+    /// default). One round trip; nothing in the engine decides on it.
+    async fn store_clock(&self) -> Result<Option<Timestamp>, StoreError> {
+        Ok(None)
+    }
 }
 
 #[async_trait]
@@ -771,6 +781,9 @@ impl<S: Store + ?Sized> Store for std::sync::Arc<S> {
     }
     fn set_clock_offset(&self, offset_ms: i64) -> bool {
         (**self).set_clock_offset(offset_ms)
+    }
+    async fn store_clock(&self) -> Result<Option<Timestamp>, StoreError> {
+        (**self).store_clock().await
     }
 }
 

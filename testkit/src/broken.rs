@@ -180,6 +180,9 @@ impl<S: Store> Store for Broken<S> {
     fn set_clock_offset(&self, offset_ms: i64) -> bool {
         self.inner.set_clock_offset(offset_ms)
     }
+    async fn store_clock(&self) -> Result<Option<Timestamp>, StoreError> {
+        self.inner.store_clock().await
+    }
 
     async fn load_session(&self, id: &SessionId) -> Result<Loaded, StoreError> {
         let mut loaded = self.inner.load_session(id).await?;

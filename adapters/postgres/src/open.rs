@@ -240,6 +240,7 @@ async fn migrate_in(tx: &mut Transaction<'_, Postgres>, schema: &str) -> Result<
 /// connection and then reused).
 pub(crate) struct Statements {
     pub(crate) load: String,
+    pub(crate) clock: String,
     pub(crate) insert: String,
     pub(crate) cas: String,
     pub(crate) revoke_subject: String,
@@ -299,9 +300,9 @@ impl Statements {
         };
         Statements {
             load: format!(
-                "SELECT {clock} AS store_time, {cols} \
-                 FROM (SELECT 1) AS one LEFT JOIN {q}.sessions AS s ON s.id = $2"
+                "SELECT {clock} AS store_time, {cols} FROM {q}.sessions AS s WHERE s.id = $2"
             ),
+            clock: format!("SELECT {clock}"),
             insert: format!("SELECT * FROM {q}.insert_session({})", args(COLUMNS + 9)),
             cas: format!("SELECT {q}.compare_and_swap({})", args(COLUMNS + 3)),
             revoke_subject: format!("SELECT {q}.revoke_subject($1, $2, $3)"),

@@ -131,8 +131,8 @@ impl Columns {
         })
     }
 
-    /// Reads the columns from `row`, starting at column `at`. `None` if the row has no session
-    /// there (a `LEFT JOIN` that found none).
+    /// Reads the columns from `row`, starting at column `at`. `None` if the row has no id
+    /// there (the callers treat that as corrupt: every statement selects existing rows).
     pub(crate) fn read(row: &PgRow, at: usize) -> Result<Option<Columns>, StoreError> {
         let get = |e: sqlx::Error| StoreError::Corrupt(format!("session row: {e}"));
         let Some(id) = row.try_get::<Option<Vec<u8>>, _>(at).map_err(get)? else {

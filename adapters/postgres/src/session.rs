@@ -135,26 +135,43 @@ fn insert_outcome(row: &PgRow) -> Result<InsertOutcome, StoreError> {
 }
 
 impl PostgresStore {
+    /// The server's clock (`clock_ms`, with the test offset), for [`Store::store_clock`].
+    ///
+    /// [`Store::store_clock`]: leasehold::Store::store_clock
+    pub(crate) async fn clock(&self) -> Result<Timestamp, StoreError> {
+        let sql = &self.inner.sql.clock;
+        let offset = self.offset();
+        let t: i64 = self
+            .run(|| sqlx::query_scalar(sql).bind(offset).fetch_one(self.pool()))
+            .await?;
+        Ok(Timestamp::from_millis(u64::try_from(t).unwrap_or(0)))
+    }
+
     pub(crate) async fn load(&self, id: &SessionId) -> Result<Loaded, StoreError> {
         let sql = &self.inner.sql.load;
         let offset = self.offset();
-        let row = self
+        // No row, no clock: nothing is decided on the time of a session that is not there
+        // (a `LEFT JOIN` that kept the clock for an absent id cost the server 2.5 µs per load).
+        let Some(row) = self
             .run(|| {
                 sqlx::query(sql)
                     .bind(offset)
                     .bind(id.as_bytes().as_slice())
-                    .fetch_one(self.pool())
+                    .fetch_optional(self.pool())
             })
-            .await?;
+            .await?
+        else {
+            return Ok(Loaded::new(None));
+        };
         let t: i64 = row
             .try_get(0)
             .map_err(|e| StoreError::Unavailable(format!("postgres clock: {e}")))?;
         let store_time = Timestamp::from_millis(u64::try_from(t).unwrap_or(0));
-        let record = Columns::read(&row, 1)?
-            .map(Columns::into_record)
-            .transpose()?
-            .map(Box::new);
-        Ok(Loaded::new(record).at_store_time(store_time))
+        let Some(columns) = Columns::read(&row, 1)? else {
+            return Err(StoreError::Corrupt("session row without an id".into()));
+        };
+        let record = Box::new(columns.into_record()?);
+        Ok(Loaded::new(Some(record)).at_store_time(store_time))
     }
 
     /// `insert_session` (with `record`) or `check_limits` (without): the same function, so the

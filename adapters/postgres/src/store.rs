@@ -145,4 +145,8 @@ impl Store for PostgresStore {
             .store(offset_ms, std::sync::atomic::Ordering::Relaxed);
         true
     }
+
+    async fn store_clock(&self) -> Result<Option<Timestamp>, StoreError> {
+        self.clock().await.map(Some)
+    }
 }

@@ -16,7 +16,7 @@ mod common;
 
 use std::time::Duration;
 
-use leasehold::{SessionId, Store};
+use leasehold::Store;
 use leasehold_testkit::simulate::{SimConfig, simulate};
 
 #[test]
@@ -29,13 +29,11 @@ fn simulation_passes_with_clocks_ahead_of_the_server() {
     rt.block_on(async {
         for seed in [1, 2, 3, 5, 12] {
             let (store, _drop) = common::fresh_store("simulate", 8).await.unwrap();
-            let probe = SessionId::from_bytes([0; leasehold::ID_TEXT_LEN / 2]);
             let server = store
-                .load_session(&probe)
+                .store_clock()
                 .await
                 .unwrap()
-                .store_time
-                .unwrap();
+                .expect("PostgreSQL has a clock of its own");
             let start = server.saturating_add(Duration::from_secs(24 * 3600));
             let report = simulate(store, SimConfig::new(seed).steps(300).start(start))
                 .await

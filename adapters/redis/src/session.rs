@@ -30,6 +30,15 @@ fn server_ms(t: Value) -> Result<i64, StoreError> {
 }
 
 impl RedisStore {
+    /// The server's clock (`TIME`, plus the test offset), for [`Store::store_clock`]. On a
+    /// Cluster, the clock of the node the client sends a keyless command to.
+    ///
+    /// [`Store::store_clock`]: leasehold::Store::store_clock
+    pub(crate) async fn clock(&self) -> Result<Timestamp, StoreError> {
+        let t: Value = self.cmd(&redis::cmd("TIME")).await?;
+        Ok(ts(server_ms(t)?.saturating_add(self.offset())))
+    }
+
     /// One round trip. On a single server: `GET` and `TIME` in one pipeline, two native
     /// commands. A script would make them one atomic step, but Redis spends about 8 µs running
     /// even this small one against 1 µs for a `GET` (`INFO commandstats`), and atomicity buys

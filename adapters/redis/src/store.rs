@@ -146,4 +146,8 @@ impl Store for RedisStore {
         self.inner.offset.store(offset_ms, Ordering::Relaxed);
         true
     }
+
+    async fn store_clock(&self) -> Result<Option<Timestamp>, StoreError> {
+        self.clock().await.map(Some)
+    }
 }

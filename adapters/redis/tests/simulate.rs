@@ -15,7 +15,7 @@ mod support;
 
 use std::time::Duration;
 
-use leasehold::{SessionId, Store};
+use leasehold::Store;
 use leasehold_redis::RedisStore;
 use leasehold_testkit::simulate::{SimConfig, simulate};
 
@@ -24,13 +24,11 @@ async fn run_seeds(url: &str, seeds: &[u64]) {
         let (store, _cleanup): (RedisStore, _) = support::open(url).await.unwrap_or_else(|e| {
             panic!("{e}");
         });
-        let probe = SessionId::from_bytes([0; leasehold::ID_TEXT_LEN / 2]);
         let server = store
-            .load_session(&probe)
+            .store_clock()
             .await
             .unwrap()
-            .store_time
-            .expect("Redis reports its clock with every load");
+            .expect("Redis has a clock of its own");
         let start = server.saturating_add(Duration::from_secs(24 * 3600));
         let report = simulate(store, SimConfig::new(seed).steps(300).start(start))
             .await

@@ -688,7 +688,7 @@ fn store_at(env: &Env, t: Timestamp) -> CaseResult {
 /// What a store ahead of its caller must decide on its own clock. Four sessions and a ticket
 /// are made with store and caller agreeing; the caller then reads 10 s later (everything live
 /// by its clock, the ticket unexpired, no touch due) while the store reads 1 min past the idle
-/// deadline. `load_session` returns the store's time; a compare-and-swap of a touch at the
+/// deadline. `load_session` and `store_clock` return the store's time; a compare-and-swap of a touch at the
 /// caller's clock is `NotFound` and changes nothing; `acquire_slot` is `SessionNotLive` in the
 /// store (and `Expired` through `Sessions`); the ticket is `Expired`; `validate` is `Expired`,
 /// decided from the store time `load_session` returned, and that ending is durable. Once the
@@ -717,6 +717,10 @@ pub(crate) async fn store_ahead_of_caller_decides(env: Env) -> CaseResult {
             "load_session on a server_clock store: expected the store's time (≥ {ahead}), got \
              {other:?}"
         ),
+    }
+    match env.store().store_clock().await? {
+        Some(t) if t >= ahead => {}
+        other => fail!("store_clock on a server_clock store: expected ≥ {ahead}, got {other:?}"),
     }
     let Some(before) = loaded.record else {
         fail!("a created session does not load");
@@ -823,6 +827,13 @@ pub(crate) async fn store_behind_caller_still_refuses(env: Env) -> CaseResult {
         other => fail!(
             "load_session with the store's clock set 2 h behind the caller ({}): got store time \
              {other:?}",
+            env.now()
+        ),
+    }
+    match env.store().store_clock().await? {
+        Some(t) if t < env.now().saturating_sub(mins(60)) => {}
+        other => fail!(
+            "store_clock with the store's clock set 2 h behind the caller ({}): got {other:?}",
             env.now()
         ),
     }

@@ -196,6 +196,14 @@ impl Store for MemoryStore {
         }
     }
 
+    async fn store_clock(&self) -> Result<Option<Timestamp>, StoreError> {
+        if self.server_clock.is_none() {
+            return Ok(None);
+        }
+        let g = self.lock()?;
+        Ok(self.store_time(&g))
+    }
+
     async fn insert_session(
         &self,
         record: &SessionRecord,

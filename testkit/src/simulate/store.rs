@@ -162,6 +162,9 @@ impl<S: Store + Clone> Store for SimStore<S> {
     fn set_clock_offset(&self, offset_ms: i64) -> bool {
         self.inner.set_clock_offset(offset_ms)
     }
+    async fn store_clock(&self) -> Result<Option<Timestamp>, StoreError> {
+        self.inner.store_clock().await
+    }
 
     async fn load_session(&self, id: &SessionId) -> Result<Loaded, StoreError> {
         self.enter(Op::Load).await;
