@@ -8,7 +8,8 @@
 //! - **Time.** `now` is the caller's clock. A store with a clock of its own (a database
 //!   server: capability `server_clock`) judges every conditional write at
 //!   [`judged_at`]`(now, its clock)` — the later of the two — and returns its time with every
-//!   [`load_session`](Store::load_session), so the engine decides on the same clock: a caller
+//!   record [`load_session`](Store::load_session) finds, so the engine decides on the same
+//!   clock: a caller
 //!   whose clock lags cannot stretch a window or revive what the store already let expire.
 //!   Stores without a clock (in-process ones) judge at `now`. No store ever makes time sticky
 //!   (a persisted high-water mark would turn one clock glitch into an outage of every session).
