@@ -3,7 +3,7 @@
 //! - Issued with the session and with every rotation; the record keeps only the verifier of
 //!   the current one and its deadline, so a rotation replaces it and an ending ends it.
 //! - Its secret is derived one-way from the session secret of that generation
-//!   ([`access_secret`]): whoever is answered a session token (a create, a rotation, an
+//!   (`crypto::access_secret`): whoever is answered a session token (a create, a rotation, an
 //!   idempotent re-issue of one) gets the very same access token, and nothing else is stored.
 //! - Validating one is a pure read: one load, no write unless an ending must be written down.
 //!   Activity is recorded when the session token is used (a refresh), not per access.

@@ -11,7 +11,7 @@ use crate::record::{RevokeReason, SessionRecord, SessionState};
 use crate::time::Timestamp;
 use crate::token::Presented;
 
-/// What [`revoke`](crate::Sessions::revoke) did.
+/// What [`revoke`](crate::TrustedById::revoke) did.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum RevokeOutcome {
     /// This call wrote the session's tombstone (it was live, or past its deadline but not yet
