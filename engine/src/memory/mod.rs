@@ -197,11 +197,7 @@ impl Store for MemoryStore {
     }
 
     async fn store_clock(&self) -> Result<Option<Timestamp>, StoreError> {
-        if self.server_clock.is_none() {
-            return Ok(None);
-        }
-        let g = self.lock()?;
-        Ok(self.store_time(&g))
+        Ok(self.store_time(&*self.lock()?))
     }
 
     async fn insert_session(
