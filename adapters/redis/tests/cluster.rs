@@ -7,14 +7,7 @@
 mod support;
 
 leasehold_conformance::conformance_tests!(
-    leasehold_conformance::fallible(|| async {
-        let url = support::cluster_url()?;
-        let (store, cleanup) = support::open(&url).await?;
-        if !store.is_cluster() {
-            return Err("expected a Cluster connection".to_string());
-        }
-        Ok::<_, String>(leasehold_conformance::Guarded::new(store, cleanup))
-    }),
+    leasehold_conformance::fallible(|| support::suite_store(true, true)),
     capabilities = [
         native_expiry,
         raw_dump,
@@ -343,15 +336,7 @@ fn acknowledged_security_writes_survive_the_failover_of_their_shard() {
 /// prefix is reopened with it.
 mod unindexed {
     leasehold_conformance::conformance_tests!(
-        leasehold_conformance::fallible(|| async {
-            let url = crate::support::cluster_url()?;
-            let (store, cleanup) =
-                crate::support::open_with(&url, |c| c.global_index(false)).await?;
-            if !store.is_cluster() {
-                return Err("expected a Cluster connection".to_string());
-            }
-            Ok::<_, String>(leasehold_conformance::Guarded::new(store, cleanup))
-        }),
+        leasehold_conformance::fallible(|| crate::support::suite_store(true, false)),
         capabilities = [
             native_expiry,
             raw_dump,

@@ -8,10 +8,7 @@
 mod support;
 
 leasehold_conformance::conformance_tests!(
-    leasehold_conformance::fallible(|| async {
-        let (store, cleanup) = support::open(&support::url()).await?;
-        Ok::<_, String>(leasehold_conformance::Guarded::new(store, cleanup))
-    }),
+    leasehold_conformance::fallible(|| support::suite_store(false, true)),
     capabilities = [
         native_expiry,
         raw_dump,
@@ -26,12 +23,7 @@ leasehold_conformance::conformance_tests!(
 /// cap check that the policy is refused instead.
 mod unindexed {
     leasehold_conformance::conformance_tests!(
-        leasehold_conformance::fallible(|| async {
-            let (store, cleanup) =
-                crate::support::open_with(&crate::support::url(), |c| c.global_index(false))
-                    .await?;
-            Ok::<_, String>(leasehold_conformance::Guarded::new(store, cleanup))
-        }),
+        leasehold_conformance::fallible(|| crate::support::suite_store(false, false)),
         capabilities = [
             native_expiry,
             raw_dump,

@@ -121,6 +121,20 @@ pub async fn open_with(
     ))
 }
 
+/// The store a conformance case gets: a fresh prefix on the local server, or on this process's
+/// throwaway Cluster (checked to be one) when `cluster`; with or without the global index.
+pub async fn suite_store(
+    cluster: bool,
+    global_index: bool,
+) -> Result<leasehold_conformance::Guarded<RedisStore, Cleanup>, String> {
+    let url = if cluster { cluster_url()? } else { url() };
+    let (store, cleanup) = open_with(&url, |c| c.global_index(global_index)).await?;
+    if cluster && !store.is_cluster() {
+        return Err("expected a Cluster connection".to_string());
+    }
+    Ok(leasehold_conformance::Guarded::new(store, cleanup))
+}
+
 /// A throwaway 3-node Cluster for this test process, started once on free loopback ports. Each
 /// node is watched by a shell loop that stops it when this process exits, so several test
 /// binaries may each run their own Cluster side by side, and none outlives its binary.
