@@ -650,6 +650,13 @@ pub fn decode_slot(input: &[u8]) -> Result<SlotRecord, CodecError> {
 mod tests {
     use super::*;
 
+    /// [`sample`] as it is (a tombstone) and active: the two header shapes.
+    fn sample_in_both_states() -> [SessionRecord; 2] {
+        let mut active = sample();
+        active.state = SessionState::Active;
+        [sample(), active]
+    }
+
     pub(crate) fn sample() -> SessionRecord {
         SessionRecord {
             id: SessionId::from_bytes([3; ID_BYTES]),
@@ -940,9 +947,7 @@ mod tests {
 
     #[test]
     fn format_3_records_still_decode_and_are_rewritten_as_format_4() {
-        let mut active = sample();
-        active.state = SessionState::Active;
-        for r in [sample(), active] {
+        for r in sample_in_both_states() {
             let v3 = encode_v3(&r);
             assert_eq!(decode_session(&v3).unwrap(), r);
             assert_eq!(identity_range(&v3), identity_range(&encode_session(&r)));
@@ -1125,9 +1130,7 @@ mod tests {
 
     #[test]
     fn format_2_records_still_decode_with_the_legacy_kind() {
-        let mut active = sample();
-        active.state = SessionState::Active;
-        for r in [sample(), active] {
+        for r in sample_in_both_states() {
             let v2 = encode_v2(&r);
             assert_eq!(decode_session(&v2).unwrap(), legacy(&r));
             // Re-encoded, it is the current format and keeps what it decoded to.
@@ -1162,9 +1165,7 @@ mod tests {
 
     #[test]
     fn format_1_records_still_decode() {
-        let mut active = sample();
-        active.state = SessionState::Active;
-        for r in [sample(), active] {
+        for r in sample_in_both_states() {
             assert_eq!(decode_session(&encode_v1(&r)).unwrap(), legacy(&r));
         }
         // A known format-1 record, byte for byte (as an earlier build stored it).
