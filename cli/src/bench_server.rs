@@ -12,6 +12,7 @@
 //! | row | leasehold | raw (PostgreSQL) | raw (Redis) |
 //! |---|---|---|---|
 //! | validate, no touch | `validate` | `SELECT *` by primary key | `GET` of the session key |
+//! | … vs the read with the clock (information) | the same | the same with `clock_ms(0)` | `GET` + `TIME`, one pipeline (not on a Cluster) |
 //! | validate, touch due | `validate` (writes the touch) | `UPDATE … WHERE id AND version`, asynchronous commit (a touch is a routine write) | `EVALSHA` compare-version-and-`SET` |
 //! | refresh | `refresh` (a rotation) | the same `UPDATE` | the same script |
 //! | create | `create` (no cap) | single-row `INSERT` | `SET … PXAT` |
@@ -305,7 +306,11 @@ async fn measure<S: Store + Clone + 'static>(
         for f in fixtures.iter_mut() {
             for (slot, &c) in CONCURRENCY.iter().enumerate() {
                 samples.record(progress, round, f.touch_due(c).await?);
-                samples.record(progress, round, f.no_touch(c).await?);
+                let (no_touch, clocked) = f.no_touch(c).await?;
+                samples.record(progress, round, no_touch);
+                if let Some((row, sample)) = clocked {
+                    samples.add(row, sample);
+                }
                 samples.record(progress, round, f.refresh(slot, c).await?);
                 samples.record(progress, round, f.create(c, false).await?);
                 samples.record(progress, round, f.create(c, true).await?);
@@ -750,8 +755,10 @@ impl<S: Store + Clone + 'static> Fixture<S> {
     }
 
     /// Validate with no touch due (the same sessions, just touched) ÷ a raw read of the
-    /// session's record.
-    async fn no_touch(&mut self, c: usize) -> Result<Measured, BenchError> {
+    /// session's record; and, for information, ÷ the raw read with the store's clock in the
+    /// same round trip (where the store reads its clock beside the record), which every
+    /// validate must send: the store keeps time. The second ratio is leasehold's own share.
+    async fn no_touch(&mut self, c: usize) -> Result<(Measured, Option<Measured>), BenchError> {
         let row = ns_row(
             self.named("validate, no touch", c),
             self.raw.read_op(),
@@ -775,7 +782,20 @@ impl<S: Store + Clone + 'static> Fixture<S> {
             async move { raw.read(&l.id).await }
         })
         .await?;
-        Ok((row, (lh, Some(ns_per_op(self.reads.len(), took)))))
+        let plain = (row, (lh, Some(ns_per_op(self.reads.len(), took))));
+        let Some(op) = self.raw.read_clocked_op() else {
+            return Ok((plain, None));
+        };
+        let raw = self.raw.clone();
+        let (took, _) = timed(self.reads.clone(), c, move |l| {
+            let raw = raw.clone();
+            async move { raw.read_clocked(&l.id).await }
+        })
+        .await?;
+        let name = format!("{} vs {op}", self.named("validate, no touch", c));
+        let clocked = Row::new(name, op, Unit::Ns, Target::None);
+        let clocked = (clocked, (lh, Some(ns_per_op(self.reads.len(), took))));
+        Ok((plain, Some(clocked)))
     }
 
     /// Refresh (a rotation) of the concurrency's own cohort ÷ one raw compare-and-swap.
@@ -1040,6 +1060,24 @@ impl Raw {
         }
     }
 
+    /// The raw read with the store's clock in the same round trip, as the adapter's load
+    /// sends them; `None` where the load is a script (a Redis Cluster: a keyless `TIME`
+    /// would go to any node).
+    fn read_clocked_op(&self) -> Option<&'static str> {
+        match self {
+            Raw::Postgres(_) => Some("SELECT by id + clock"),
+            Raw::Redis(r) if !r.store.is_cluster() => Some("GET+TIME"),
+            Raw::Redis(_) => None,
+        }
+    }
+
+    async fn read_clocked(&self, id: &SessionId) -> Result<(), BenchError> {
+        match self {
+            Raw::Postgres(p) => p.read_clocked(id).await,
+            Raw::Redis(r) => r.read_clocked(id).await,
+        }
+    }
+
     /// Compare-and-swaps `l` from `l.version` to `l.version + 1`, committed as a write of
     /// `class` commits (PostgreSQL: a routine write does not wait for its WAL flush, as the
     /// adapter's touch; Redis commits both alike).
@@ -1069,6 +1107,8 @@ struct PgRaw {
     schema: String,
     delete: String,
     select: String,
+    /// `select` with the store's clock (`clock_ms`) as the adapter's load reads it.
+    select_clocked: String,
     update: String,
     /// `update`, committed without waiting for its WAL flush (`synchronous_commit` off for
     /// its transaction).
@@ -1095,6 +1135,7 @@ impl PgRaw {
             schema: schema.to_owned(),
             delete: format!("DELETE FROM {t} WHERE id = ANY($1)"),
             select: format!("SELECT * FROM {t} WHERE id = $1"),
+            select_clocked: format!("SELECT {q}.clock_ms(0), * FROM {t} WHERE id = $1"),
             update: format!(
                 "UPDATE {t} SET version = $3, last_seen_at = $4, \
                  expires_at = LEAST(absolute_deadline, $5) WHERE id = $1 AND version = $2"
@@ -1186,6 +1227,21 @@ impl PgRaw {
             .map_err(fail("raw SELECT"))?;
         match row {
             Some(_) => Ok(()),
+            None => Err(BenchError("raw SELECT found no session row".into())),
+        }
+    }
+
+    async fn read_clocked(&self, id: &SessionId) -> Result<(), BenchError> {
+        let row = sqlx::query(&self.select_clocked)
+            .bind(&id.as_bytes()[..])
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(fail("raw SELECT with clock"))?;
+        match row {
+            Some(row) => {
+                let _: i64 = sqlx::Row::try_get(&row, 0).map_err(fail("raw SELECT clock"))?;
+                Ok(())
+            }
             None => Err(BenchError("raw SELECT found no session row".into())),
         }
     }
@@ -1314,6 +1370,21 @@ impl RedisRaw {
             .raw_command(redis::cmd("GET").arg(self.store.session_key(id)))
             .await
             .map_err(fail("raw GET"))?;
+        match v {
+            Some(_) => Ok(()),
+            None => Err(BenchError("raw GET found no session key".into())),
+        }
+    }
+
+    /// `GET` and `TIME` in one pipeline, the reply read into bytes and `(s, µs)`.
+    async fn read_clocked(&self, id: &SessionId) -> Result<(), BenchError> {
+        let mut p = redis::pipe();
+        p.cmd("GET").arg(self.store.session_key(id)).cmd("TIME");
+        let (v, _): (Option<Vec<u8>>, (u64, u64)) = self
+            .store
+            .raw_pipeline(&p)
+            .await
+            .map_err(fail("raw GET+TIME"))?;
         match v {
             Some(_) => Ok(()),
             None => Err(BenchError("raw GET found no session key".into())),

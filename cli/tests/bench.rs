@@ -175,16 +175,33 @@ fn one_round_spread(row: &serde_json::Value) {
 
 /// A `--quick --format json` run on `url`: the JSON parses, every expected row is there once
 /// with a leasehold value, a raw value and a ratio (numbers; never their size), plus the
-/// bytes-per-session rows `footprints`, each smaller than the one before, and nothing else.
-fn server_quick_json(url: &str, kind: &str, footprints: &[&str]) {
+/// bytes-per-session rows `footprints`, each smaller than the one before, plus at each
+/// concurrency the validate compared with `clocked` (the raw read with the store's clock, for
+/// information), and nothing else.
+fn server_quick_json(url: &str, kind: &str, footprints: &[&str], clocked: &str) {
     let json = stdout_of(&["bench", "--store", url, "--quick", "--format", "json"]);
     let doc: serde_json::Value = serde_json::from_str(&json).unwrap();
     assert_eq!(doc["sessions"], serde_json::json!([200]), "{json}");
     let all = doc["rows"].as_array().unwrap();
+    let clocked_names: Vec<String> = [1, 32]
+        .iter()
+        .map(|c| format!("{kind} validate, no touch, 200, c={c} vs {clocked}"))
+        .collect();
+    let (clocked_rows, all): (Vec<_>, Vec<_>) = all
+        .iter()
+        .partition(|r| clocked_names.iter().any(|n| r["name"] == n.as_str()));
+    assert_eq!(clocked_rows.len(), 2, "{json}");
+    for row in &clocked_rows {
+        for field in ["leasehold", "raw", "ratio"] {
+            assert!(row[field].is_number(), "{field} of {row}");
+        }
+        assert_eq!(row["raw_op"], clocked, "{row}");
+        assert_eq!(row["result"], "info", "{row}");
+    }
     // With the `peers` feature every run also has `… vs <peer>` rows: 2 peers × 4 operations
     // × 2 concurrencies, each with numbers on both sides.
     let (peers, rows): (Vec<_>, Vec<_>) = all
-        .iter()
+        .into_iter()
         .partition(|r| r["name"].as_str().is_some_and(|n| n.contains(" vs ")));
     let expected_peers = if cfg!(feature = "peers") { 16 } else { 0 };
     assert_eq!(peers.len(), expected_peers, "{json}");
@@ -231,6 +248,7 @@ fn postgres_quick_json_has_every_row() {
         &postgres_url(),
         "postgres",
         &["postgres disk per session, 200"],
+        "SELECT by id + clock",
     );
 }
 
@@ -244,6 +262,7 @@ fn redis_quick_json_has_every_row() {
             "redis memory per session, 200",
             "redis memory per session, no global index, 200",
         ],
+        "GET+TIME",
     );
 }
 

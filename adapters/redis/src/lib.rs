@@ -130,6 +130,17 @@ impl RedisStore {
         self.cmd(cmd).await
     }
 
+    /// Sends one raw pipeline (one round trip) on the store's own connection, with its
+    /// timeout. For benchmarks and diagnostics, like [`raw_command`](Self::raw_command): the
+    /// bench compares a validate with a `GET` + `TIME` pipeline sent this way.
+    pub async fn raw_pipeline<T: FromRedisValue>(
+        &self,
+        p: &redis::Pipeline,
+    ) -> Result<T, StoreError> {
+        self.req(|mut c| async move { p.query_async(&mut c).await })
+            .await
+    }
+
     /// Runs one raw script invocation (`EVALSHA`, loading the script on `NOSCRIPT`) on the
     /// store's own connection, with its timeout. For benchmarks and diagnostics, like
     /// [`raw_command`](Self::raw_command).

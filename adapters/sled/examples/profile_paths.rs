@@ -9,6 +9,9 @@
 //!
 //! MODE is `reap` (SESSIONS due sessions, 4 per subject, reaped 1 000 a call), `revoke`
 //! (logout of SESSIONS sessions), `validate` (no touch due) or `touch` (a touch due each time).
+//! `validate` and `touch` go over every session `ROUNDS` times (environment; default 10): for
+//! `perf`, a few hundred rounds and `perf record -D` past the inserts, e.g.
+//! `ROUNDS=300 perf record -g -D 1500 target/release/examples/profile_paths validate 4000`.
 #![allow(missing_docs, clippy::unwrap_used, clippy::expect_used)]
 
 use std::time::{Duration, Instant};
@@ -85,10 +88,11 @@ fn main() {
         }),
         "validate" | "touch" => {
             let touch = mode == "touch";
+            let rounds: u32 = std::env::var("ROUNDS").map_or(10, |r| r.parse().unwrap());
             measured(|| {
                 rt.block_on(async {
                     let mut ok = 0;
-                    for round in 0..10 {
+                    for round in 0..rounds {
                         if touch && round > 0 {
                             clock.advance(Duration::from_secs(120));
                         }
