@@ -13,7 +13,7 @@
 //! configuration errors (unknown scheme, unreachable store, a filter matching nothing).
 //!
 //! `leasehold bench --store memory: | sled:PATH | postgres://… | redis://… | redis+cluster://…`
-//! measures the hot paths beside the raw store operations they are built on ([`bench`];
+//! measures the hot paths beside the raw store operations they are built on ([`mod@bench`];
 //! `docs/benchmarks.md`).
 
 use std::fmt;

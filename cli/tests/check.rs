@@ -401,7 +401,10 @@ fn redis_url() -> String {
 
 #[test]
 fn check_runs_the_suite_on_redis_without_the_global_index() {
-    let url = format!("{}?global_index=false", redis_url());
+    // `&` if `LEASEHOLD_REDIS_URL` already has a query (the CLI takes its own option out).
+    let base = redis_url();
+    let sep = if base.contains('?') { '&' } else { '?' };
+    let url = format!("{base}{sep}global_index=false");
     let v = check_json_on_a_server(&url, "Redis", &[]);
     let caps: Vec<&str> = v["capabilities"]
         .as_array()
