@@ -37,6 +37,11 @@ fn engine(c: &mut Criterion) {
     g.bench_function("token_parse", |b| {
         b.iter(|| token::parse(black_box(token_text.as_bytes()), "lh1").is_ok())
     });
+    // What a store read hands the engine: the record's bytes, decoded on every load.
+    let encoded = leasehold::codec::encode_session(&record);
+    g.bench_function("record_decode", |b| {
+        b.iter(|| leasehold::codec::decode_session(black_box(&encoded)).is_ok())
+    });
     g.bench_function("read_no_touch_due", |b| {
         b.iter(|| {
             let d = read(
