@@ -26,8 +26,8 @@
 //!   takes the global step and the resource registration inside its one script — the same
 //!   checks in the same order, one round trip instead of two or three.)
 //! - Time: every conditional write is judged at `max(caller now, server TIME)`; `load_session`
-//!   returns the server time read in the same round trip (a `GET` + `TIME` pipeline on a
-//!   single server, a script on a Cluster).
+//!   returns the server time read in the same round trip (a `GET` + `TIME` pipeline sent to
+//!   the node that holds the key).
 //! - `native_expiry`: records vanish at their deadline; `reap` only cleans index entries.
 //! - Revocations run as `#!lua flags=allow-oom` scripts, so they work on a full server
 //!   (`maxmemory-policy noeviction` is required: see the docs).
@@ -179,6 +179,13 @@ impl RedisStore {
     /// Runs one pipeline (one round trip).
     async fn pipe(&self, p: &redis::Pipeline) -> Result<Vec<Value>, StoreError> {
         self.req(|mut c| async move { p.query_async(&mut c).await })
+            .await
+    }
+
+    /// Runs one pipeline (one round trip) on the node that holds `key` (see
+    /// [`Conn::pipe_at_key`](open::Conn::pipe_at_key)).
+    async fn pipe_at_key(&self, p: &redis::Pipeline, key: &str) -> Result<Vec<Value>, StoreError> {
+        self.req(|mut c| async move { c.pipe_at_key(p, key.as_bytes()).await })
             .await
     }
 

@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use redis::aio::{ConnectionLike, ConnectionManager, ConnectionManagerConfig};
 use redis::cluster_async::ClusterConnection;
+use redis::cluster_routing::{Route, SingleNodeRoutingInfo, SlotAddr};
 use redis::{Cmd, Pipeline, RedisFuture, Value};
 
 use crate::error::OpenError;
@@ -107,6 +108,30 @@ impl ConnectionLike for Conn {
         match self {
             Conn::Single(c) => c.get_db(),
             Conn::Cluster(c) => c.get_db(),
+        }
+    }
+}
+
+impl Conn {
+    /// Sends `pipeline` to the node that holds `key`: on a Cluster, the primary of the key's
+    /// slot, and every command in it goes there, keyless ones (`TIME`) included. A server error
+    /// in any reply comes back as `Err`, as from [`Pipeline::query_async`].
+    pub(crate) async fn pipe_at_key(
+        &mut self,
+        pipeline: &Pipeline,
+        key: &[u8],
+    ) -> redis::RedisResult<Vec<Value>> {
+        match self {
+            Conn::Single(c) => pipeline.query_async(c).await,
+            Conn::Cluster(c) => {
+                let route =
+                    SingleNodeRoutingInfo::SpecificNode(Route::with_key(key, SlotAddr::Master));
+                c.route_pipeline(pipeline.clone(), 0, pipeline.len(), route)
+                    .await?
+                    .into_iter()
+                    .map(Value::extract_error)
+                    .collect()
+            }
         }
     }
 }

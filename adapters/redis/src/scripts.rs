@@ -23,9 +23,10 @@ fn text(src: &str, first_line: Option<&str>) -> String {
 
 /// The prelude's top-level definitions (`local function f`, `local X =`) that `body` uses,
 /// directly or through another helper, in the prelude's order. Redis runs a script's whole
-/// chunk on every call, so each helper it carries is a closure made per call: the load script,
-/// which needs none, ran about 30 % slower with the whole prelude (`redis-benchmark`, 32
-/// clients: 76 k against 99 k calls/s; a plain `GET`, 105 k).
+/// chunk on every call, so each helper it carries is a closure made per call: a load script
+/// (`GET` and `TIME`; loads are a pipeline since) that needed one helper ran about 30 % slower
+/// with the whole prelude (`redis-benchmark`, 32 clients: 76 k against 99 k calls/s; a plain
+/// `GET`, 105 k).
 fn used_helpers(body: &str) -> String {
     // Each item runs from a top-level `local` line to the next one (comments before a
     // definition belong to it).
@@ -76,7 +77,6 @@ fn uses(text: &str, name: &str) -> bool {
 
 /// Every script, built once per store.
 pub(crate) struct Scripts {
-    pub(crate) load: Script,
     pub(crate) insert: Script,
     pub(crate) cas: Script,
     pub(crate) cas_tombstone: Script,
@@ -97,7 +97,6 @@ pub(crate) struct Scripts {
 
 /// The source of every script file, by name (for the hygiene tests).
 pub(crate) const SOURCES: &[(&str, &str)] = &[
-    ("load", include_str!("../lua/load.lua")),
     ("insert", include_str!("../lua/insert.lua")),
     ("cas", include_str!("../lua/cas.lua")),
     ("revoke_subject", include_str!("../lua/revoke_subject.lua")),
@@ -126,7 +125,6 @@ impl Scripts {
     pub(crate) fn new() -> Self {
         let b = |n: &str| build(src(n), None);
         Scripts {
-            load: b("load"),
             insert: b("insert"),
             cas: b("cas"),
             cas_tombstone: build(src("cas"), Some("#!lua flags=allow-oom")),
@@ -174,9 +172,9 @@ mod tests {
     /// A script carries the helpers it calls and theirs, and no others.
     #[test]
     fn a_script_carries_only_the_helpers_it_uses() {
-        let load = text(src("load"), None);
-        assert!(load.contains("local function judged("), "{load}");
-        assert!(!load.contains("local function header("), "{load}");
+        let put = text(src("put_ticket"), None);
+        assert!(put.contains("local function judged("), "{put}");
+        assert!(!put.contains("local function header("), "{put}");
         let cas = text(src("cas"), None);
         for h in ["header", "u64", "due", "judged", "num"] {
             assert!(
