@@ -12,7 +12,7 @@
 //! | row | leasehold | raw (PostgreSQL) | raw (Redis) |
 //! |---|---|---|---|
 //! | validate, no touch | `validate` | `SELECT *` by primary key | `GET` of the session key |
-//! | … vs the read with the clock (information) | the same | the same with `clock_ms(0)` | `GET` + `TIME`, one pipeline (not on a Cluster) |
+//! | … vs the read with the clock (information) | the same | the same with `clock_ms(0)` | `GET` + `TIME`, one pipeline |
 //! | validate, touch due | `validate` (writes the touch) | `UPDATE … WHERE id AND version`, asynchronous commit (a touch is a routine write) | `EVALSHA` compare-version-and-`SET` |
 //! | refresh | `refresh` (a rotation) | the same `UPDATE` | the same script |
 //! | create | `create` (no cap) | single-row `INSERT` | `SET … PXAT` |
@@ -44,6 +44,7 @@ use leasehold::{
 use leasehold_postgres::PostgresStore;
 use leasehold_redis::RedisStore;
 use sqlx::PgPool;
+use sqlx::postgres::PgRow;
 
 use crate::bench::{
     BenchError, Benched, Measured, Progress, REAP_BATCH, ROUND_STEP, Row, Samples, Target, Unit,
@@ -306,11 +307,9 @@ async fn measure<S: Store + Clone + 'static>(
         for f in fixtures.iter_mut() {
             for (slot, &c) in CONCURRENCY.iter().enumerate() {
                 samples.record(progress, round, f.touch_due(c).await?);
-                let (no_touch, clocked) = f.no_touch(c).await?;
+                let (no_touch, (row, sample)) = f.no_touch(c).await?;
                 samples.record(progress, round, no_touch);
-                if let Some((row, sample)) = clocked {
-                    samples.add(row, sample);
-                }
+                samples.add(row, sample);
                 samples.record(progress, round, f.refresh(slot, c).await?);
                 samples.record(progress, round, f.create(c, false).await?);
                 samples.record(progress, round, f.create(c, true).await?);
@@ -756,9 +755,9 @@ impl<S: Store + Clone + 'static> Fixture<S> {
 
     /// Validate with no touch due (the same sessions, just touched) ÷ a raw read of the
     /// session's record; and, for information, ÷ the raw read with the store's clock in the
-    /// same round trip (where the store reads its clock beside the record), which every
-    /// validate must send: the store keeps time. The second ratio is leasehold's own share.
-    async fn no_touch(&mut self, c: usize) -> Result<(Measured, Option<Measured>), BenchError> {
+    /// same round trip, which every validate must send: the store keeps time. The second
+    /// ratio is leasehold's own share.
+    async fn no_touch(&mut self, c: usize) -> Result<(Measured, Measured), BenchError> {
         let row = ns_row(
             self.named("validate, no touch", c),
             self.raw.read_op(),
@@ -783,9 +782,7 @@ impl<S: Store + Clone + 'static> Fixture<S> {
         })
         .await?;
         let plain = (row, (lh, Some(ns_per_op(self.reads.len(), took))));
-        let Some(op) = self.raw.read_clocked_op() else {
-            return Ok((plain, None));
-        };
+        let op = self.raw.read_clocked_op();
         let raw = self.raw.clone();
         let (took, _) = timed(self.reads.clone(), c, move |l| {
             let raw = raw.clone();
@@ -795,7 +792,7 @@ impl<S: Store + Clone + 'static> Fixture<S> {
         let name = format!("{} vs {op}", self.named("validate, no touch", c));
         let clocked = Row::new(name, op, Unit::Ns, Target::None);
         let clocked = (clocked, (lh, Some(ns_per_op(self.reads.len(), took))));
-        Ok((plain, Some(clocked)))
+        Ok((plain, clocked))
     }
 
     /// Refresh (a rotation) of the concurrency's own cohort ÷ one raw compare-and-swap.
@@ -1061,13 +1058,12 @@ impl Raw {
     }
 
     /// The raw read with the store's clock in the same round trip, as the adapter's load
-    /// sends them; `None` where the load is a script (a Redis Cluster: a keyless `TIME`
-    /// would go to any node).
-    fn read_clocked_op(&self) -> Option<&'static str> {
+    /// sends them (on a Cluster the client routes the pipeline by its key, so `TIME` runs on
+    /// the key's node there too).
+    fn read_clocked_op(&self) -> &'static str {
         match self {
-            Raw::Postgres(_) => Some("SELECT by id + clock"),
-            Raw::Redis(r) if !r.store.is_cluster() => Some("GET+TIME"),
-            Raw::Redis(_) => None,
+            Raw::Postgres(_) => "SELECT by id + clock",
+            Raw::Redis(_) => "GET+TIME",
         }
     }
 
@@ -1220,30 +1216,23 @@ impl PgRaw {
     }
 
     async fn read(&self, id: &SessionId) -> Result<(), BenchError> {
-        let row = sqlx::query(&self.select)
-            .bind(&id.as_bytes()[..])
-            .fetch_optional(&self.pool)
-            .await
-            .map_err(fail("raw SELECT"))?;
-        match row {
-            Some(_) => Ok(()),
-            None => Err(BenchError("raw SELECT found no session row".into())),
-        }
+        self.read_row(&self.select, id).await.map(|_| ())
     }
 
+    /// `SELECT` with the clock: the clock column read as the adapter reads it.
     async fn read_clocked(&self, id: &SessionId) -> Result<(), BenchError> {
-        let row = sqlx::query(&self.select_clocked)
+        let row = self.read_row(&self.select_clocked, id).await?;
+        let _: i64 = sqlx::Row::try_get(&row, 0).map_err(fail("raw SELECT clock"))?;
+        Ok(())
+    }
+
+    async fn read_row(&self, sql: &str, id: &SessionId) -> Result<PgRow, BenchError> {
+        sqlx::query(sql)
             .bind(&id.as_bytes()[..])
             .fetch_optional(&self.pool)
             .await
-            .map_err(fail("raw SELECT with clock"))?;
-        match row {
-            Some(row) => {
-                let _: i64 = sqlx::Row::try_get(&row, 0).map_err(fail("raw SELECT clock"))?;
-                Ok(())
-            }
-            None => Err(BenchError("raw SELECT found no session row".into())),
-        }
+            .map_err(fail("raw SELECT"))?
+            .ok_or_else(|| BenchError("raw SELECT found no session row".into()))
     }
 
     async fn cas(&self, l: &Loaded, now: Timestamp, class: WriteClass) -> Result<(), BenchError> {
