@@ -114,8 +114,9 @@ impl ConnectionLike for Conn {
 
 impl Conn {
     /// Sends `pipeline` to the node that holds `key`: on a Cluster, the primary of the key's
-    /// slot, and every command in it goes there, keyless ones (`TIME`) included. A server error
-    /// in any reply comes back as `Err`, as from [`Pipeline::query_async`].
+    /// slot, and every command in it goes there, keyless ones (`TIME`) included; a `MOVED` or
+    /// `ASK` in a reply sends the whole pipeline again where it points (the client does). A
+    /// server error in any reply comes back as `Err`, as from [`Pipeline::query_async`].
     pub(crate) async fn pipe_at_key(
         &mut self,
         pipeline: &Pipeline,

@@ -45,7 +45,9 @@ impl RedisStore {
     /// even this small one against 1 µs for a `GET` (`INFO commandstats`), and atomicity buys
     /// nothing here: `TIME` runs after the `GET`, so the record is judged at a time no earlier
     /// than it was read (expiry can only come sooner), and a revocation is in the record's
-    /// bytes, never in the clock.
+    /// bytes, never in the clock. While a resharding moves the key's slot, the Cluster client
+    /// follows the former node's `MOVED` or `ASK` with the whole pipeline, so both commands
+    /// still run on the node that holds the key (`tests/cluster_load.rs`).
     pub(crate) async fn load(&self, id: &SessionId) -> Result<Loaded, StoreError> {
         let k = self.inner.keys.session(id);
         let mut p = redis::pipe();
