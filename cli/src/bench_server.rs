@@ -764,8 +764,8 @@ impl<S: Store + Clone + 'static> Fixture<S> {
             0.95,
         );
         // Untimed, a raw read of every session first: the touch row just wrote them, and on
-        // PostgreSQL the first reader of a page prunes the row versions an update left (and
-        // logs the pruning), a cost that would otherwise fall on whichever side reads first.
+        // PostgreSQL the first read after an update costs more (it prunes the row versions the
+        // update left), a cost that would otherwise fall on whichever side reads first.
         let raw = self.raw.clone();
         timed(self.reads.clone(), c, move |l| {
             let raw = raw.clone();
