@@ -60,21 +60,24 @@ fn slot_and_node(store: &RedisStore, ports: &[u16], id: &SessionId) -> (String, 
     (slot, owners[0])
 }
 
-fn sessions(store: &RedisStore) -> Sessions<RedisStore> {
-    Sessions::new(store.clone(), Policy::default())
+/// A store on this binary's Cluster (its keys deleted when the cleanup drops), a driver on it,
+/// and the Cluster's node ports.
+async fn setup() -> (RedisStore, support::Cleanup, Sessions<RedisStore>, Vec<u16>) {
+    let url = support::cluster_url().unwrap();
+    let (store, cleanup) = support::open(&url).await.unwrap();
+    let s = Sessions::new(store.clone(), Policy::default())
         .unwrap()
-        .with_clock(ManualClock::new(SystemClock.now()))
+        .with_clock(ManualClock::new(SystemClock.now()));
+    let ports = ports(&url);
+    assert_eq!(ports.len(), 3, "{url}");
+    (store, cleanup, s, ports)
 }
 
 #[test]
 fn a_load_reads_the_clock_of_the_node_that_holds_the_record() {
     let _one = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
     support::rt().block_on(async {
-        let url = support::cluster_url().unwrap();
-        let (store, _cleanup) = support::open(&url).await.unwrap();
-        let ports = ports(&url);
-        assert_eq!(ports.len(), 3, "{url}");
-        let s = sessions(&store);
+        let (store, _cleanup, s, ports) = setup().await;
         // Sessions until every node holds some.
         let mut held: BTreeMap<u16, Vec<SessionId>> = BTreeMap::new();
         for i in 0..60 {
@@ -118,10 +121,7 @@ fn a_load_reads_the_clock_of_the_node_that_holds_the_record() {
 fn a_load_follows_its_key_across_a_resharding() {
     let _one = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
     support::rt().block_on(async {
-        let url = support::cluster_url().unwrap();
-        let (store, _cleanup) = support::open(&url).await.unwrap();
-        let ports = ports(&url);
-        let s = sessions(&store);
+        let (store, _cleanup, s, ports) = setup().await;
         let c = s
             .create(&Subject::new("moving").unwrap(), Default::default())
             .await
