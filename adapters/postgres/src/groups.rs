@@ -53,10 +53,7 @@ impl PostgresStore {
             })
             .await?;
         rows.iter()
-            .map(|row| match Columns::read(row, 0)? {
-                Some(c) => c.into_record(),
-                None => Err(StoreError::Corrupt("session row without an id".into())),
-            })
+            .map(|row| Columns::read(row, 0)?.into_record())
             .collect()
     }
 
@@ -88,10 +85,7 @@ impl PostgresStore {
             .await?;
         let mut records = rows
             .iter()
-            .map(|row| match Columns::read(row, 0)? {
-                Some(c) => c.into_record(),
-                None => Err(StoreError::Corrupt("session row without an id".into())),
-            })
+            .map(|row| Columns::read(row, 0)?.into_record())
             .collect::<Result<Vec<_>, _>>()?;
         let next = if records.len() > limit {
             records.truncate(limit);

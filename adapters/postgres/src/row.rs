@@ -131,14 +131,14 @@ impl Columns {
         })
     }
 
-    /// Reads the columns from `row`, starting at column `at`. `None` if the row has no id
-    /// there (the callers treat that as corrupt: every statement selects existing rows).
-    pub(crate) fn read(row: &PgRow, at: usize) -> Result<Option<Columns>, StoreError> {
+    /// Reads the columns from `row`, starting at column `at`. Every statement selects existing
+    /// rows, so a row without an id there is `Corrupt`.
+    pub(crate) fn read(row: &PgRow, at: usize) -> Result<Columns, StoreError> {
         let get = |e: sqlx::Error| StoreError::Corrupt(format!("session row: {e}"));
         let Some(id) = row.try_get::<Option<Vec<u8>>, _>(at).map_err(get)? else {
-            return Ok(None);
+            return Err(StoreError::Corrupt("session row without an id".into()));
         };
-        Ok(Some(Columns {
+        Ok(Columns {
             id,
             subject: row.try_get(at + 1).map_err(get)?,
             resource: row.try_get(at + 2).map_err(get)?,
@@ -164,7 +164,7 @@ impl Columns {
             context_summary: row.try_get(at + 22).map_err(get)?,
             data: row.try_get(at + 23).map_err(get)?,
             data_version: row.try_get(at + 24).map_err(get)?,
-        }))
+        })
     }
 
     /// The record these columns hold. Every value is checked as the engine's codec checks its

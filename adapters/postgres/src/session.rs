@@ -134,6 +134,11 @@ fn insert_outcome(row: &PgRow) -> Result<InsertOutcome, StoreError> {
     })
 }
 
+/// The server's `clock_ms` as a time (a clock before 1970 reads as the epoch).
+fn server_time(ms: i64) -> Timestamp {
+    Timestamp::from_millis(u64::try_from(ms).unwrap_or(0))
+}
+
 impl PostgresStore {
     /// The server's clock (`clock_ms`, with the test offset), for [`Store::store_clock`].
     ///
@@ -144,7 +149,7 @@ impl PostgresStore {
         let t: i64 = self
             .run(|| sqlx::query_scalar(sql).bind(offset).fetch_one(self.pool()))
             .await?;
-        Ok(Timestamp::from_millis(u64::try_from(t).unwrap_or(0)))
+        Ok(server_time(t))
     }
 
     pub(crate) async fn load(&self, id: &SessionId) -> Result<Loaded, StoreError> {
@@ -166,12 +171,8 @@ impl PostgresStore {
         let t: i64 = row
             .try_get(0)
             .map_err(|e| StoreError::Unavailable(format!("postgres clock: {e}")))?;
-        let store_time = Timestamp::from_millis(u64::try_from(t).unwrap_or(0));
-        let Some(columns) = Columns::read(&row, 1)? else {
-            return Err(StoreError::Corrupt("session row without an id".into()));
-        };
-        let record = Box::new(columns.into_record()?);
-        Ok(Loaded::new(Some(record)).at_store_time(store_time))
+        let record = Box::new(Columns::read(&row, 1)?.into_record()?);
+        Ok(Loaded::new(Some(record)).at_store_time(server_time(t)))
     }
 
     /// `insert_session` (with `record`) or `check_limits` (without): the same function, so the
