@@ -766,12 +766,7 @@ impl<S: Store + Clone + 'static> Fixture<S> {
         // Untimed, a raw read of every session first: the touch row just wrote them, and on
         // PostgreSQL the first read after an update costs more (it prunes the row versions the
         // update left), a cost that would otherwise fall on whichever side reads first.
-        let raw = self.raw.clone();
-        timed(self.reads.clone(), c, move |l| {
-            let raw = raw.clone();
-            async move { raw.read(&l.id).await }
-        })
-        .await?;
+        self.raw_reads(c, false).await?;
         let s = Arc::clone(&self.sessions);
         let (took, _) = timed(self.reads.clone(), c, move |l| {
             let s = Arc::clone(&s);
@@ -784,24 +779,29 @@ impl<S: Store + Clone + 'static> Fixture<S> {
         })
         .await?;
         let lh = ns_per_op(self.reads.len(), took);
-        let raw = self.raw.clone();
-        let (took, _) = timed(self.reads.clone(), c, move |l| {
-            let raw = raw.clone();
-            async move { raw.read(&l.id).await }
-        })
-        .await?;
-        let plain = (row, (lh, Some(ns_per_op(self.reads.len(), took))));
+        let plain = (row, (lh, Some(self.raw_reads(c, false).await?)));
         let op = self.raw.read_clocked_op();
-        let raw = self.raw.clone();
-        let (took, _) = timed(self.reads.clone(), c, move |l| {
-            let raw = raw.clone();
-            async move { raw.read_clocked(&l.id).await }
-        })
-        .await?;
         let name = format!("{} vs {op}", self.named("validate, no touch", c));
         let clocked = Row::new(name, op, Unit::Ns, Target::None);
-        let clocked = (clocked, (lh, Some(ns_per_op(self.reads.len(), took))));
-        Ok((plain, clocked))
+        Ok((plain, (clocked, (lh, Some(self.raw_reads(c, true).await?)))))
+    }
+
+    /// Ns per raw read of every validated session, at concurrency `c`; `clocked`: with the
+    /// store's clock in the same round trip.
+    async fn raw_reads(&self, c: usize, clocked: bool) -> Result<f64, BenchError> {
+        let raw = self.raw.clone();
+        let (took, _) = timed(self.reads.clone(), c, move |l| {
+            let raw = raw.clone();
+            async move {
+                if clocked {
+                    raw.read_clocked(&l.id).await
+                } else {
+                    raw.read(&l.id).await
+                }
+            }
+        })
+        .await?;
+        Ok(ns_per_op(self.reads.len(), took))
     }
 
     /// Refresh (a rotation) of the concurrency's own cohort ÷ one raw compare-and-swap.

@@ -137,8 +137,7 @@ impl RedisStore {
         &self,
         p: &redis::Pipeline,
     ) -> Result<T, StoreError> {
-        self.req(|mut c| async move { p.query_async(&mut c).await })
-            .await
+        self.pipe(p).await
     }
 
     /// Runs one raw script invocation (`EVALSHA`, loading the script on `NOSCRIPT`) on the
@@ -177,7 +176,7 @@ impl RedisStore {
     }
 
     /// Runs one pipeline (one round trip).
-    async fn pipe(&self, p: &redis::Pipeline) -> Result<Vec<Value>, StoreError> {
+    async fn pipe<T: FromRedisValue>(&self, p: &redis::Pipeline) -> Result<T, StoreError> {
         self.req(|mut c| async move { p.query_async(&mut c).await })
             .await
     }

@@ -108,7 +108,7 @@ impl RedisStore {
             .arg(until)
             .arg("GT")
             .ignore();
-        self.pipe(&p).await?;
+        self.pipe::<Vec<redis::Value>>(&p).await?;
         self.inner
             .unindexed_until
             .fetch_max(until, Ordering::Relaxed);
@@ -138,7 +138,7 @@ impl RedisStore {
             // Never a key without a TTL; only ever extended (the scripts' ttl_at_least).
             p.cmd("PEXPIREAT").arg(&g).arg(latest).arg("NX").ignore();
             p.cmd("PEXPIREAT").arg(&g).arg(latest).arg("GT").ignore();
-            self.pipe(&p).await?;
+            self.pipe::<Vec<redis::Value>>(&p).await?;
         }
         self.cmd::<i64>(redis::cmd("DEL").arg(self.inner.keys.unindexed()))
             .await?;
