@@ -9,8 +9,8 @@
 //!   server: capability `server_clock`) judges every conditional write at
 //!   [`judged_at`]`(now, its clock)` — the later of the two — and returns its time with every
 //!   record [`load_session`](Store::load_session) finds, so the engine decides on the same
-//!   clock: a caller
-//!   whose clock lags cannot stretch a window or revive what the store already let expire.
+//!   clock: a caller whose clock lags cannot stretch a window or revive what the store already
+//!   let expire.
 //!   Stores without a clock (in-process ones) judge at `now`. No store ever makes time sticky
 //!   (a persisted high-water mark would turn one clock glitch into an outage of every session).
 //! - **Endings are final.** A revocation never depends on a clock: it writes a

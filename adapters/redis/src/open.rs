@@ -156,8 +156,9 @@ impl RedisStore {
     /// With the global index on (the default), if sessions of this prefix were created without
     /// it and may still live (the `P:g:{global}:unindexed` marker lives until the latest of
     /// their absolute deadlines), the index is rebuilt first by walking the records (`SCAN`),
-    /// so a global cap and `Scope::All` see them. Switch every process of a prefix together: one still
-    /// running without the index creates sessions the others' global cap does not count.
+    /// so a global cap and `Scope::All` see them. Switch every process of a prefix together:
+    /// one still running without the index creates sessions the others' global cap does not
+    /// count.
     pub async fn open(config: RedisConfig) -> Result<Self, OpenError> {
         check_prefix(&config.prefix).map_err(|e| OpenError::Config(e.into()))?;
         let shown = redact(&config.url);

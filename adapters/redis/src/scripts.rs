@@ -23,10 +23,10 @@ fn text(src: &str, first_line: Option<&str>) -> String {
 
 /// The prelude's top-level definitions (`local function f`, `local X =`) that `body` uses,
 /// directly or through another helper, in the prelude's order. Redis runs a script's whole
-/// chunk on every call, so each helper it carries is a closure made per call: a load script
-/// (`GET` and `TIME`; loads are a pipeline since) that needed one helper ran about 30 % slower
-/// with the whole prelude (`redis-benchmark`, 32 clients: 76 k against 99 k calls/s; a plain
-/// `GET`, 105 k).
+/// chunk on every call, so each helper it carries is a closure made per call: the former load
+/// script (`GET` and `TIME`, one helper; a load is a pipeline now) ran about 30 % slower with
+/// the whole prelude (`redis-benchmark`, 32 clients: 76 k against 99 k calls/s; a plain `GET`,
+/// 105 k).
 fn used_helpers(body: &str) -> String {
     // Each item runs from a top-level `local` line to the next one (comments before a
     // definition belong to it).

@@ -688,12 +688,12 @@ fn store_at(env: &Env, t: Timestamp) -> CaseResult {
 /// What a store ahead of its caller must decide on its own clock. Four sessions and a ticket
 /// are made with store and caller agreeing; the caller then reads 10 s later (everything live
 /// by its clock, the ticket unexpired, no touch due) while the store reads 1 min past the idle
-/// deadline. `load_session` and `store_clock` return the store's time; a compare-and-swap of a touch at the
-/// caller's clock is `NotFound` and changes nothing; `acquire_slot` is `SessionNotLive` in the
-/// store (and `Expired` through `Sessions`); the ticket is `Expired`; `validate` is `Expired`,
-/// decided from the store time `load_session` returned, and that ending is durable. Once the
-/// store's clock is corrected, the session whose touch was merely refused validates again (no
-/// store time is sticky) and those answered `Expired` stay ended.
+/// deadline. `load_session` and `store_clock` return the store's time; a compare-and-swap of a
+/// touch at the caller's clock is `NotFound` and changes nothing; `acquire_slot` is
+/// `SessionNotLive` in the store (and `Expired` through `Sessions`); the ticket is `Expired`;
+/// `validate` is `Expired`, decided from the store time `load_session` returned, and that
+/// ending is durable. Once the store's clock is corrected, the session whose touch was merely
+/// refused validates again (no store time is sticky) and those answered `Expired` stay ended.
 pub(crate) async fn store_ahead_of_caller_decides(env: Env) -> CaseResult {
     let policy = no_renewal()?;
     let t0 = env.now();
